@@ -1,0 +1,297 @@
+package query
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/airlock-dev/airlock/internal/refusal"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+func ruleErr(rule, format string, args ...any) error {
+	return refusal.New(refusal.AnalysisRule, rule, format, args...)
+}
+
+// unitRef is a distinct-unit counter the planner threads through derived
+// tables up to the top block.
+type unitRef struct {
+	scan *Source
+	sql  string // the unit column as visible in the current block
+}
+
+// aggregation plans a query under at least one aggregation rule, in the
+// manner of AWS Clean Rooms' aggregation analysis rule: columns have roles
+// (dimension, join, aggregate), derived tables may only filter and project,
+// and every output row must cover at least MinUnits distinct privacy units
+// of every governed dataset, or it is suppressed.
+func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Source, plan *Plan) (*Plan, error) {
+	if len(q.GroupBy) == 0 && !itemsAggregate(q.Items) {
+		return nil, ruleErr("aggregation.required", "this agreement answers only aggregate queries (GROUP BY with COUNT, SUM, AVG, ...)")
+	}
+	c := &aggChecker{grants: grants}
+	if err := c.block(q, true); err != nil {
+		return nil, err
+	}
+	units := map[*Select][]unitRef{}
+	var unitsOf func(b *Select) []unitRef
+	unitsOf = func(b *Select) []unitRef {
+		if u, ok := units[b]; ok {
+			return u
+		}
+		var out []unitRef
+		for _, s := range b.From {
+			if s.Dataset != nil {
+				if g := grants[s.Dataset.Name]; g.Access == AccessAggregation {
+					out = append(out, unitRef{scan: s, sql: QuoteIdent(s.Alias) + "." + QuoteIdent(s.Dataset.PrivacyUnit)})
+				}
+				continue
+			}
+			for k, u := range unitsOf(s.Sub) {
+				out = append(out, unitRef{scan: u.scan, sql: QuoteIdent(s.Alias) + "." + QuoteIdent(hiddenUnit(k))})
+			}
+		}
+		units[b] = out
+		return out
+	}
+	derivedExtra := func(b *Select) []string {
+		var out []string
+		for k, u := range unitsOf(b) {
+			out = append(out, u.sql+" AS "+QuoteIdent(hiddenUnit(k)))
+		}
+		return out
+	}
+	g := p.newGen(grants, derivedExtra)
+	top := unitsOf(q)
+	var extra []string
+	for k, u := range top {
+		extra = append(extra, "COUNT(DISTINCT "+u.sql+") AS "+QuoteIdent("__n"+strconv.Itoa(k)))
+		plan.UnitColumns = append(plan.UnitColumns, len(visibleNames(q.Items))+k)
+		min := grants[u.scan.Dataset.Name].Rule.MinUnits
+		if min < 1 {
+			min = 1
+		}
+		plan.MinUnits = append(plan.MinUnits, min)
+	}
+	// LIMIT and OFFSET count released rows, so they run after suppression.
+	lim, off := q.Limit, q.Offset
+	q.Limit, q.Offset = nil, nil
+	g.selectSQL(q, extra)
+	q.Limit, q.Offset = lim, off
+	plan.Limit, plan.Offset = lim, off
+	plan.SQL = g.b.String()
+	plan.Columns = visibleNames(q.Items)
+	return plan, nil
+}
+
+func hiddenUnit(k int) string { return "__u" + strconv.Itoa(k) }
+
+func itemsAggregate(items []Item) bool {
+	for _, it := range items {
+		if HasAggregate(it.Expr) {
+			return true
+		}
+	}
+	return false
+}
+
+type aggChecker struct {
+	grants map[string]*Grant
+	seen   map[*Select]bool
+}
+
+func (c *aggChecker) block(q *Select, top bool) error {
+	if c.seen == nil {
+		c.seen = map[*Select]bool{}
+	}
+	if c.seen[q] {
+		return nil
+	}
+	c.seen[q] = true
+	for _, cte := range q.With {
+		if err := c.block(cte.Query, false); err != nil {
+			return err
+		}
+	}
+	for _, s := range q.From {
+		if s.Sub != nil {
+			if err := c.block(s.Sub, false); err != nil {
+				return err
+			}
+		}
+	}
+	if !top {
+		if len(q.GroupBy) > 0 || q.Having != nil || itemsAggregate(q.Items) || q.Distinct {
+			return ruleErr("aggregation.nested", "a subquery or CTE may only filter and project rows; aggregate once, at the top")
+		}
+		if q.Limit != nil || q.Offset != nil {
+			return ruleErr("aggregation.subquery_limit", "LIMIT and OFFSET are only allowed on the outer query")
+		}
+	}
+	for _, ce := range blockExprs(q) {
+		if err := c.expr(ce.e, ce.ctx, top); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expr checks one expression and everything below it.
+func (c *aggChecker) expr(e Expr, ctx exprCtx, top bool) error {
+	switch x := e.(type) {
+	case nil:
+		return nil
+	case *InSub:
+		return ruleErr("aggregation.subquery_filter", "IN (subquery) and EXISTS are not allowed under an aggregation rule")
+	case *Func:
+		if x.Agg {
+			return c.aggregate(x)
+		}
+	case *Col:
+		return c.column(x, ctx, top)
+	}
+	return c.children(e, ctx, top)
+}
+
+// children checks the direct children of e.
+func (c *aggChecker) children(e Expr, ctx exprCtx, top bool) error {
+	var kids []Expr
+	switch x := e.(type) {
+	case *Op:
+		kids = []Expr{x.L, x.R}
+	case *Not:
+		kids = []Expr{x.X}
+	case *Neg:
+		kids = []Expr{x.X}
+	case *Func:
+		kids = x.Args
+	case *Cast:
+		kids = []Expr{x.X}
+	case *Case:
+		kids = append(kids, x.Operand)
+		for _, w := range x.Whens {
+			kids = append(kids, w.Cond, w.Then)
+		}
+		kids = append(kids, x.Else)
+	case *In:
+		kids = append([]Expr{x.X}, x.List...)
+	case *Between:
+		kids = []Expr{x.X, x.Lo, x.Hi}
+	case *IsNull:
+		kids = []Expr{x.X}
+	}
+	for _, k := range kids {
+		if k == nil {
+			continue
+		}
+		if err := c.expr(k, ctx, top); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *aggChecker) grantOf(o *Origin) *Grant { return c.grants[o.Scan.Dataset.Name] }
+
+func (c *aggChecker) column(col *Col, ctx exprCtx, top bool) error {
+	if col.Origin == nil {
+		// A computed column of a derived table: everything it was built
+		// from must itself be usable as a dimension.
+		for _, o := range col.Derived {
+			if err := c.dimension(o, ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if ctx == ctxSelect && !top {
+		return nil // a pass-through projection; its use is checked where it is used
+	}
+	return c.dimension(col.Origin, ctx)
+}
+
+func (c *aggChecker) dimension(o *Origin, ctx exprCtx) error {
+	g := c.grantOf(o)
+	if g.Access != AccessAggregation {
+		return nil
+	}
+	name := o.Column.Name
+	qual := o.Scan.Dataset.Name + "." + name
+	if ctx == ctxJoin && setOf(g.Rule.JoinColumns)[name] {
+		return nil
+	}
+	if o.Column.Class == workspace.ClassIdentifier {
+		return ruleErr("aggregation.identifier", "identifier column %s can only be counted, never shown, filtered or grouped", qual)
+	}
+	if !setOf(g.Rule.Dimensions)[name] {
+		where := map[exprCtx]string{ctxWhere: "WHERE", ctxGroup: "GROUP BY", ctxSelect: "the select list outside an aggregate", ctxHaving: "HAVING outside an aggregate", ctxOrder: "ORDER BY outside an aggregate", ctxJoin: "a join condition"}[ctx]
+		return ruleErr("aggregation.dimension", "column %s is not a dimension of the agreement and cannot be used in %s", qual, where)
+	}
+	return nil
+}
+
+func (c *aggChecker) aggregate(f *Func) error {
+	if f.Star {
+		// COUNT(*) counts rows of the governed datasets; the rule must allow it
+		// for each of them.
+		for name, g := range c.grants {
+			if g.Access == AccessAggregation && !contains(g.Rule.Aggregates["*"], "count") {
+				return ruleErr("aggregation.function", "COUNT(*) is not allowed on %s", name)
+			}
+		}
+		return nil
+	}
+	if len(f.Args) != 1 {
+		return ruleErr("aggregation.function", "%s is not an allowed aggregate", f.Name)
+	}
+	col, ok := f.Args[0].(*Col)
+	if !ok {
+		return ruleErr("aggregation.argument", "aggregate arguments must be plain columns, e.g. %s(cost)", f.Name)
+	}
+	if f.Distinct && f.Name != "count" {
+		return ruleErr("aggregation.function", "DISTINCT is only allowed in COUNT")
+	}
+	origins := col.Derived
+	if col.Origin != nil {
+		origins = []*Origin{col.Origin}
+	} else if len(origins) > 0 {
+		return ruleErr("aggregation.argument", "aggregate arguments must be plain columns, e.g. %s(cost)", f.Name)
+	}
+	for _, o := range origins {
+		g := c.grantOf(o)
+		if g.Access != AccessAggregation {
+			continue
+		}
+		qual := o.Scan.Dataset.Name + "." + o.Column.Name
+		if RawValueAggregates[f.Name] && o.Column.Class != workspace.ClassAttribute {
+			return ruleErr("aggregation.raw_value", "%s returns an input value and is never allowed on %s column %s", f.Name, o.Column.Class, qual)
+		}
+		if !contains(g.Rule.Aggregates[o.Column.Name], f.Name) {
+			return ruleErr("aggregation.function", "%s(%s) is not allowed by the agreement", f.Name, qual)
+		}
+	}
+	return nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// KeyedHashSQL renders a keyed pseudonym of col: NMAC-style nested SHA-256
+// with two keys derived from the agreement's key, truncated to 96 bits. The
+// same value gives the same pseudonym under one agreement (so masked columns
+// still join and count) and unrelated ones across agreements. Both engines
+// produce identical text.
+func KeyedHashSQL(d Dialect, key []byte, col string) string {
+	k1, k2 := deriveMaskKeys(key)
+	if d == Postgres {
+		inner := fmt.Sprintf("encode(sha256(convert_to(%s || CAST(%s AS text), 'UTF8')), 'hex')", QuoteString(k1), col)
+		return fmt.Sprintf("substr(encode(sha256(convert_to(%s || %s, 'UTF8')), 'hex'), 1, 24)", QuoteString(k2), inner)
+	}
+	inner := fmt.Sprintf("sha256(%s || CAST(%s AS VARCHAR))", QuoteString(k1), col)
+	return fmt.Sprintf("substr(sha256(%s || %s), 1, 24)", QuoteString(k2), inner)
+}

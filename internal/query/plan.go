@@ -1,0 +1,358 @@
+package query
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/airlock-dev/airlock/internal/refusal"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// Access is how a principal may read one dataset in one request.
+type Access string
+
+// The access kinds, from most to least direct.
+const (
+	AccessOwner       Access = "owner"       // the owner's own staff: rows as stored
+	AccessList        Access = "list"        // row level through masks and filters
+	AccessAggregation Access = "aggregation" // aggregates over groups of >= MinUnits units
+	AccessDP          Access = "dp"          // differentially private aggregates
+)
+
+// Grant is the resolved permission for one dataset: the access kind, the
+// rule that shapes it and the row filter bound to the principal.
+type Grant struct {
+	Access    Access
+	Rule      workspace.Rule
+	RowFilter Expr   // over the dataset's columns; nil = all rows
+	HMACKey   []byte // per-agreement key for hmac masks
+	// Table is the engine's name for the dataset (a DuckDB table, or a
+	// PostgreSQL relation for datasets governed in place).
+	Table string
+}
+
+// Plan is a governed query ready to run: engine SQL plus the output
+// controls Go applies to its (small) result.
+type Plan struct {
+	Kind    Access
+	SQL     string
+	Columns []string // visible output names
+	// UnitColumns are trailing hidden result columns holding the distinct
+	// privacy-unit count per row, with the minimum each must reach.
+	UnitColumns []int
+	MinUnits    []int
+	// Limit and Offset are applied in Go after suppression (aggregation).
+	Limit, Offset *int64
+	// MaxRows: a result with more rows is refused (list rule).
+	MaxRows int
+	// Touched lists dataset.column for every column read, sorted.
+	Touched  []string
+	Classes  []string
+	Datasets []string
+}
+
+// Planner turns IR into governed plans for one engine dialect.
+type Planner struct {
+	Dialect Dialect
+}
+
+// Plan applies each dataset's grant to q and generates engine SQL.
+func (p Planner) Plan(q *Select, grants map[string]*Grant) (*Plan, error) {
+	scans := collectScans(q)
+	kind := AccessOwner
+	for _, s := range scans {
+		g := grants[s.Dataset.Name]
+		if g == nil {
+			return nil, refusal.New(refusal.Forbidden, "agreement.dataset", "no grant covers dataset %q", s.Dataset.Name)
+		}
+		kind = stricter(kind, g.Access)
+	}
+	plan := &Plan{Kind: kind}
+	plan.Touched, plan.Classes, plan.Datasets = touched(q)
+	for _, s := range scans {
+		g := grants[s.Dataset.Name]
+		if g.Access == AccessList && len(g.Rule.Columns) > 0 {
+			// The catalog view already hides unlisted columns; this is the
+			// second line of defence.
+			allowed := setOf(g.Rule.Columns)
+			if err := eachOrigin(q, func(o *Origin, _ exprCtx) error {
+				if o.Scan == s && !allowed[o.Column.Name] {
+					return refusal.New(refusal.AnalysisRule, "list.columns", "column %s.%s is not exposed by the agreement", s.Dataset.Name, o.Column.Name)
+				}
+				return nil
+			}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	switch kind {
+	case AccessDP:
+		return nil, refusal.New(refusal.AnalysisRule, "dp.unsupported", "differentially private queries are not available on this node yet")
+	case AccessAggregation:
+		return p.aggregation(q, grants, scans, plan)
+	case AccessList:
+		if err := checkListMasks(q, grants); err != nil {
+			return nil, err
+		}
+		maxRows := 0
+		for _, s := range scans {
+			if g := grants[s.Dataset.Name]; g.Access == AccessList && g.Rule.MaxRows > 0 && (maxRows == 0 || g.Rule.MaxRows < maxRows) {
+				maxRows = g.Rule.MaxRows
+			}
+		}
+		plan.MaxRows = maxRows
+	}
+	g := p.newGen(grants, nil)
+	lim := q.Limit
+	if plan.MaxRows > 0 && (lim == nil || *lim > int64(plan.MaxRows)) {
+		// Fetch one more than allowed to tell "exactly at the cap" from "over".
+		l := int64(plan.MaxRows) + 1
+		lim = &l
+	}
+	saved := q.Limit
+	q.Limit = lim
+	g.selectSQL(q, nil)
+	q.Limit = saved
+	plan.SQL = g.b.String()
+	plan.Columns = visibleNames(q.Items)
+	return plan, nil
+}
+
+func stricter(a, b Access) Access {
+	rank := map[Access]int{AccessOwner: 0, AccessList: 1, AccessAggregation: 2, AccessDP: 3}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+func setOf(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}
+
+func visibleNames(items []Item) []string {
+	var out []string
+	for _, it := range items {
+		if !it.Hidden {
+			out = append(out, it.Name)
+		}
+	}
+	return out
+}
+
+// collectScans lists every dataset scan in q, including CTEs and subqueries.
+func collectScans(q *Select) []*Source {
+	var out []*Source
+	seen := map[*Select]bool{}
+	var visit func(q *Select)
+	visit = func(q *Select) {
+		if seen[q] {
+			return
+		}
+		seen[q] = true
+		for _, c := range q.With {
+			visit(c.Query)
+		}
+		for _, s := range q.From {
+			if s.Dataset != nil {
+				out = append(out, s)
+			} else {
+				visit(s.Sub)
+			}
+		}
+		for _, e := range blockExprs(q) {
+			Walk(e.e, func(x Expr) bool {
+				if in, ok := x.(*InSub); ok {
+					visit(in.Sub)
+				}
+				return true
+			})
+		}
+	}
+	visit(q)
+	return out
+}
+
+type ctxExpr struct {
+	e   Expr
+	ctx exprCtx
+}
+
+// blockExprs lists the expressions of one query block with their context.
+func blockExprs(q *Select) []ctxExpr {
+	var out []ctxExpr
+	for _, s := range q.From {
+		if s.On != nil {
+			out = append(out, ctxExpr{s.On, ctxJoin})
+		}
+	}
+	if q.Where != nil {
+		out = append(out, ctxExpr{q.Where, ctxWhere})
+	}
+	for _, g := range q.GroupBy {
+		out = append(out, ctxExpr{g, ctxGroup})
+	}
+	if q.Having != nil {
+		out = append(out, ctxExpr{q.Having, ctxHaving})
+	}
+	for _, it := range q.Items {
+		out = append(out, ctxExpr{it.Expr, ctxSelect})
+	}
+	for _, o := range q.OrderBy {
+		out = append(out, ctxExpr{o.Expr, ctxOrder})
+	}
+	return out
+}
+
+// eachOrigin calls fn for every dataset column read anywhere in q.
+func eachOrigin(q *Select, fn func(o *Origin, ctx exprCtx) error) error {
+	seen := map[*Select]bool{}
+	var visit func(q *Select) error
+	visit = func(q *Select) error {
+		if seen[q] {
+			return nil
+		}
+		seen[q] = true
+		for _, c := range q.With {
+			if err := visit(c.Query); err != nil {
+				return err
+			}
+		}
+		for _, s := range q.From {
+			if s.Sub != nil {
+				if err := visit(s.Sub); err != nil {
+					return err
+				}
+			}
+		}
+		for _, ce := range blockExprs(q) {
+			var err error
+			Walk(ce.e, func(x Expr) bool {
+				switch c := x.(type) {
+				case *Col:
+					if c.Origin != nil {
+						err = fn(c.Origin, ce.ctx)
+					}
+				case *InSub:
+					err = visit(c.Sub)
+				}
+				return err == nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return visit(q)
+}
+
+func touched(q *Select) (cols, classes, datasets []string) {
+	cs, cl, ds := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, s := range collectScans(q) {
+		ds[s.Dataset.Name] = true
+	}
+	_ = eachOrigin(q, func(o *Origin, _ exprCtx) error {
+		cs[o.Scan.Dataset.Name+"."+o.Column.Name] = true
+		cl[string(o.Column.Class)] = true
+		return nil
+	})
+	return sortedKeys(cs), sortedKeys(cl), sortedKeys(ds)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkListMasks refuses filtering, grouping, joining or sorting on a
+// masked column's raw value: the mask applies to the scan itself, so every
+// reference sees the masked value; nothing to check beyond exposure.
+func checkListMasks(q *Select, grants map[string]*Grant) error { return nil }
+
+// newGen returns a generator whose dataset scans apply each grant.
+func (p Planner) newGen(grants map[string]*Grant, extra func(*Select) []string) *gen {
+	g := &gen{d: p.Dialect, extraItems: extra}
+	g.scan = func(s *Source) string { return p.scanSQL(s, grants[s.Dataset.Name]) }
+	return g
+}
+
+// scanSQL renders a dataset scan as a derived table that already carries the
+// grant: only the rows the row filter admits, and masked columns.
+func (p Planner) scanSQL(s *Source, g *Grant) string {
+	var b strings.Builder
+	b.WriteString("(SELECT ")
+	for i := range s.Dataset.Columns {
+		c := &s.Dataset.Columns[i]
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(p.maskedColumn(c, g))
+		b.WriteString(" AS ")
+		b.WriteString(QuoteIdent(c.Name))
+	}
+	b.WriteString(" FROM ")
+	b.WriteString(g.Table)
+	if g.RowFilter != nil {
+		fg := &gen{d: p.Dialect, colName: func(c *Col) string { return QuoteIdent(c.Name) }}
+		fg.expr(g.RowFilter)
+		b.WriteString(" WHERE ")
+		b.WriteString(fg.b.String())
+	}
+	b.WriteString(") AS ")
+	b.WriteString(QuoteIdent(s.Alias))
+	return b.String()
+}
+
+func (p Planner) maskedColumn(c *workspace.Column, g *Grant) string {
+	col := QuoteIdent(c.Name)
+	if g.Access != AccessList {
+		return col
+	}
+	if len(g.Rule.Columns) > 0 && !setOf(g.Rule.Columns)[c.Name] {
+		return "CAST(NULL AS " + sqlType(p.Dialect, c.Type) + ")"
+	}
+	switch g.Rule.Masks[c.Name] {
+	case workspace.MaskRedact:
+		return "CAST(NULL AS " + sqlType(p.Dialect, c.Type) + ")"
+	case workspace.MaskHMAC:
+		return KeyedHashSQL(p.Dialect, g.HMACKey, col)
+	case workspace.MaskYear:
+		return "CAST(date_trunc('year', " + col + ") AS DATE)"
+	case workspace.MaskMonth:
+		return "CAST(date_trunc('month', " + col + ") AS DATE)"
+	case workspace.MaskZip3:
+		return "(substr(CAST(" + col + " AS " + sqlType(p.Dialect, "text") + "), 1, 3) || 'XX')"
+	}
+	return col
+}
+
+// sqlType maps a manifest type to the dialect's SQL type.
+func sqlType(d Dialect, t string) string {
+	switch t {
+	case "integer":
+		return "BIGINT"
+	case "double":
+		return "DOUBLE PRECISION"
+	case "decimal":
+		return "DECIMAL(18,2)"
+	case "date":
+		return "DATE"
+	case "timestamp":
+		return "TIMESTAMP"
+	case "boolean":
+		return "BOOLEAN"
+	}
+	if d == DuckDB {
+		return "VARCHAR"
+	}
+	return "TEXT"
+}

@@ -1,0 +1,109 @@
+// Package store is Airlock's state store: the mutable, shared state of a node
+// (API tokens, agreement revocations, privacy budgets, cached DP answers and
+// the audit log's leaves and checkpoints). Workspace files hold what an owner
+// declares; the store holds what happens.
+//
+// Two implementations share one conformance suite (storetest): an embedded
+// SQLite database in the workspace's data directory (the default) and
+// PostgreSQL (for several replicas sharing one state).
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound is returned when a record does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrBudgetExhausted is returned by ChargeBudget when the charge would
+	// exceed the limit; nothing is charged.
+	ErrBudgetExhausted = errors.New("store: privacy budget exhausted")
+)
+
+// Token is an API token record. Only the SHA-256 hash of the secret is kept.
+type Token struct {
+	ID        string // public token id (the part before the secret)
+	Hash      []byte // sha256 of the whole token string
+	Principal string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero = never
+	RevokedAt time.Time // zero = not revoked
+}
+
+// Revocation records that an agreement was revoked.
+type Revocation struct {
+	Agreement string
+	RevokedAt time.Time
+	By        string
+	Reason    string
+}
+
+// BudgetKey identifies one budget ledger row: an agreement (and, optionally, a
+// principal) within one refresh period.
+type BudgetKey struct {
+	Agreement   string
+	Principal   string    // empty when the budget is per agreement
+	PeriodStart time.Time // start of the refresh period (UTC)
+}
+
+// BudgetState is what has been spent in a period, in zCDP rho, plus the
+// pure-epsilon and delta sums kept for reporting.
+type BudgetState struct {
+	Rho     float64
+	Epsilon float64
+	Delta   float64
+}
+
+// Charge is one atomic debit of a budget ledger.
+type Charge struct {
+	Key      BudgetKey
+	Rho      float64 // cost in zCDP rho
+	Epsilon  float64 // reporting only
+	Delta    float64 // reporting only
+	LimitRho float64 // the charge fails if spent+Rho would exceed this
+}
+
+// CachedResult is a released DP answer kept so an identical query under the
+// same agreement returns the same noisy answer at no new cost.
+type CachedResult struct {
+	Agreement   string
+	Fingerprint string // hash of the normalized query and its parameters
+	PeriodStart time.Time
+	Body        []byte // the serialized released result
+	CreatedAt   time.Time
+}
+
+// Store is the state store.
+type Store interface {
+	PutToken(ctx context.Context, t Token) error
+	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+	RevokeToken(ctx context.Context, id string, at time.Time) error
+
+	RevokeAgreement(ctx context.Context, r Revocation) error
+	AgreementRevocation(ctx context.Context, agreement string) (Revocation, error) // ErrNotFound if not revoked
+
+	// ChargeBudget debits a ledger atomically: concurrent charges, from any
+	// number of processes sharing the store, never overspend LimitRho.
+	// It returns the state after the charge, or ErrBudgetExhausted with the
+	// unchanged state.
+	ChargeBudget(ctx context.Context, c Charge) (BudgetState, error)
+	Budget(ctx context.Context, k BudgetKey) (BudgetState, error) // zero state if none
+
+	// PutCachedResult stores a result unless one exists for the same key; it
+	// returns the stored one (the first writer wins).
+	PutCachedResult(ctx context.Context, r CachedResult) (CachedResult, error)
+	CachedResult(ctx context.Context, agreement, fingerprint string, periodStart time.Time) (CachedResult, error)
+
+	// The audit log's storage (see package audit's LeafStore).
+	AppendLeaves(ctx context.Context, data [][]byte, hashes [][32]byte) (first uint64, err error)
+	LeafHashes(ctx context.Context, start, end uint64) ([][32]byte, error)
+	Leaves(ctx context.Context, start, end uint64) ([][]byte, error)
+	Size(ctx context.Context) (uint64, error)
+	PutCheckpoint(ctx context.Context, size uint64, signed []byte) error
+	LatestCheckpoint(ctx context.Context) ([]byte, error) // nil, nil if none
+
+	Close() error
+}

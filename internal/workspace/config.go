@@ -1,0 +1,88 @@
+package workspace
+
+import "time"
+
+// Config is the node configuration, read from airlock.yaml at the workspace root.
+type Config struct {
+	Node   NodeConfig   `yaml:"node"`
+	Auth   AuthConfig   `yaml:"auth"`
+	Limits LimitsConfig `yaml:"limits"`
+	// DataDir holds the embedded state store, the node key and the engine
+	// database; relative to the workspace. Default ".airlock".
+	DataDir string `yaml:"data_dir"`
+}
+
+// NodeConfig names the node.
+type NodeConfig struct {
+	Name   string `yaml:"name"`
+	Region string `yaml:"region"`
+	// Origin is the audit log's checkpoint origin line. Default "airlock/<name>".
+	Origin string `yaml:"origin"`
+	// CheckpointInterval is how often the audit log signs a checkpoint.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+}
+
+// AuthConfig configures bearer-token verification beyond API tokens.
+type AuthConfig struct {
+	JWT *JWTConfig `yaml:"jwt,omitempty"`
+}
+
+// JWTConfig verifies OIDC/JWT bearer tokens against a JWKS file.
+type JWTConfig struct {
+	JWKSFile string `yaml:"jwks_file"`
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	// PrincipalClaim names the claim that holds the principal name. Default "sub".
+	PrincipalClaim string `yaml:"principal_claim"`
+	// Claims maps principal attributes (org, region, country, clearance,
+	// roles) to claim names. Attributes from claims override the principal
+	// file's only where the principal is not declared there.
+	Claims map[string]string `yaml:"claims,omitempty"`
+	// Leeway tolerates clock skew on exp/nbf/iat. Default 30s.
+	Leeway time.Duration `yaml:"leeway"`
+}
+
+// LimitsConfig bounds what one query may use.
+type LimitsConfig struct {
+	QueryTimeout  time.Duration `yaml:"query_timeout"`   // default 30s
+	MemoryLimit   string        `yaml:"memory_limit"`    // DuckDB memory_limit, default "2GB"
+	Threads       int           `yaml:"threads"`         // DuckDB threads, default = cores
+	MaxResultRows int           `yaml:"max_result_rows"` // default 100000
+	MaxSQLBytes   int           `yaml:"max_sql_bytes"`   // default 64 KiB
+}
+
+// CheckAndSetDefaults fills unset fields with their defaults.
+func (c *Config) CheckAndSetDefaults() {
+	if c.Node.Name == "" {
+		c.Node.Name = "airlock"
+	}
+	if c.Node.Origin == "" {
+		c.Node.Origin = "airlock/" + c.Node.Name
+	}
+	if c.Node.CheckpointInterval == 0 {
+		c.Node.CheckpointInterval = time.Minute
+	}
+	if c.DataDir == "" {
+		c.DataDir = ".airlock"
+	}
+	if c.Limits.QueryTimeout == 0 {
+		c.Limits.QueryTimeout = 30 * time.Second
+	}
+	if c.Limits.MemoryLimit == "" {
+		c.Limits.MemoryLimit = "2GB"
+	}
+	if c.Limits.MaxResultRows == 0 {
+		c.Limits.MaxResultRows = 100000
+	}
+	if c.Limits.MaxSQLBytes == 0 {
+		c.Limits.MaxSQLBytes = 64 << 10
+	}
+	if c.Auth.JWT != nil {
+		if c.Auth.JWT.PrincipalClaim == "" {
+			c.Auth.JWT.PrincipalClaim = "sub"
+		}
+		if c.Auth.JWT.Leeway == 0 {
+			c.Auth.JWT.Leeway = 30 * time.Second
+		}
+	}
+}
