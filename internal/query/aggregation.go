@@ -240,6 +240,15 @@ func (c *aggChecker) aggregate(f *Func) error {
 		}
 		return nil
 	}
+	if RawValueAggregates[f.Name] {
+		for _, a := range f.Args {
+			for _, o := range origins(a) {
+				if c.grantOf(o).Access == AccessAggregation && o.Column.Class != workspace.ClassAttribute {
+					return ruleErr("aggregation.raw_value", "%s returns an input value and is never allowed on %s column %s.%s", f.Name, o.Column.Class, o.Scan.Dataset.Name, o.Column.Name)
+				}
+			}
+		}
+	}
 	if len(f.Args) != 1 {
 		return ruleErr("aggregation.function", "%s is not an allowed aggregate", f.Name)
 	}
