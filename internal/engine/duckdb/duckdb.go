@@ -1,0 +1,303 @@
+// Package duckdb is the embedded engine: DuckDB through duckdb-go, the only
+// package of Airlock that uses cgo.
+//
+// An instance has two phases. While loading, LoadTable creates tables from
+// workspace CSV/Parquet files. Lockdown then disables every file, network and
+// extension path (enable_external_access=false, no extension autoload or
+// install) and locks the configuration, so no later statement can re-enable
+// them. Only then does the gateway send it queries.
+package duckdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/big"
+	"path/filepath"
+	"strings"
+	"time"
+
+	duck "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/airlock-dev/airlock/internal/engine"
+)
+
+// Config sizes an instance.
+type Config struct {
+	Path        string // database file; empty = in memory
+	MemoryLimit string // e.g. "2GB"
+	Threads     int    // 0 = DuckDB's default (cores)
+	TempDir     string // spill directory; empty = none
+}
+
+// DB is an embedded DuckDB.
+type DB struct {
+	db     *sql.DB
+	locked bool
+}
+
+var _ engine.Engine = (*DB)(nil)
+
+// Open starts an instance in its loading phase.
+func Open(cfg Config) (*DB, error) {
+	c, err := duck.NewConnector(cfg.Path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: open: %w", err)
+	}
+	db := sql.OpenDB(c)
+	d := &DB{db: db}
+	stmts := []string{"SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false"}
+	if cfg.MemoryLimit != "" {
+		stmts = append(stmts, "SET memory_limit = '"+strings.ReplaceAll(cfg.MemoryLimit, "'", "")+"'")
+	}
+	if cfg.Threads > 0 {
+		stmts = append(stmts, fmt.Sprintf("SET threads = %d", cfg.Threads))
+	}
+	if cfg.TempDir != "" {
+		stmts = append(stmts, "SET temp_directory = '"+strings.ReplaceAll(cfg.TempDir, "'", "")+"'")
+	}
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("duckdb: %s: %w", s, err)
+		}
+	}
+	return d, nil
+}
+
+// ColumnSpec is a manifest column to load.
+type ColumnSpec struct{ Name, Type string }
+
+// SQLType maps a manifest type to DuckDB's.
+func SQLType(t string) string {
+	switch t {
+	case "integer":
+		return "BIGINT"
+	case "double":
+		return "DOUBLE"
+	case "decimal":
+		return "DECIMAL(18,2)"
+	case "date":
+		return "DATE"
+	case "timestamp":
+		return "TIMESTAMP"
+	case "boolean":
+		return "BOOLEAN"
+	}
+	return "VARCHAR"
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+func quoteLit(s string) string   { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// LoadTable (re)creates table name from a CSV (with header) or Parquet file,
+// with the manifest's columns and types. Errors are for the owner and may
+// quote the file's contents.
+func (d *DB) LoadTable(ctx context.Context, name, file string, cols []ColumnSpec) error {
+	if d.locked {
+		return errors.New("duckdb: cannot load after lockdown")
+	}
+	var sel []string
+	var typed []string
+	for _, c := range cols {
+		sel = append(sel, fmt.Sprintf("CAST(%s AS %s) AS %s", quoteIdent(c.Name), SQLType(c.Type), quoteIdent(c.Name)))
+		typed = append(typed, fmt.Sprintf("%s: %s", quoteLit(c.Name), quoteLit(SQLType(c.Type))))
+	}
+	var src string
+	switch strings.ToLower(filepath.Ext(file)) {
+	case ".parquet":
+		src = "read_parquet(" + quoteLit(file) + ")"
+	case ".csv":
+		src = "read_csv(" + quoteLit(file) + ", header = true, auto_detect = false, columns = {" + strings.Join(typed, ", ") + "})"
+	default:
+		return fmt.Errorf("duckdb: %s: unsupported file type (want .csv or .parquet)", file)
+	}
+	q := fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT %s FROM %s", quoteIdent(name), strings.Join(sel, ", "), src)
+	if _, err := d.db.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("loading %s into %s: %w", file, name, err)
+	}
+	return nil
+}
+
+// FileColumns lists a data file's columns and DuckDB types as detected,
+// for validating a manifest against its data.
+func (d *DB) FileColumns(ctx context.Context, file string) ([]engine.Column, error) {
+	var src string
+	switch strings.ToLower(filepath.Ext(file)) {
+	case ".parquet":
+		src = "read_parquet(" + quoteLit(file) + ")"
+	default:
+		src = "read_csv(" + quoteLit(file) + ", header = true)"
+	}
+	rows, err := d.db.QueryContext(ctx, "DESCRIBE SELECT * FROM "+src)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []engine.Column
+	for rows.Next() {
+		var name, typ string
+		var null, key, def, extra sql.NullString
+		if err := rows.Scan(&name, &typ, &null, &key, &def, &extra); err != nil {
+			return nil, err
+		}
+		out = append(out, engine.Column{Name: name, Type: typ})
+	}
+	return out, rows.Err()
+}
+
+// NullCount counts NULLs in a loaded column.
+func (d *DB) NullCount(ctx context.Context, table, column string) (int64, error) {
+	var n int64
+	err := d.db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE %s IS NULL", quoteIdent(table), quoteIdent(column))).Scan(&n)
+	return n, err
+}
+
+// Exec runs a statement in the loading phase (tests and benchmarks).
+func (d *DB) Exec(ctx context.Context, q string) error {
+	if d.locked {
+		return errors.New("duckdb: Exec is only for the loading phase")
+	}
+	_, err := d.db.ExecContext(ctx, q)
+	return err
+}
+
+// Lockdown ends the loading phase: no file, network or extension access,
+// and no setting can change afterwards.
+func (d *DB) Lockdown() error {
+	for _, s := range []string{
+		"SET enable_external_access = false",
+		"SET allow_community_extensions = false",
+		"SET lock_configuration = true",
+	} {
+		if _, err := d.db.Exec(s); err != nil {
+			return fmt.Errorf("duckdb: lockdown: %s: %w", s, err)
+		}
+	}
+	d.locked = true
+	return nil
+}
+
+// Dialect implements engine.Engine.
+func (d *DB) Dialect() string { return "duckdb" }
+
+// Close implements engine.Engine.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Query implements engine.Engine. The context's deadline interrupts the
+// query inside DuckDB.
+func (d *DB) Query(ctx context.Context, q string, args ...any) (*engine.Result, error) {
+	rows, err := d.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, sanitize(ctx, err)
+	}
+	defer rows.Close()
+	cts, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, sanitize(ctx, err)
+	}
+	res := &engine.Result{}
+	for _, c := range cts {
+		res.Columns = append(res.Columns, engine.Column{Name: c.Name(), Type: c.DatabaseTypeName()})
+	}
+	n := len(cts)
+	for rows.Next() {
+		vals := make([]any, n)
+		ptrs := make([]any, n)
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, sanitize(ctx, err)
+		}
+		for i, v := range vals {
+			vals[i] = normalize(v)
+		}
+		res.Rows = append(res.Rows, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, sanitize(ctx, err)
+	}
+	return res, nil
+}
+
+// normalize converts driver values to the documented Go types.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case int8:
+		return int64(x)
+	case int16:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case int:
+		return int64(x)
+	case uint8:
+		return int64(x)
+	case uint16:
+		return int64(x)
+	case uint32:
+		return int64(x)
+	case uint64:
+		return new(big.Int).SetUint64(x)
+	case float32:
+		return float64(x)
+	case duck.Decimal:
+		f, _ := new(big.Float).Quo(new(big.Float).SetInt(x.Value), new(big.Float).SetFloat64(pow10(x.Scale))).Float64()
+		return f
+	case *big.Int:
+		if x.IsInt64() {
+			return x.Int64()
+		}
+		return x
+	case time.Time:
+		return x.UTC()
+	}
+	return v
+}
+
+func pow10(n uint8) float64 {
+	f := 1.0
+	for i := uint8(0); i < n; i++ {
+		f *= 10
+	}
+	return f
+}
+
+// sanitize reduces a DuckDB error to its kind.
+func sanitize(ctx context.Context, err error) error {
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return engine.ErrTimeout
+	}
+	msg := err.Error()
+	var de *duck.Error
+	kind := "internal"
+	if errors.As(err, &de) {
+		switch de.Type {
+		case duck.ErrorTypeConversion:
+			kind = "conversion"
+		case duck.ErrorTypeOutOfMemory:
+			return engine.ErrMemory
+		case duck.ErrorTypeInterrupt:
+			return engine.ErrTimeout
+		case duck.ErrorTypeBinder, duck.ErrorTypeCatalog:
+			kind = "binder"
+		case duck.ErrorTypeParser, duck.ErrorTypeSyntax:
+			kind = "syntax"
+		case duck.ErrorTypeOutOfRange:
+			kind = "range"
+		case duck.ErrorTypeDivideByZero:
+			kind = "division"
+		case duck.ErrorTypePermission, duck.ErrorTypeIO, duck.ErrorTypeHTTP, duck.ErrorTypeInvalidConfiguration:
+			kind = "permission"
+		default:
+			kind = strings.ToLower(strings.TrimPrefix(fmt.Sprint(de.Type), "ErrorType"))
+		}
+	} else if strings.Contains(msg, "Out of Memory") {
+		return engine.ErrMemory
+	} else if strings.Contains(msg, "INTERRUPT") || strings.Contains(msg, "Interrupted") {
+		return engine.ErrTimeout
+	}
+	return engine.NewSanitized(kind, msg)
+}

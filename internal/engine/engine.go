@@ -1,0 +1,57 @@
+// Package engine defines what Airlock needs from a SQL engine: run one
+// generated query with a deadline and return typed rows, and fail with
+// errors that never carry data values. Implementations: engine/duckdb
+// (embedded, the only cgo package) and engine/postgres (datasets governed in
+// place).
+package engine
+
+import (
+	"context"
+	"errors"
+)
+
+// Column is one result column.
+type Column struct {
+	Name string
+	Type string
+}
+
+// Result is a small, fully materialized result. Values are Go values:
+// string, int64, *big.Int (HUGEINT), float64 (DOUBLE and DECIMAL),
+// time.Time, bool, []byte or nil.
+type Result struct {
+	Columns []Column
+	Rows    [][]any
+}
+
+// Engine runs generated SQL.
+type Engine interface {
+	// Dialect is "duckdb" or "postgres".
+	Dialect() string
+	Query(ctx context.Context, sql string, args ...any) (*Result, error)
+	Close() error
+}
+
+// Sentinel kinds of engine failure.
+var (
+	ErrTimeout = errors.New("engine: query exceeded its time limit")
+	ErrMemory  = errors.New("engine: query exceeded its memory limit")
+)
+
+// SanitizedError is an engine failure reduced to its kind. Error() never
+// contains the engine's message (which may quote data values); Cause keeps
+// it for the server log only.
+type SanitizedError struct {
+	Kind  string // conversion, division, binder, syntax, constraint, resource, internal
+	cause string
+}
+
+// NewSanitized wraps an engine message.
+func NewSanitized(kind, cause string) *SanitizedError {
+	return &SanitizedError{Kind: kind, cause: cause}
+}
+
+func (e *SanitizedError) Error() string { return "engine: " + e.Kind + " error" }
+
+// Cause returns the engine's raw message, for server-side logs only.
+func (e *SanitizedError) Cause() string { return e.cause }
