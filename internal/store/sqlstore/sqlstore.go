@@ -1,0 +1,303 @@
+// Package sqlstore implements store.Store over database/sql. The embedded
+// SQLite store and the PostgreSQL store differ only in a Dialect: placeholder
+// syntax, blob type and how the audit head row is locked.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/store"
+)
+
+// Dialect is what differs between the SQL engines behind a Store.
+type Dialect struct {
+	Name string
+	// Rebind turns ?-placeholders into the engine's.
+	Rebind func(q string) string
+	Blob   string
+	// ForUpdate is appended to the audit-head SELECT to lock it.
+	ForUpdate string
+}
+
+// Store is a store.Store over a database/sql handle.
+type Store struct {
+	db *sql.DB
+	d  Dialect
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New wraps an open database and applies the schema.
+func New(ctx context.Context, db *sql.DB, d Dialect) (*Store, error) {
+	s := &Store{db: db, d: d}
+	for _, stmt := range schema(d) {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return nil, fmt.Errorf("store: migrate: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// DB exposes the handle (for tests).
+func (s *Store) DB() *sql.DB { return s.db }
+
+func schema(d Dialect) []string {
+	b := d.Blob
+	return []string{
+		`CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, hash ` + b + ` NOT NULL UNIQUE, principal TEXT NOT NULL, created_ns BIGINT NOT NULL, expires_ns BIGINT NOT NULL, revoked_ns BIGINT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS revocations (agreement TEXT PRIMARY KEY, revoked_ns BIGINT NOT NULL, by_principal TEXT NOT NULL, reason TEXT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS budgets (agreement TEXT NOT NULL, principal TEXT NOT NULL, period_ns BIGINT NOT NULL, rho DOUBLE PRECISION NOT NULL, epsilon DOUBLE PRECISION NOT NULL, delta DOUBLE PRECISION NOT NULL, PRIMARY KEY (agreement, principal, period_ns))`,
+		`CREATE TABLE IF NOT EXISTS cached_results (agreement TEXT NOT NULL, fingerprint TEXT NOT NULL, period_ns BIGINT NOT NULL, body ` + b + ` NOT NULL, created_ns BIGINT NOT NULL, PRIMARY KEY (agreement, fingerprint, period_ns))`,
+		`CREATE TABLE IF NOT EXISTS audit_head (id INTEGER PRIMARY KEY, size BIGINT NOT NULL)`,
+		`INSERT INTO audit_head (id, size) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`,
+		`CREATE TABLE IF NOT EXISTS audit_leaves (idx BIGINT PRIMARY KEY, data ` + b + ` NOT NULL, hash ` + b + ` NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS audit_checkpoints (size BIGINT PRIMARY KEY, signed ` + b + ` NOT NULL)`,
+	}
+}
+
+func (s *Store) q(query string) string { return s.d.Rebind(query) }
+
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNS(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// PutToken implements store.Store.
+func (s *Store) PutToken(ctx context.Context, t store.Token) error {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO tokens (id, hash, principal, created_ns, expires_ns, revoked_ns) VALUES (?, ?, ?, ?, ?, ?)`),
+		t.ID, t.Hash, t.Principal, ns(t.CreatedAt), ns(t.ExpiresAt), ns(t.RevokedAt))
+	return err
+}
+
+// TokenByHash implements store.Store.
+func (s *Store) TokenByHash(ctx context.Context, hash []byte) (store.Token, error) {
+	var t store.Token
+	var c, e, r int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, hash, principal, created_ns, expires_ns, revoked_ns FROM tokens WHERE hash = ?`), hash).
+		Scan(&t.ID, &t.Hash, &t.Principal, &c, &e, &r)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, store.ErrNotFound
+	}
+	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromNS(c), fromNS(e), fromNS(r)
+	return t, err
+}
+
+// RevokeToken implements store.Store.
+func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE tokens SET revoked_ns = ? WHERE id = ? AND revoked_ns = 0`), ns(at), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// RevokeAgreement implements store.Store. Revoking twice keeps the first.
+func (s *Store) RevokeAgreement(ctx context.Context, r store.Revocation) error {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO revocations (agreement, revoked_ns, by_principal, reason) VALUES (?, ?, ?, ?) ON CONFLICT (agreement) DO NOTHING`),
+		r.Agreement, ns(r.RevokedAt), r.By, r.Reason)
+	return err
+}
+
+// AgreementRevocation implements store.Store.
+func (s *Store) AgreementRevocation(ctx context.Context, agreement string) (store.Revocation, error) {
+	r := store.Revocation{Agreement: agreement}
+	var at int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT revoked_ns, by_principal, reason FROM revocations WHERE agreement = ?`), agreement).Scan(&at, &r.By, &r.Reason)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, store.ErrNotFound
+	}
+	r.RevokedAt = fromNS(at)
+	return r, err
+}
+
+// budgetSlack lets the exact last remaining budget be spent despite float
+// rounding in the running sum; far below any meaningful rho.
+const budgetSlack = 1e-12
+
+// ChargeBudget implements store.Store with one conditional UPDATE: the row
+// lock serializes concurrent charges and the WHERE clause is re-checked
+// against the committed value, so the budget never goes over the limit.
+func (s *Store) ChargeBudget(ctx context.Context, c store.Charge) (store.BudgetState, error) {
+	k := c.Key
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO budgets (agreement, principal, period_ns, rho, epsilon, delta) VALUES (?, ?, ?, 0, 0, 0) ON CONFLICT (agreement, principal, period_ns) DO NOTHING`),
+		k.Agreement, k.Principal, ns(k.PeriodStart)); err != nil {
+		return store.BudgetState{}, err
+	}
+	var st store.BudgetState
+	err := s.db.QueryRowContext(ctx, s.q(`UPDATE budgets SET rho = rho + ?, epsilon = epsilon + ?, delta = delta + ? WHERE agreement = ? AND principal = ? AND period_ns = ? AND rho + ? <= ? RETURNING rho, epsilon, delta`),
+		c.Rho, c.Epsilon, c.Delta, k.Agreement, k.Principal, ns(k.PeriodStart), c.Rho, c.LimitRho*(1+budgetSlack)+budgetSlack).Scan(&st.Rho, &st.Epsilon, &st.Delta)
+	if errors.Is(err, sql.ErrNoRows) {
+		cur, err := s.Budget(ctx, k)
+		if err != nil {
+			return cur, err
+		}
+		return cur, store.ErrBudgetExhausted
+	}
+	return st, err
+}
+
+// Budget implements store.Store.
+func (s *Store) Budget(ctx context.Context, k store.BudgetKey) (store.BudgetState, error) {
+	var st store.BudgetState
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT rho, epsilon, delta FROM budgets WHERE agreement = ? AND principal = ? AND period_ns = ?`),
+		k.Agreement, k.Principal, ns(k.PeriodStart)).Scan(&st.Rho, &st.Epsilon, &st.Delta)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.BudgetState{}, nil
+	}
+	return st, err
+}
+
+// PutCachedResult implements store.Store: the first writer wins.
+func (s *Store) PutCachedResult(ctx context.Context, r store.CachedResult) (store.CachedResult, error) {
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO cached_results (agreement, fingerprint, period_ns, body, created_ns) VALUES (?, ?, ?, ?, ?) ON CONFLICT (agreement, fingerprint, period_ns) DO NOTHING`),
+		r.Agreement, r.Fingerprint, ns(r.PeriodStart), r.Body, ns(r.CreatedAt)); err != nil {
+		return r, err
+	}
+	return s.CachedResult(ctx, r.Agreement, r.Fingerprint, r.PeriodStart)
+}
+
+// CachedResult implements store.Store.
+func (s *Store) CachedResult(ctx context.Context, agreement, fingerprint string, periodStart time.Time) (store.CachedResult, error) {
+	r := store.CachedResult{Agreement: agreement, Fingerprint: fingerprint, PeriodStart: periodStart}
+	var created int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT body, created_ns FROM cached_results WHERE agreement = ? AND fingerprint = ? AND period_ns = ?`),
+		agreement, fingerprint, ns(periodStart)).Scan(&r.Body, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, store.ErrNotFound
+	}
+	r.CreatedAt = fromNS(created)
+	return r, err
+}
+
+// AppendLeaves implements store.Store: one transaction locks the tree head,
+// assigns the next dense indices and inserts the batch.
+func (s *Store) AppendLeaves(ctx context.Context, data [][]byte, hashes [][32]byte) (uint64, error) {
+	if len(data) != len(hashes) {
+		return 0, errors.New("store: data and hashes differ in length")
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	var size int64
+	if err := tx.QueryRowContext(ctx, `SELECT size FROM audit_head WHERE id = 1`+s.d.ForUpdate).Scan(&size); err != nil {
+		return 0, err
+	}
+	const chunk = 200
+	for start := 0; start < len(data); start += chunk {
+		end := min(start+chunk, len(data))
+		var b strings.Builder
+		b.WriteString("INSERT INTO audit_leaves (idx, data, hash) VALUES ")
+		args := make([]any, 0, 3*(end-start))
+		for i := start; i < end; i++ {
+			if i > start {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?)")
+			h := hashes[i]
+			args = append(args, size+int64(i), data[i], h[:])
+		}
+		if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE audit_head SET size = ? WHERE id = 1`), size+int64(len(data))); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	return uint64(size), nil
+}
+
+// LeafHashes implements store.Store.
+func (s *Store) LeafHashes(ctx context.Context, start, end uint64) ([][32]byte, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT idx, hash FROM audit_leaves WHERE idx >= ? AND idx < ? ORDER BY idx`), int64(start), int64(end))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][32]byte
+	next := int64(start)
+	for rows.Next() {
+		var idx int64
+		var h []byte
+		if err := rows.Scan(&idx, &h); err != nil {
+			return nil, err
+		}
+		if idx != next || len(h) != 32 {
+			return nil, fmt.Errorf("store: audit leaf %d is missing or malformed", next)
+		}
+		next++
+		out = append(out, [32]byte(h))
+	}
+	return out, rows.Err()
+}
+
+// Leaves implements store.Store.
+func (s *Store) Leaves(ctx context.Context, start, end uint64) ([][]byte, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT idx, data FROM audit_leaves WHERE idx >= ? AND idx < ? ORDER BY idx`), int64(start), int64(end))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][]byte
+	next := int64(start)
+	for rows.Next() {
+		var idx int64
+		var d []byte
+		if err := rows.Scan(&idx, &d); err != nil {
+			return nil, err
+		}
+		if idx != next {
+			return nil, fmt.Errorf("store: audit leaf %d is missing", next)
+		}
+		next++
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Size implements store.Store.
+func (s *Store) Size(ctx context.Context) (uint64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT size FROM audit_head WHERE id = 1`).Scan(&n)
+	return uint64(n), err
+}
+
+// PutCheckpoint implements store.Store.
+func (s *Store) PutCheckpoint(ctx context.Context, size uint64, signed []byte) error {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO audit_checkpoints (size, signed) VALUES (?, ?) ON CONFLICT (size) DO UPDATE SET signed = excluded.signed`), int64(size), signed)
+	return err
+}
+
+// LatestCheckpoint implements store.Store.
+func (s *Store) LatestCheckpoint(ctx context.Context) ([]byte, error) {
+	var b []byte
+	err := s.db.QueryRowContext(ctx, `SELECT signed FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error { return s.db.Close() }

@@ -1,0 +1,197 @@
+// Package storetest is the conformance suite every store.Store passes: the
+// embedded SQLite store and the PostgreSQL store run the same tests.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/store"
+)
+
+// Opener opens a store. Calling it twice with the same name must return two
+// handles on the same underlying state (a reopen, or a second replica).
+type Opener func(t *testing.T, name string) store.Store
+
+// Run runs the suite.
+func Run(t *testing.T, open Opener) {
+	ctx := context.Background()
+	t.Run("tokens", func(t *testing.T) {
+		s := open(t, "tokens")
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		tok := store.Token{ID: "abc", Hash: []byte{1, 2, 3}, Principal: "p@o", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		if err := s.PutToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.TokenByHash(ctx, []byte{1, 2, 3})
+		if err != nil || got.ID != "abc" || got.Principal != "p@o" || !got.ExpiresAt.Equal(tok.ExpiresAt) || !got.RevokedAt.IsZero() {
+			t.Fatalf("got %+v, %v", got, err)
+		}
+		if _, err := s.TokenByHash(ctx, []byte{9}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown hash: got %v, want ErrNotFound", err)
+		}
+		if err := s.RevokeToken(ctx, "abc", now); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.TokenByHash(ctx, []byte{1, 2, 3}); got.RevokedAt.IsZero() {
+			t.Fatal("revoked token reads as not revoked")
+		}
+		if err := s.RevokeToken(ctx, "nope", now); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("revoke unknown: got %v", err)
+		}
+	})
+	t.Run("revocations", func(t *testing.T) {
+		s := open(t, "revocations")
+		if _, err := s.AgreementRevocation(ctx, "a1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("got %v, want ErrNotFound", err)
+		}
+		at := time.Now().UTC().Truncate(time.Microsecond)
+		if err := s.RevokeAgreement(ctx, store.Revocation{Agreement: "a1", RevokedAt: at, By: "steward", Reason: "breach"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RevokeAgreement(ctx, store.Revocation{Agreement: "a1", RevokedAt: at.Add(time.Hour), By: "x", Reason: "again"}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.AgreementRevocation(ctx, "a1")
+		if err != nil || !r.RevokedAt.Equal(at) || r.Reason != "breach" {
+			t.Fatalf("got %+v, %v; want the first revocation kept", r, err)
+		}
+	})
+	t.Run("budget", func(t *testing.T) {
+		s := open(t, "budget")
+		k := store.BudgetKey{Agreement: "a", PeriodStart: time.Unix(1700000000, 0).UTC()}
+		// 0.1 + 0.2 > 0.3 in floating point; the last remaining budget must still be spendable.
+		for _, c := range []float64{0.1, 0.2} {
+			if _, err := s.ChargeBudget(ctx, store.Charge{Key: k, Rho: c, Epsilon: 1, LimitRho: 0.3}); err != nil {
+				t.Fatalf("charge %v: %v", c, err)
+			}
+		}
+		st, err := s.ChargeBudget(ctx, store.Charge{Key: k, Rho: 0.01, LimitRho: 0.3})
+		if !errors.Is(err, store.ErrBudgetExhausted) {
+			t.Fatalf("over limit: got %v, want ErrBudgetExhausted", err)
+		}
+		if st.Rho < 0.29 || st.Rho > 0.31 || st.Epsilon != 2 {
+			t.Fatalf("state after refusal: %+v", st)
+		}
+		other := k
+		other.PeriodStart = k.PeriodStart.Add(24 * time.Hour)
+		if st, _ := s.Budget(ctx, other); st.Rho != 0 {
+			t.Fatalf("new period starts at %v, want 0", st.Rho)
+		}
+		other.Principal = "p"
+		if _, err := s.ChargeBudget(ctx, store.Charge{Key: other, Rho: 0.3, LimitRho: 0.3}); err != nil {
+			t.Fatalf("separate ledger: %v", err)
+		}
+	})
+	t.Run("budget race", func(t *testing.T) {
+		a := open(t, "race")
+		b := open(t, "race") // a second handle: another process or replica
+		k := store.BudgetKey{Agreement: "race", PeriodStart: time.Unix(1700000000, 0).UTC()}
+		const fits = 37
+		var ok, exhausted atomic.Int64
+		var wg sync.WaitGroup
+		for i := 0; i < 200; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				s := a
+				if i%2 == 1 {
+					s = b
+				}
+				_, err := s.ChargeBudget(ctx, store.Charge{Key: k, Rho: 0.1, LimitRho: 0.1 * fits})
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, store.ErrBudgetExhausted):
+					exhausted.Add(1)
+				default:
+					t.Error(err)
+				}
+			}(i)
+		}
+		wg.Wait()
+		if ok.Load() != fits || exhausted.Load() != 200-fits {
+			t.Fatalf("%d charges succeeded, %d refused; want exactly %d and %d", ok.Load(), exhausted.Load(), fits, 200-fits)
+		}
+	})
+	t.Run("cached results", func(t *testing.T) {
+		s := open(t, "cache")
+		p := time.Unix(1700000000, 0).UTC()
+		if _, err := s.CachedResult(ctx, "a", "f", p); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("got %v", err)
+		}
+		first, err := s.PutCachedResult(ctx, store.CachedResult{Agreement: "a", Fingerprint: "f", PeriodStart: p, Body: []byte("one"), CreatedAt: p})
+		if err != nil || string(first.Body) != "one" {
+			t.Fatalf("got %q, %v", first.Body, err)
+		}
+		second, err := s.PutCachedResult(ctx, store.CachedResult{Agreement: "a", Fingerprint: "f", PeriodStart: p, Body: []byte("two"), CreatedAt: p})
+		if err != nil || string(second.Body) != "one" {
+			t.Fatalf("second writer got %q, %v; want the first answer", second.Body, err)
+		}
+	})
+	t.Run("audit leaves", func(t *testing.T) {
+		a := open(t, "audit")
+		b := open(t, "audit")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var firsts []uint64
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				s := a
+				if i%2 == 1 {
+					s = b
+				}
+				data := [][]byte{[]byte(fmt.Sprintf("e%d-a", i)), []byte(fmt.Sprintf("e%d-b", i))}
+				first, err := s.AppendLeaves(ctx, data, [][32]byte{sha256.Sum256(data[0]), sha256.Sum256(data[1])})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				firsts = append(firsts, first)
+				mu.Unlock()
+			}(i)
+		}
+		wg.Wait()
+		sort.Slice(firsts, func(i, j int) bool { return firsts[i] < firsts[j] })
+		for i, f := range firsts {
+			if f != uint64(2*i) {
+				t.Fatalf("batch firsts %v are not dense", firsts)
+			}
+		}
+		if n, _ := a.Size(ctx); n != 100 {
+			t.Fatalf("size %d, want 100", n)
+		}
+		leaves, err := b.Leaves(ctx, 0, 100)
+		if err != nil || len(leaves) != 100 {
+			t.Fatalf("leaves: %d, %v", len(leaves), err)
+		}
+		hashes, err := a.LeafHashes(ctx, 10, 20)
+		if err != nil || len(hashes) != 10 {
+			t.Fatalf("hashes: %d, %v", len(hashes), err)
+		}
+		for i, h := range hashes {
+			if h != sha256.Sum256(leaves[10+i]) {
+				t.Fatalf("hash %d does not match its leaf", 10+i)
+			}
+		}
+		if cp, err := a.LatestCheckpoint(ctx); cp != nil || err != nil {
+			t.Fatalf("no checkpoint yet: got %q, %v", cp, err)
+		}
+		a.PutCheckpoint(ctx, 50, []byte("cp50"))
+		a.PutCheckpoint(ctx, 100, []byte("cp100"))
+		if cp, _ := b.LatestCheckpoint(ctx); !bytes.Equal(cp, []byte("cp100")) {
+			t.Fatalf("latest checkpoint %q", cp)
+		}
+	})
+}
