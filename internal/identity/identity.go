@@ -108,8 +108,9 @@ func (a *Authenticator) now() time.Time {
 }
 
 func (a *Authenticator) apiToken(ctx context.Context, tok string) (Identity, error) {
-	parts := strings.Split(strings.TrimPrefix(tok, tokenPrefix), "_")
-	if len(parts) != 2 || len(parts[0]) != 16 || len(parts[1]) != 43 {
+	// alk_<16 hex id>_<43 base64url secret>; the secret may itself hold "_".
+	body := strings.TrimPrefix(tok, tokenPrefix)
+	if len(body) != 16+1+43 || body[16] != '_' {
 		return Identity{}, fail("malformed API token")
 	}
 	// The lookup is by hash of the whole token, so a right id with a wrong
