@@ -75,8 +75,8 @@ type Agreement struct {
 	OwnerOrg     string    `yaml:"owner_org"`
 	RecipientOrg string    `yaml:"recipient_org"`
 	Datasets     []string  `yaml:"datasets"`
-	Actions      []string  `yaml:"actions"`  // query, plan
-	Purposes     []string  `yaml:"purposes"` // e.g. research, fraud_detection
+	Actions      []string  `yaml:"actions"`           // query, plan
+	Purposes     []string  `yaml:"purposes"`          // e.g. research, fraud_detection
 	Regions      []string  `yaml:"regions,omitempty"` // client regions allowed; empty = any
 	ValidFrom    time.Time `yaml:"valid_from"`
 	ValidUntil   time.Time `yaml:"valid_until"`
@@ -127,12 +127,12 @@ type Rule struct {
 	MaxRows int `yaml:"max_rows,omitempty"`
 
 	// DP rule settings.
-	MaxGroupsPerUnit int                `yaml:"max_groups_per_unit,omitempty"` // L0
-	MaxRowsPerGroup  int                `yaml:"max_rows_per_group,omitempty"`  // Linf for counts
-	PublicGroups     map[string][]string `yaml:"public_groups,omitempty"`      // column -> public keys
-	Noise            string             `yaml:"noise,omitempty"`              // gaussian (default) | laplace
-	EpsilonPerQuery  float64            `yaml:"epsilon_per_query,omitempty"`
-	DeltaPerQuery    float64            `yaml:"delta_per_query,omitempty"`
+	MaxGroupsPerUnit int                 `yaml:"max_groups_per_unit,omitempty"` // L0
+	MaxRowsPerGroup  int                 `yaml:"max_rows_per_group,omitempty"`  // Linf for counts
+	PublicGroups     map[string][]string `yaml:"public_groups,omitempty"`       // column -> public keys
+	Noise            string              `yaml:"noise,omitempty"`               // gaussian (default) | laplace
+	EpsilonPerQuery  float64             `yaml:"epsilon_per_query,omitempty"`
+	DeltaPerQuery    float64             `yaml:"delta_per_query,omitempty"`
 }
 
 // Mask is how a column is shown under a list rule.
@@ -140,12 +140,12 @@ type Mask string
 
 // The masks.
 const (
-	MaskHMAC     Mask = "hmac"     // keyed hash, per agreement: joinable, not reversible
-	MaskRedact   Mask = "redact"   // NULL
-	MaskYear     Mask = "year"     // date truncated to its year
-	MaskMonth    Mask = "month"    // date truncated to its month
-	MaskZip3     Mask = "zip3"     // first three characters of a postal code
-	MaskNone     Mask = "none"     // shown as is
+	MaskHMAC   Mask = "hmac"   // keyed hash, per agreement: joinable, not reversible
+	MaskRedact Mask = "redact" // NULL
+	MaskYear   Mask = "year"   // date truncated to its year
+	MaskMonth  Mask = "month"  // date truncated to its month
+	MaskZip3   Mask = "zip3"   // first three characters of a postal code
+	MaskNone   Mask = "none"   // shown as is
 )
 
 // Budget is the privacy budget of an agreement: at most Epsilon, Delta per

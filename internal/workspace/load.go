@@ -1,0 +1,427 @@
+// Package workspace reads an Airlock workspace: the declarative files a data
+// owner keeps in version control (node config, dataset manifests,
+// principals, agreements, Cedar policies and their tests). A Workspace is an
+// immutable snapshot; the server swaps snapshots on reload.
+//
+// # Layout
+//
+//	airlock.yaml              node config (Config)
+//	principals.yaml           principals: [...]
+//	datasets/<name>.yaml      one Manifest per dataset
+//	agreements/<id>.yaml      one Agreement per file
+//	policies/*.cedar          Cedar policies
+//	policies/tests/*.yaml     policy test cases
+package workspace
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Workspace is one loaded snapshot of a workspace directory.
+type Workspace struct {
+	Dir         string
+	Config      Config
+	Datasets    map[string]*Manifest
+	Principals  map[string]*Principal
+	Agreements  map[string]*Agreement
+	Policies    map[string][]byte // file name -> Cedar text
+	PolicyTests map[string][]byte // file name -> YAML
+	// Digest is a hash over every file read, to detect changes.
+	Digest string
+}
+
+// Problem is one validation finding, located in a file.
+type Problem struct {
+	File string
+	Line int
+	Msg  string
+	Fix  string
+}
+
+func (p Problem) String() string {
+	s := p.File
+	if p.Line > 0 {
+		s += fmt.Sprintf(":%d", p.Line)
+	}
+	s += ": " + p.Msg
+	if p.Fix != "" {
+		s += " (fix: " + p.Fix + ")"
+	}
+	return s
+}
+
+// Problems is a list of findings; as an error it prints one per line.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	var b strings.Builder
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Load reads and checks a workspace directory. Structural problems (bad
+// YAML, unknown fields, dangling references) are returned together as
+// Problems; checks against the data itself are the engine's (see Validate in
+// package server).
+func Load(dir string) (*Workspace, error) {
+	ws := &Workspace{
+		Dir:         dir,
+		Datasets:    map[string]*Manifest{},
+		Principals:  map[string]*Principal{},
+		Agreements:  map[string]*Agreement{},
+		Policies:    map[string][]byte{},
+		PolicyTests: map[string][]byte{},
+	}
+	var probs Problems
+	digest := sha256.New()
+	read := func(rel string) ([]byte, bool) {
+		b, err := os.ReadFile(filepath.Join(dir, rel))
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				probs = append(probs, Problem{File: rel, Msg: err.Error()})
+			}
+			return nil, false
+		}
+		fmt.Fprintf(digest, "%s\x00%d\x00", rel, len(b))
+		digest.Write(b)
+		return b, true
+	}
+	if b, ok := read("airlock.yaml"); ok {
+		probs = append(probs, decode("airlock.yaml", b, &ws.Config)...)
+	}
+	ws.Config.CheckAndSetDefaults()
+
+	if b, ok := read("principals.yaml"); ok {
+		var f struct {
+			Principals []*Principal `yaml:"principals"`
+		}
+		probs = append(probs, decode("principals.yaml", b, &f)...)
+		for _, p := range f.Principals {
+			if p.Name == "" || p.Org == "" {
+				probs = append(probs, Problem{File: "principals.yaml", Line: lineOf(b, p.Name), Msg: "a principal needs a name and an org"})
+				continue
+			}
+			if _, dup := ws.Principals[p.Name]; dup {
+				probs = append(probs, Problem{File: "principals.yaml", Line: lineOf(b, p.Name), Msg: fmt.Sprintf("principal %q is declared twice", p.Name)})
+			}
+			ws.Principals[p.Name] = p
+		}
+	}
+	for _, rel := range glob(dir, "datasets", ".yaml") {
+		b, _ := read(rel)
+		m := &Manifest{}
+		ps := decode(rel, b, m)
+		probs = append(probs, ps...)
+		if len(ps) > 0 {
+			continue
+		}
+		m.File = rel
+		probs = append(probs, checkManifest(rel, b, m)...)
+		if _, dup := ws.Datasets[m.Name]; dup {
+			probs = append(probs, Problem{File: rel, Msg: fmt.Sprintf("dataset %q is declared twice", m.Name)})
+		}
+		ws.Datasets[m.Name] = m
+	}
+	for _, rel := range glob(dir, "agreements", ".yaml") {
+		b, _ := read(rel)
+		a := &Agreement{}
+		ps := decode(rel, b, a)
+		probs = append(probs, ps...)
+		if len(ps) > 0 {
+			continue
+		}
+		a.File = rel
+		probs = append(probs, checkAgreement(rel, b, a, ws)...)
+		if _, dup := ws.Agreements[a.ID]; dup {
+			probs = append(probs, Problem{File: rel, Msg: fmt.Sprintf("agreement %q is declared twice", a.ID)})
+		}
+		ws.Agreements[a.ID] = a
+	}
+	for _, rel := range glob(dir, "policies", ".cedar") {
+		b, _ := read(rel)
+		ws.Policies[filepath.Base(rel)] = b
+	}
+	for _, rel := range glob(dir, filepath.Join("policies", "tests"), ".yaml") {
+		b, _ := read(rel)
+		ws.PolicyTests[filepath.Base(rel)] = b
+	}
+	if len(ws.Policies) == 0 {
+		probs = append(probs, Problem{File: "policies/", Msg: "no Cedar policies: every request would be denied", Fix: "add policies/*.cedar"})
+	}
+	ws.Digest = hex.EncodeToString(digest.Sum(nil))
+	if len(probs) > 0 {
+		return ws, probs
+	}
+	return ws, nil
+}
+
+func glob(dir, sub, ext string) []string {
+	entries, err := os.ReadDir(filepath.Join(dir, sub))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ext) {
+			out = append(out, filepath.Join(sub, e.Name()))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+):? ?`)
+
+// decode unmarshals strictly (unknown fields are errors) and reports YAML
+// errors with their line.
+func decode(file string, b []byte, v any) Problems {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var ps Problems
+			for _, e := range te.Errors {
+				ps = append(ps, Problem{File: file, Line: atoiLine(e), Msg: stripLine(e)})
+			}
+			return ps
+		}
+		if err.Error() == "EOF" {
+			return Problems{{File: file, Msg: "file is empty"}}
+		}
+		return Problems{{File: file, Line: atoiLine(err.Error()), Msg: stripLine(err.Error())}}
+	}
+	return nil
+}
+
+func atoiLine(s string) int {
+	m := yamlLine.FindStringSubmatch(s)
+	if m == nil {
+		return 0
+	}
+	n := 0
+	fmt.Sscanf(m[1], "%d", &n)
+	return n
+}
+
+func stripLine(s string) string {
+	s = strings.TrimPrefix(s, "yaml: ")
+	return yamlLine.ReplaceAllString(s, "")
+}
+
+// lineOf finds the first line of b that mentions key, for locating problems
+// in decoded structs (1-based; 0 if not found).
+func lineOf(b []byte, key string) int {
+	if key == "" {
+		return 0
+	}
+	for i, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, key) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+var validName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+var validTypes = map[string]bool{"text": true, "integer": true, "double": true, "decimal": true, "date": true, "timestamp": true, "boolean": true}
+
+var validClasses = map[ColumnClass]bool{ClassIdentifier: true, ClassQuasiIdentifier: true, ClassSensitive: true, ClassAttribute: true}
+
+func checkManifest(file string, b []byte, m *Manifest) Problems {
+	var ps Problems
+	add := func(key, msg, fix string) {
+		ps = append(ps, Problem{File: file, Line: lineOf(b, key), Msg: msg, Fix: fix})
+	}
+	if !validName.MatchString(m.Name) {
+		add("name:", fmt.Sprintf("dataset name %q is not a lower-case identifier", m.Name), "use letters, digits and _")
+	}
+	if m.Owner == "" {
+		add("owner:", "owner is missing", "name the owning org")
+	}
+	switch {
+	case m.Source.File == "" && m.Source.Postgres == "":
+		add("source:", "source has neither file nor postgres", "set source.file (CSV or Parquet) or source.postgres + source.table")
+	case m.Source.File != "" && m.Source.Postgres != "":
+		add("source:", "source has both file and postgres", "keep one")
+	case m.Source.Postgres != "" && m.Source.Table == "":
+		add("postgres:", "source.table is missing", "name the table in the owner's PostgreSQL")
+	case m.Source.File != "":
+		ext := strings.ToLower(filepath.Ext(m.Source.File))
+		if ext != ".csv" && ext != ".parquet" {
+			add("file:", "source.file must be .csv or .parquet", "")
+		}
+	}
+	seen := map[string]bool{}
+	unitFound := false
+	for _, c := range m.Columns {
+		if !validName.MatchString(c.Name) {
+			add(c.Name, fmt.Sprintf("column name %q is not a lower-case identifier", c.Name), "")
+		}
+		if seen[c.Name] {
+			add(c.Name, fmt.Sprintf("column %q is declared twice", c.Name), "")
+		}
+		seen[c.Name] = true
+		if !validTypes[c.Type] {
+			add("name: "+c.Name, fmt.Sprintf("column %q has unknown type %q", c.Name, c.Type), "use text, integer, double, decimal, date, timestamp or boolean")
+		}
+		if !validClasses[c.Class] {
+			add("name: "+c.Name, fmt.Sprintf("column %q has unknown class %q", c.Name, c.Class), "use identifier, quasi_identifier, sensitive or attribute")
+		}
+		if len(c.Bounds) != 0 && (len(c.Bounds) != 2 || c.Bounds[0] > c.Bounds[1]) {
+			add("name: "+c.Name, fmt.Sprintf("column %q bounds must be [lower, upper]", c.Name), "")
+		}
+		if c.Name == m.PrivacyUnit {
+			unitFound = true
+			if c.Class != ClassIdentifier {
+				add("name: "+c.Name, fmt.Sprintf("privacy unit column %q must have class identifier", c.Name), "set class: identifier")
+			}
+		}
+	}
+	if len(m.Columns) == 0 {
+		add("columns:", "no columns declared", "")
+	}
+	if m.PrivacyUnit == "" {
+		add("privacy_unit:", "privacy_unit is missing", "name the column identifying the protected person or entity")
+	} else if !unitFound {
+		add("privacy_unit:", fmt.Sprintf("privacy_unit %q is not a declared column", m.PrivacyUnit), "")
+	}
+	return ps
+}
+
+var knownFuncs = map[string]bool{"count": true, "sum": true, "avg": true, "min": true, "max": true, "stddev": true, "variance": true, "median": true, "percentile_cont": true, "stddev_pop": true, "var_pop": true}
+
+func checkAgreement(file string, b []byte, a *Agreement, ws *Workspace) Problems {
+	var ps Problems
+	add := func(key, msg, fix string) {
+		ps = append(ps, Problem{File: file, Line: lineOf(b, key), Msg: msg, Fix: fix})
+	}
+	if a.ID == "" {
+		add("id:", "id is missing", "")
+	}
+	if a.OwnerOrg == "" || a.RecipientOrg == "" {
+		add("org:", "owner_org and recipient_org are required", "")
+	}
+	if a.ValidUntil.IsZero() || a.ValidFrom.IsZero() || !a.ValidUntil.After(a.ValidFrom) {
+		add("valid_", "valid_from and valid_until must be set, with valid_until after valid_from", "")
+	}
+	if len(a.Purposes) == 0 {
+		add("purposes:", "no purposes: the agreement could never be used", "list the permitted purposes")
+	}
+	if len(a.Actions) == 0 {
+		add("actions:", "no actions", "list query (and plan)")
+	}
+	for _, d := range a.Datasets {
+		m, ok := ws.Datasets[d]
+		if !ok {
+			add(d, fmt.Sprintf("dataset %q is not registered", d), "add datasets/"+d+".yaml or fix the name")
+			continue
+		}
+		if m.Owner != a.OwnerOrg {
+			add(d, fmt.Sprintf("dataset %q is owned by %q, not by owner_org %q", d, m.Owner, a.OwnerOrg), "")
+		}
+		r, ok := a.Rules[d]
+		if !ok {
+			add(d, fmt.Sprintf("no analysis rule for dataset %q", d), "add rules."+d)
+			continue
+		}
+		cols := map[string]*Column{}
+		for i := range m.Columns {
+			cols[m.Columns[i].Name] = &m.Columns[i]
+		}
+		checkCol := func(key, c string) {
+			if _, ok := cols[c]; !ok && c != "*" {
+				add(key, fmt.Sprintf("rule for %s names unknown column %q", d, c), "")
+			}
+		}
+		switch r.Kind {
+		case RuleAggregation, RuleDP:
+			if r.Kind == RuleAggregation && r.MinUnits < 2 {
+				add("min_units", fmt.Sprintf("aggregation rule for %s needs min_units >= 2", d), "set min_units (e.g. 10)")
+			}
+			for _, c := range r.Dimensions {
+				checkCol(c, c)
+				if col := cols[c]; col != nil && col.Class == ClassIdentifier {
+					add(c, fmt.Sprintf("identifier column %s.%s cannot be a dimension", d, c), "remove it from dimensions")
+				}
+			}
+			for c, fns := range r.Aggregates {
+				checkCol(c, c)
+				for _, f := range fns {
+					if !knownFuncs[f] {
+						add(f, fmt.Sprintf("unknown aggregate %q for %s.%s", f, d, c), "")
+					}
+					col := cols[c]
+					if col != nil && col.Class != ClassAttribute && (f == "min" || f == "max" || f == "median" || f == "percentile_cont") && r.Kind == RuleAggregation {
+						add(f, fmt.Sprintf("%s returns a raw value and is not allowed on %s column %s.%s", f, col.Class, d, c), "remove it")
+					}
+				}
+			}
+			for _, c := range r.JoinColumns {
+				checkCol(c, c)
+			}
+			if r.Kind == RuleDP && a.Budget == nil {
+				add("kind: dp", fmt.Sprintf("dp rule for %s needs a budget on the agreement", d), "add budget: {epsilon, delta, period}")
+			}
+		case RuleList:
+			for _, c := range r.Columns {
+				checkCol(c, c)
+			}
+			for c, mk := range r.Masks {
+				checkCol(c, c)
+				switch mk {
+				case MaskHMAC, MaskRedact, MaskYear, MaskMonth, MaskZip3, MaskNone:
+				default:
+					add(string(mk), fmt.Sprintf("unknown mask %q on %s.%s", mk, d, c), "use hmac, redact, year, month, zip3 or none")
+				}
+			}
+			for _, col := range m.Columns {
+				if col.Class == ClassIdentifier && (len(r.Columns) == 0 || contains(r.Columns, col.Name)) {
+					if mk, ok := r.Masks[col.Name]; !ok || mk == MaskNone {
+						add("masks", fmt.Sprintf("identifier column %s.%s is exposed without a mask", d, col.Name), "mask it (hmac or redact) or leave it out of columns")
+					}
+				}
+			}
+		default:
+			add("kind", fmt.Sprintf("unknown rule kind %q for %s", r.Kind, d), "use aggregation, list or dp")
+		}
+	}
+	for d := range a.Rules {
+		if !contains(a.Datasets, d) {
+			add(d, fmt.Sprintf("rule for %q, which is not in datasets", d), "")
+		}
+	}
+	return ps
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// InForce reports whether the agreement's validity window contains t.
+func (a *Agreement) InForce(t interface{ Unix() int64 }) bool {
+	u := t.Unix()
+	return u >= a.ValidFrom.Unix() && u < a.ValidUntil.Unix()
+}
