@@ -45,6 +45,8 @@ type Plan struct {
 	Limit, Offset *int64
 	// MaxRows: a result with more rows is refused (list rule).
 	MaxRows int
+	// DP is set for a differentially private plan.
+	DP *DPPlan
 	// Touched lists dataset.column for every column read, sorted.
 	Touched  []string
 	Classes  []string
@@ -54,6 +56,8 @@ type Plan struct {
 // Planner turns IR into governed plans for one engine dialect.
 type Planner struct {
 	Dialect Dialect
+	// Seed returns the per-query seed of DP contribution sampling.
+	Seed func() uint64
 }
 
 // Plan applies each dataset's grant to q and generates engine SQL.
@@ -87,7 +91,11 @@ func (p Planner) Plan(q *Select, grants map[string]*Grant) (*Plan, error) {
 	}
 	switch kind {
 	case AccessDP:
-		return nil, refusal.New(refusal.AnalysisRule, "dp.unsupported", "differentially private queries are not available on this node yet")
+		var seed uint64
+		if p.Seed != nil {
+			seed = p.Seed()
+		}
+		return p.dp(q, grants, scans, plan, seed)
 	case AccessAggregation:
 		return p.aggregation(q, grants, scans, plan)
 	case AccessList:

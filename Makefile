@@ -1,0 +1,38 @@
+# Airlock — make help lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/airlock
+DEMO ?= demo
+# Packages with goroutines shared between requests run under the race detector.
+RACE_PKGS := ./internal/audit/... ./internal/store/... ./internal/gateway/... ./internal/dp/... ./internal/engine/...
+
+.PHONY: help build run test test-race vet fmt-check bench stress clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/airlock
+	$(GO) build -o $(BIN) ./cmd/airlock
+
+run: build ## start the server on the demo workspace (HTTP 127.0.0.1:8080)
+	@test -f $(DEMO)/airlock.yaml || ./$(BIN) demo init $(DEMO)
+	./$(BIN) serve --workspace $(DEMO)
+
+fmt-check: ## fail if gofmt would change a file
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet: ## go vet
+	$(GO) vet ./...
+
+test: fmt-check vet ## the whole suite: unit, integration (DuckDB, PostgreSQL, psql), attack suite, race
+	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
+
+bench: build ## benchmarks; figures go to docs/benchmarks.md
+	scripts/bench.sh
+
+stress: ## long statistical and concurrency runs
+	AIRLOCK_STRESS=1 $(GO) test -count=1 -timeout 60m ./internal/dp/... ./internal/audit/... ./internal/store/...
+
+clean: ## remove build output
+	rm -rf bin

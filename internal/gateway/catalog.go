@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"sort"
+
+	"github.com/airlock-dev/airlock/internal/identity"
+	"github.com/airlock-dev/airlock/internal/query"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// CatalogEntry is one dataset as a principal may see it: only the columns
+// its agreement exposes, with the rule that governs it.
+type CatalogEntry struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Owner       string          `json:"owner"`
+	Access      string          `json:"access"`
+	Agreement   string          `json:"agreement,omitempty"`
+	Columns     []CatalogColumn `json:"columns"`
+	MinUnits    int             `json:"min_units,omitempty"`
+}
+
+// CatalogColumn is one visible column and what the principal may do with it.
+type CatalogColumn struct {
+	Name  string `json:"name"`
+	Type  string `json:"type"`
+	Class string `json:"class"`
+	Role  string `json:"role"` // column, masked, dimension, aggregate, join
+}
+
+// Catalog lists the datasets the principal may query now: its org's own as
+// a steward, and those covered by an agreement in force (not revoked is
+// checked at query time). Nothing else of the workspace is revealed.
+func (g *Gateway) Catalog(id identity.Identity) []CatalogEntry {
+	ws := g.snap.Load().WS
+	now := g.Now()
+	var out []CatalogEntry
+	names := make([]string, 0, len(ws.Datasets))
+	for n := range ws.Datasets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		m := ws.Datasets[n]
+		if isSteward(id, m) {
+			out = append(out, entry(m, query.AccessOwner, "", workspace.Rule{}))
+			continue
+		}
+		var ids []string
+		for aid, a := range ws.Agreements {
+			if a.RecipientOrg == id.Org && contains(a.Datasets, n) && a.InForce(now) {
+				ids = append(ids, aid)
+			}
+		}
+		sort.Strings(ids)
+		if len(ids) == 0 {
+			continue
+		}
+		a := ws.Agreements[ids[0]]
+		r := a.Rules[n]
+		out = append(out, entry(m, accessOf(r.Kind), a.ID, r))
+	}
+	return out
+}
+
+func accessOf(k workspace.RuleKind) query.Access {
+	switch k {
+	case workspace.RuleList:
+		return query.AccessList
+	case workspace.RuleDP:
+		return query.AccessDP
+	}
+	return query.AccessAggregation
+}
+
+func entry(m *workspace.Manifest, acc query.Access, agreement string, r workspace.Rule) CatalogEntry {
+	e := CatalogEntry{Name: m.Name, Description: m.Description, Owner: m.Owner, Access: string(acc), Agreement: agreement, MinUnits: r.MinUnits}
+	for _, c := range m.Columns {
+		role := "column"
+		switch acc {
+		case query.AccessList:
+			if len(r.Columns) > 0 && !contains(r.Columns, c.Name) {
+				continue
+			}
+			if mk, ok := r.Masks[c.Name]; ok && mk != workspace.MaskNone {
+				role = "masked:" + string(mk)
+			}
+		case query.AccessAggregation, query.AccessDP:
+			switch {
+			case contains(r.Dimensions, c.Name):
+				role = "dimension"
+			case len(r.Aggregates[c.Name]) > 0:
+				role = "aggregate"
+			case contains(r.JoinColumns, c.Name):
+				role = "join"
+			default:
+				continue
+			}
+		}
+		e.Columns = append(e.Columns, CatalogColumn{Name: c.Name, Type: c.Type, Class: string(c.Class), Role: role})
+	}
+	return e
+}

@@ -1,0 +1,388 @@
+// Package gateway is Airlock's one request pipeline. Every channel (HTTP,
+// Postgres wire, CLI) hands it an authenticated Request and gets back a
+// governed Response or a refusal:
+//
+//	parse → resolve agreement → authorize (Cedar) → plan (rules, masks,
+//	filters, thresholds) → execute → output controls → audit → respond
+//
+// Every decision, allowed or refused, is appended to the audit log before
+// the response leaves; if the audit append fails, nothing is released.
+package gateway
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/airlock-dev/airlock/internal/audit"
+	"github.com/airlock-dev/airlock/internal/engine"
+	"github.com/airlock-dev/airlock/internal/identity"
+	"github.com/airlock-dev/airlock/internal/policy"
+	"github.com/airlock-dev/airlock/internal/query"
+	"github.com/airlock-dev/airlock/internal/refusal"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// Snapshot is the declarative state a request is decided under: the
+// workspace files and the compiled policies. It is swapped atomically on
+// reload, so one request sees one version throughout.
+type Snapshot struct {
+	WS     *workspace.Workspace
+	Policy *policy.Engine
+}
+
+// Auditor appends a decision to the audit log durably.
+type Auditor interface {
+	Append(ctx context.Context, e audit.Entry) (uint64, error)
+}
+
+// Gateway runs the pipeline.
+type Gateway struct {
+	snap   atomic.Pointer[Snapshot]
+	Engine engine.Engine
+	// Tables maps a dataset to its engine relation name.
+	Tables func(m *workspace.Manifest) string
+	Store  store.Store
+	Audit  Auditor
+	Now    func() time.Time
+	// MaskSecret derives the per-agreement keys of hmac masks.
+	MaskSecret []byte
+	planner    query.Planner
+}
+
+// New returns a gateway over one engine.
+func New(snap *Snapshot, eng engine.Engine, st store.Store, au Auditor, maskSecret []byte) *Gateway {
+	g := &Gateway{Engine: eng, Store: st, Audit: au, Now: time.Now, MaskSecret: maskSecret}
+	g.planner = query.Planner{Dialect: query.Dialect(eng.Dialect())}
+	g.Tables = func(m *workspace.Manifest) string { return query.QuoteIdent(m.Name) }
+	g.snap.Store(snap)
+	return g
+}
+
+// Swap installs a new snapshot for the requests that start after it.
+func (g *Gateway) Swap(s *Snapshot) { g.snap.Store(s) }
+
+// Snapshot returns the snapshot in force.
+func (g *Gateway) Snapshot() *Snapshot { return g.snap.Load() }
+
+// Request is one governed question.
+type Request struct {
+	Channel    string // http, pgwire, cli
+	ClientAddr string
+	Identity   identity.Identity
+	SQL        string
+	Params     []any
+	Purpose    string
+	Agreement  string // optional: which agreement to act under
+	DryRun     bool   // plan only: cost and shape, nothing executed or spent
+}
+
+// Response is a governed answer.
+type Response struct {
+	Columns        []string  `json:"columns"`
+	Rows           [][]any   `json:"rows"`
+	RowsSuppressed int64     `json:"rows_suppressed"`
+	Access         string    `json:"access"`
+	Agreement      string    `json:"agreement,omitempty"`
+	PolicyVersion  string    `json:"policy_version"`
+	AuditIndex     uint64    `json:"audit_index"`
+	Notes          []string  `json:"notes,omitempty"`
+	Plan           *PlanInfo `json:"plan,omitempty"`
+}
+
+// PlanInfo describes a dry run.
+type PlanInfo struct {
+	Access   string   `json:"access"`
+	Datasets []string `json:"datasets"`
+	Columns  []string `json:"columns"`
+	MinUnits []int    `json:"min_units,omitempty"`
+	MaxRows  int      `json:"max_rows,omitempty"`
+}
+
+// Query runs one request through the pipeline. The error, if any, is a
+// *refusal.Error safe to show to the client.
+func (g *Gateway) Query(ctx context.Context, req Request) (*Response, error) {
+	snap := g.snap.Load()
+	now := g.Now().UTC()
+	ent := audit.Entry{
+		Time:          now,
+		Principal:     req.Identity.Principal,
+		Org:           req.Identity.Org,
+		Agreement:     req.Agreement,
+		Purpose:       req.Purpose,
+		Channel:       req.Channel,
+		ClientAddr:    req.ClientAddr,
+		SQL:           req.SQL,
+		PolicyVersion: snap.Policy.Version(),
+		QueryKind:     "query",
+	}
+	if req.DryRun {
+		ent.QueryKind = "plan"
+	}
+	if fp, err := pg.Fingerprint(req.SQL); err == nil {
+		ent.Fingerprint = fp
+	}
+	resp, err := g.run(ctx, snap, req, now, &ent)
+	if err != nil {
+		r := refusal.As(err)
+		ent.Decision, ent.Code, ent.Rule, ent.Message = "deny", string(r.Code), r.Rule, r.Message
+		if _, aerr := g.Audit.Append(context.WithoutCancel(ctx), ent); aerr != nil {
+			return nil, refusal.New(refusal.Internal, "audit.unavailable", "the audit log is unavailable; nothing can be answered")
+		}
+		return nil, r
+	}
+	ent.Decision = "allow"
+	ent.RowsReturned = int64(len(resp.Rows))
+	ent.RowsSuppressed = resp.RowsSuppressed
+	idx, aerr := g.Audit.Append(context.WithoutCancel(ctx), ent)
+	if aerr != nil {
+		return nil, refusal.New(refusal.Internal, "audit.unavailable", "the audit log is unavailable; nothing can be answered")
+	}
+	resp.AuditIndex = idx
+	resp.PolicyVersion = ent.PolicyVersion
+	return resp, nil
+}
+
+func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time.Time, ent *audit.Entry) (*Response, error) {
+	ws := snap.WS
+	if len(req.SQL) > ws.Config.Limits.MaxSQLBytes {
+		return nil, refusal.New(refusal.Limit, "limit.sql_size", "query text exceeds %d bytes", ws.Config.Limits.MaxSQLBytes)
+	}
+	full := func(name string) *workspace.Manifest { return ws.Datasets[name] }
+	q, err := query.Parse(req.SQL, full, req.Params)
+	if err != nil {
+		return nil, err
+	}
+	datasets := datasetsOf(q)
+	ent.Datasets = datasets
+
+	ag, grants, err := g.resolve(ctx, snap, req, now, datasets)
+	if err != nil {
+		return nil, err
+	}
+	if ag != nil {
+		ent.Agreement = ag.ID
+	}
+	// Parse again against each grant's view of its dataset, so columns an
+	// agreement does not expose do not exist for this request (SELECT *
+	// included).
+	if needsView(grants) {
+		view := func(name string) *workspace.Manifest {
+			m := ws.Datasets[name]
+			if m == nil {
+				return nil
+			}
+			return viewOf(m, grants[name])
+		}
+		if q, err = query.Parse(req.SQL, view, req.Params); err != nil {
+			return nil, err
+		}
+	}
+	plan, err := g.planner.Plan(q, grants)
+	if err != nil {
+		return nil, err
+	}
+	ent.Columns = plan.Touched
+	kind := map[query.Access]string{query.AccessOwner: "rows", query.AccessList: "rows", query.AccessAggregation: "aggregate", query.AccessDP: "dp"}[plan.Kind]
+	action := "query"
+	if req.DryRun {
+		action = "plan"
+	}
+	for _, name := range datasets {
+		m := ws.Datasets[name]
+		d := snap.Policy.Decide(policyRequest(req, action, m, ag, now, plan, kind))
+		if !d.Allowed {
+			return nil, refusal.New(refusal.Forbidden, "policy", "%s on dataset %s is not permitted by policy%s", action, name, reasonSuffix(d.Reasons))
+		}
+	}
+	if req.DryRun {
+		return &Response{
+			Access: string(plan.Kind), Agreement: agID(ag), Columns: plan.Columns, Rows: [][]any{},
+			Plan: &PlanInfo{Access: string(plan.Kind), Datasets: plan.Datasets, Columns: plan.Touched, MinUnits: plan.MinUnits, MaxRows: plan.MaxRows},
+		}, nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, ws.Config.Limits.QueryTimeout)
+	defer cancel()
+	res, err := g.Engine.Query(qctx, plan.SQL)
+	if err != nil {
+		return nil, engineRefusal(err)
+	}
+	out := &Response{Access: string(plan.Kind), Agreement: agID(ag), Columns: plan.Columns}
+	if err := applyOutputControls(plan, res, out, ws.Config.Limits.MaxResultRows); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func agID(a *workspace.Agreement) string {
+	if a == nil {
+		return ""
+	}
+	return a.ID
+}
+
+func reasonSuffix(r []string) string {
+	if len(r) == 0 {
+		return " (no policy permits it)"
+	}
+	return " (decided by " + strings.Join(r, ", ") + ")"
+}
+
+// engineRefusal turns an engine failure into a refusal that names only its kind.
+func engineRefusal(err error) error {
+	switch {
+	case errors.Is(err, engine.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return refusal.New(refusal.Limit, "limit.time", "the query exceeded its time limit")
+	case errors.Is(err, engine.ErrMemory):
+		return refusal.New(refusal.Limit, "limit.memory", "the query exceeded its memory limit")
+	}
+	var se *engine.SanitizedError
+	if errors.As(err, &se) {
+		return refusal.New(refusal.Engine, "engine."+se.Kind, "the engine could not run the query (%s error)", se.Kind)
+	}
+	return refusal.New(refusal.Engine, "engine", "the engine could not run the query")
+}
+
+// applyOutputControls suppresses rows below the unit threshold, applies
+// LIMIT/OFFSET after suppression and enforces row caps.
+func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, maxResult int) error {
+	visible := len(plan.Columns)
+	rows := res.Rows
+	if len(plan.UnitColumns) > 0 {
+		kept := rows[:0:0]
+		for _, r := range rows {
+			ok := true
+			for i, c := range plan.UnitColumns {
+				if toInt(r[c]) < int64(plan.MinUnits[i]) {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				kept = append(kept, r[:visible])
+			} else {
+				out.RowsSuppressed++
+			}
+		}
+		rows = kept
+		if plan.Offset != nil {
+			if int(*plan.Offset) >= len(rows) {
+				rows = nil
+			} else {
+				rows = rows[*plan.Offset:]
+			}
+		}
+		if plan.Limit != nil && int(*plan.Limit) < len(rows) {
+			rows = rows[:*plan.Limit]
+		}
+		if out.RowsSuppressed > 0 {
+			out.Notes = append(out.Notes, fmt.Sprintf("%d group(s) below the minimum number of distinct privacy units were suppressed", out.RowsSuppressed))
+		}
+	}
+	if plan.MaxRows > 0 && len(rows) > plan.MaxRows {
+		return refusal.New(refusal.Limit, "list.max_rows", "the result exceeds the agreement's %d-row cap; narrow the query or add LIMIT", plan.MaxRows)
+	}
+	if len(rows) > maxResult {
+		return refusal.New(refusal.Limit, "limit.rows", "the result exceeds %d rows; narrow the query or add LIMIT", maxResult)
+	}
+	if rows == nil {
+		rows = [][]any{}
+	}
+	out.Rows = rows
+	return nil
+}
+
+func toInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case int32:
+		return int64(x)
+	case int:
+		return int64(x)
+	case uint64:
+		return int64(x)
+	case float64:
+		return int64(x)
+	}
+	return 0
+}
+
+func datasetsOf(q *query.Select) []string {
+	seen := map[string]bool{}
+	var visit func(q *query.Select)
+	visit = func(q *query.Select) {
+		for _, c := range q.With {
+			visit(c.Query)
+		}
+		for _, s := range q.From {
+			if s.Dataset != nil {
+				seen[s.Dataset.Name] = true
+			} else {
+				visit(s.Sub)
+			}
+		}
+		var exprs []query.Expr
+		exprs = append(exprs, q.Where, q.Having)
+		for _, it := range q.Items {
+			exprs = append(exprs, it.Expr)
+		}
+		for _, e := range exprs {
+			query.Walk(e, func(x query.Expr) bool {
+				if in, ok := x.(*query.InSub); ok {
+					visit(in.Sub)
+				}
+				return true
+			})
+		}
+	}
+	visit(q)
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func needsView(grants map[string]*query.Grant) bool {
+	for _, g := range grants {
+		if g.Access == query.AccessList && len(g.Rule.Columns) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// viewOf is the manifest as a grant lets its holder see it.
+func viewOf(m *workspace.Manifest, g *query.Grant) *workspace.Manifest {
+	if g == nil || g.Access != query.AccessList || len(g.Rule.Columns) == 0 {
+		return m
+	}
+	v := *m
+	v.Columns = nil
+	for _, c := range m.Columns {
+		for _, name := range g.Rule.Columns {
+			if c.Name == name {
+				v.Columns = append(v.Columns, c)
+			}
+		}
+	}
+	return &v
+}
+
+// maskKey derives an agreement's hmac-mask key from the node secret.
+func (g *Gateway) maskKey(agreement string) []byte {
+	m := hmac.New(sha256.New, g.MaskSecret)
+	m.Write([]byte("mask-key\x00" + agreement))
+	return m.Sum(nil)
+}

@@ -1,0 +1,418 @@
+package query
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// StatKind is one bounded statistic the engine computes per group for a
+// differentially private query. Go adds noise to each.
+type StatKind string
+
+// The statistics.
+const (
+	StatUnits StatKind = "units" // distinct privacy units (after L0 sampling); Linf = 1
+	StatCount StatKind = "count" // rows, at most MaxRowsPerGroup per unit and group
+	StatSum   StatKind = "sum"   // fixed-point sum of a column, per-unit sums clamped
+	StatSumSq StatKind = "sumsq" // fixed-point sum of squares, per-unit clamped
+)
+
+// Stat is one noisy statistic: a hidden column of the engine result.
+type Stat struct {
+	Kind   StatKind
+	Column string // for sums
+	// Linf is the most one unit can change this statistic in one group, in
+	// the statistic's integer units.
+	Linf float64
+	// Scale converts the integer statistic back to the column's units
+	// (granularity, or granularity² for squares).
+	Scale float64
+}
+
+// DPOutput is one released column of a DP query.
+type DPOutput struct {
+	Name string
+	// Key is the index into GroupBy for a group key; -1 for an aggregate.
+	Key int
+	// Agg is count, count_distinct, sum, avg, variance, stddev.
+	Agg string
+	// Stats index into DPPlan.Stats: [count] for count, [sum] for sum,
+	// [sum, count] for avg, [sum, sumsq, count] for variance/stddev.
+	Stats        []int
+	Lower, Upper float64 // column bounds, for clamping avg/variance
+}
+
+// DPPlan is the engine side of a differentially private query: SQL that
+// computes, per group, the bounded statistics in one pass, and how to turn
+// them into released values.
+type DPPlan struct {
+	Dataset string
+	GroupBy []string // output names of the group keys
+	Stats   []Stat
+	Outputs []DPOutput
+	L0      int
+	Linf    int        // max rows per unit and group
+	Public  [][]string // public group keys, per GROUP BY column (nil = select partitions)
+	OrderBy []DPOrder
+	Limit   *int64
+	Offset  *int64
+}
+
+// DPOrder orders released rows by an output column.
+type DPOrder struct {
+	Output int
+	Desc   bool
+}
+
+// dpAggs are the aggregates a DP query may ask for.
+var dpAggs = map[string]bool{"count": true, "sum": true, "avg": true, "variance": true, "stddev": true, "var_pop": true, "stddev_pop": true}
+
+// dp plans a query under a DP rule: one dataset, no joins or derived
+// tables, WHERE and GROUP BY on dimensions, each output a group key or one
+// supported aggregate of a plain column.
+func (p Planner) dp(q *Select, grants map[string]*Grant, scans []*Source, plan *Plan, seed uint64) (*Plan, error) {
+	if len(scans) != 1 || len(q.From) != 1 || q.From[0].Dataset == nil || len(q.With) > 0 {
+		return nil, ruleErr("dp.shape", "differentially private queries read one dataset directly (no joins, subqueries or CTEs)")
+	}
+	src := q.From[0]
+	m := src.Dataset
+	g := grants[m.Name]
+	r := g.Rule
+	if q.Having != nil {
+		return nil, ruleErr("dp.having", "HAVING is not supported under differential privacy; filter the released rows yourself")
+	}
+	if q.Distinct {
+		return nil, ruleErr("dp.shape", "SELECT DISTINCT is not supported under differential privacy")
+	}
+	if len(q.GroupBy) == 0 && !itemsAggregate(q.Items) {
+		return nil, ruleErr("aggregation.required", "this agreement answers only differentially private aggregates (GROUP BY with COUNT, SUM, AVG, ...)")
+	}
+	// Column roles are those of the aggregation rule.
+	c := &aggChecker{grants: map[string]*Grant{m.Name: {Access: AccessAggregation, Rule: r}}}
+	if q.Where != nil {
+		if err := c.expr(q.Where, ctxWhere, true); err != nil {
+			return nil, err
+		}
+	}
+	dp := &DPPlan{Dataset: m.Name, L0: r.MaxGroupsPerUnit, Linf: r.MaxRowsPerGroup, Limit: q.Limit, Offset: q.Offset}
+	if dp.L0 < 1 {
+		dp.L0 = 1
+	}
+	if dp.Linf < 1 {
+		dp.Linf = 1
+	}
+	keySQL := make([]string, len(q.GroupBy))
+	fg := &gen{d: p.Dialect}
+	for i, k := range q.GroupBy {
+		if err := c.expr(k, ctxGroup, true); err != nil {
+			return nil, err
+		}
+		if HasAggregate(k) {
+			return nil, ruleErr("dp.shape", "GROUP BY cannot contain an aggregate")
+		}
+		fg.b.Reset()
+		fg.expr(k)
+		keySQL[i] = fg.b.String()
+	}
+	statIdx := map[string]int{}
+	stat := func(s Stat) int {
+		key := string(s.Kind) + ":" + s.Column
+		if i, ok := statIdx[key]; ok {
+			return i
+		}
+		dp.Stats = append(dp.Stats, s)
+		statIdx[key] = len(dp.Stats) - 1
+		return len(dp.Stats) - 1
+	}
+	// Partition selection (and COUNT(DISTINCT unit)) use the unit count.
+	unitStat := stat(Stat{Kind: StatUnits, Linf: 1, Scale: 1})
+	for _, it := range q.Items {
+		if k := keyIndex(it.Expr, q.GroupBy); k >= 0 {
+			dp.Outputs = append(dp.Outputs, DPOutput{Name: it.Name, Key: k})
+			continue
+		}
+		f, ok := it.Expr.(*Func)
+		if !ok || !f.Agg {
+			return nil, ruleErr("dp.output", "output %q must be a GROUP BY key or one aggregate such as COUNT(*), SUM(col), AVG(col)", it.Name)
+		}
+		if err := c.aggregateDP(f); err != nil {
+			return nil, err
+		}
+		out := DPOutput{Name: it.Name, Key: -1, Agg: f.Name}
+		if !dpAggs[f.Name] {
+			return nil, ruleErr("dp.function", "%s is not available under differential privacy", f.Name)
+		}
+		count := func() int { return stat(Stat{Kind: StatCount, Linf: float64(dp.Linf), Scale: 1}) }
+		if f.Star {
+			if f.Name != "count" {
+				return nil, ruleErr("dp.function", "only COUNT(*) takes *")
+			}
+			out.Stats = []int{count()}
+			dp.Outputs = append(dp.Outputs, out)
+			continue
+		}
+		col := f.Args[0].(*Col).Origin.Column
+		if f.Name == "count" {
+			if f.Distinct && col.Name == m.PrivacyUnit {
+				out.Agg = "count_distinct"
+				out.Stats = []int{unitStat}
+			} else if f.Distinct {
+				return nil, ruleErr("dp.function", "COUNT(DISTINCT) is only available on the privacy unit %s", m.PrivacyUnit)
+			} else {
+				out.Stats = []int{count()} // COUNT(col): rows, nulls included (bounded like COUNT(*))
+			}
+			dp.Outputs = append(dp.Outputs, out)
+			continue
+		}
+		if len(col.Bounds) != 2 {
+			return nil, ruleErr("dp.bounds", "column %s.%s has no bounds in its manifest; DP sums need them", m.Name, col.Name)
+		}
+		gran := col.Granularity
+		if gran <= 0 {
+			gran = 1
+		}
+		lo, hi := col.Bounds[0], col.Bounds[1]
+		out.Lower, out.Upper = lo, hi
+		maxAbs := math.Max(math.Abs(lo), math.Abs(hi))
+		sum := stat(Stat{Kind: StatSum, Column: col.Name, Linf: float64(dp.Linf) * math.Ceil(maxAbs/gran), Scale: gran})
+		switch f.Name {
+		case "sum":
+			out.Stats = []int{sum}
+		case "avg":
+			out.Stats = []int{sum, count()}
+		case "variance", "stddev", "var_pop", "stddev_pop":
+			sq := stat(Stat{Kind: StatSumSq, Column: col.Name, Linf: float64(dp.Linf) * math.Ceil(maxAbs/gran) * math.Ceil(maxAbs/gran), Scale: gran * gran})
+			out.Stats = []int{sum, sq, count()}
+		}
+		dp.Outputs = append(dp.Outputs, out)
+	}
+	for _, o := range q.OrderBy {
+		idx := -1
+		for i, it := range q.Items {
+			if exprEqual(it.Expr, o.Expr) {
+				idx = i
+				break
+			}
+		}
+		if idx < 0 {
+			return nil, ruleErr("dp.order_by", "ORDER BY must name an output column")
+		}
+		dp.OrderBy = append(dp.OrderBy, DPOrder{Output: idx, Desc: o.Desc})
+	}
+	// Public group keys release every combination without selection.
+	if len(q.GroupBy) > 0 && len(r.PublicGroups) > 0 {
+		pub := make([][]string, len(q.GroupBy))
+		all := true
+		for i, k := range q.GroupBy {
+			col, ok := k.(*Col)
+			if !ok || col.Origin == nil || len(r.PublicGroups[col.Origin.Column.Name]) == 0 {
+				all = false
+				break
+			}
+			pub[i] = r.PublicGroups[col.Origin.Column.Name]
+		}
+		if all {
+			dp.Public = pub
+		}
+	}
+	plan.SQL = p.dpSQL(src, g, q.Where, keySQL, dp, seed)
+	plan.DP = dp
+	for _, o := range dp.Outputs {
+		plan.Columns = append(plan.Columns, o.Name)
+	}
+	return plan, nil
+}
+
+func keyIndex(e Expr, keys []Expr) int {
+	for i, k := range keys {
+		if exprEqual(e, k) {
+			return i
+		}
+	}
+	return -1
+}
+
+// aggregateDP checks an aggregate under the DP rule's column roles.
+func (c *aggChecker) aggregateDP(f *Func) error {
+	if f.Star {
+		return c.aggregate(f)
+	}
+	if len(f.Args) != 1 {
+		return ruleErr("dp.function", "%s is not available under differential privacy", f.Name)
+	}
+	col, ok := f.Args[0].(*Col)
+	if !ok || col.Origin == nil {
+		return ruleErr("aggregation.argument", "aggregate arguments must be plain columns, e.g. %s(cost)", f.Name)
+	}
+	g := c.grantOf(col.Origin)
+	name := col.Origin.Column.Name
+	want := f.Name
+	switch want {
+	case "var_pop":
+		want = "variance"
+	case "stddev_pop":
+		want = "stddev"
+	}
+	if !contains(g.Rule.Aggregates[name], want) {
+		return ruleErr("aggregation.function", "%s(%s.%s) is not allowed by the agreement", f.Name, col.Origin.Scan.Dataset.Name, name)
+	}
+	return nil
+}
+
+// dpSQL writes the bounded-contribution query: per (unit, group)
+// pre-aggregation with clamped fixed-point sums, at most L0 groups per unit
+// chosen by a seeded hash, then per-group totals. One engine pass; only one
+// row per group reaches Go.
+func (p Planner) dpSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPPlan, seed uint64) string {
+	m := src.Dataset
+	unit := QuoteIdent(src.Alias) + "." + QuoteIdent(m.PrivacyUnit)
+	var b strings.Builder
+	w := func(s ...string) {
+		for _, x := range s {
+			b.WriteString(x)
+		}
+	}
+	// Stage 1: per unit and group.
+	w("WITH __pu AS (SELECT ", unit, " AS __unit")
+	for i, k := range keys {
+		w(", ", k, " AS ", QuoteIdent("__k"+strconv.Itoa(i)))
+	}
+	w(", COUNT(*) AS __rows")
+	for i, s := range dp.Stats {
+		col := QuoteIdent(src.Alias) + "." + QuoteIdent(s.Column)
+		gran := strconv.FormatFloat(s.Scale, 'g', -1, 64)
+		lo, hi := boundsOf(m, s.Column)
+		clamped := fmt.Sprintf("LEAST(GREATEST(%s, %s), %s)", col, num(lo), num(hi))
+		switch s.Kind {
+		case StatSum:
+			w(", SUM(CAST(round(", clamped, " / ", gran, ") AS BIGINT)) AS ", QuoteIdent("__s"+strconv.Itoa(i)))
+		case StatSumSq:
+			g1 := strconv.FormatFloat(math.Sqrt(s.Scale), 'g', -1, 64)
+			w(", SUM(CAST(round(", clamped, " / ", g1, ") AS BIGINT) * CAST(round(", clamped, " / ", g1, ") AS BIGINT)) AS ", QuoteIdent("__s"+strconv.Itoa(i)))
+		}
+	}
+	w(" FROM ", p.scanSQL(src, g))
+	if where != nil {
+		fg := &gen{d: p.Dialect}
+		fg.expr(where)
+		w(" WHERE ", fg.b.String())
+	}
+	w(" GROUP BY ", unit)
+	for _, k := range keys {
+		w(", ", k)
+	}
+	w(")")
+	// Stage 2: at most L0 groups per unit. Skipped when there are no
+	// groups (each unit is then in exactly one group).
+	from := "__pu"
+	if len(keys) > 0 {
+		var hashArgs []string
+		hashArgs = append(hashArgs, "__unit")
+		for i := range keys {
+			hashArgs = append(hashArgs, QuoteIdent("__k"+strconv.Itoa(i)))
+		}
+		var h string
+		if p.Dialect == Postgres {
+			var parts []string
+			for _, a := range hashArgs {
+				parts = append(parts, "COALESCE(CAST("+a+" AS text), '')")
+			}
+			h = "md5(" + strings.Join(parts, " || '|' || ") + " || '|" + strconv.FormatUint(seed, 10) + "')"
+		} else {
+			h = "hash(" + strings.Join(hashArgs, ", ") + ", " + strconv.FormatUint(seed, 10) + "::UBIGINT)"
+		}
+		w(", __b AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY __unit ORDER BY ", h, ") AS __rn FROM __pu) AS __r WHERE __rn <= ", strconv.Itoa(dp.L0), ")")
+		from = "__b"
+	}
+	// Stage 3: per group, bounded totals.
+	w(" SELECT ")
+	for i := range keys {
+		w(QuoteIdent("__k"+strconv.Itoa(i)), ", ")
+	}
+	for i, s := range dp.Stats {
+		if i > 0 {
+			w(", ")
+		}
+		switch s.Kind {
+		case StatUnits:
+			w("COUNT(*)")
+		case StatCount:
+			w("SUM(LEAST(__rows, ", strconv.Itoa(dp.Linf), "))")
+		case StatSum, StatSumSq:
+			lim := strconv.FormatFloat(s.Linf, 'f', 0, 64)
+			lower := "-" + lim
+			if s.Kind == StatSumSq || boundsNonNeg(m, s.Column) {
+				lower = "0"
+			}
+			w("SUM(LEAST(GREATEST(", QuoteIdent("__s"+strconv.Itoa(i)), ", ", lower, "), ", lim, "))")
+		}
+		w(" AS ", QuoteIdent("__t"+strconv.Itoa(i)))
+	}
+	w(" FROM ", from)
+	if len(keys) > 0 {
+		w(" GROUP BY ")
+		for i := range keys {
+			if i > 0 {
+				w(", ")
+			}
+			w(QuoteIdent("__k" + strconv.Itoa(i)))
+		}
+	}
+	return b.String()
+}
+
+func boundsOf(m *workspace.Manifest, col string) (float64, float64) {
+	for _, c := range m.Columns {
+		if c.Name == col && len(c.Bounds) == 2 {
+			return c.Bounds[0], c.Bounds[1]
+		}
+	}
+	return 0, 0
+}
+
+func boundsNonNeg(m *workspace.Manifest, col string) bool {
+	lo, _ := boundsOf(m, col)
+	return lo >= 0
+}
+
+func num(f float64) string { return "(" + strconv.FormatFloat(f, 'g', -1, 64) + ")" }
+
+// exprEqual compares two expressions structurally.
+func exprEqual(a, b Expr) bool {
+	switch x := a.(type) {
+	case *Col:
+		y, ok := b.(*Col)
+		return ok && x.Source == y.Source && x.Name == y.Name
+	case *Lit:
+		y, ok := b.(*Lit)
+		return ok && *x == *y
+	case *Op:
+		y, ok := b.(*Op)
+		return ok && x.Op == y.Op && exprEqual(x.L, y.L) && exprEqual(x.R, y.R)
+	case *Func:
+		y, ok := b.(*Func)
+		if !ok || x.Name != y.Name || x.Star != y.Star || x.Distinct != y.Distinct || len(x.Args) != len(y.Args) || x.Fraction != y.Fraction {
+			return false
+		}
+		for i := range x.Args {
+			if !exprEqual(x.Args[i], y.Args[i]) {
+				return false
+			}
+		}
+		return true
+	case *Cast:
+		y, ok := b.(*Cast)
+		return ok && x.Type == y.Type && exprEqual(x.X, y.X)
+	case *Neg:
+		y, ok := b.(*Neg)
+		return ok && exprEqual(x.X, y.X)
+	case *Not:
+		y, ok := b.(*Not)
+		return ok && exprEqual(x.X, y.X)
+	}
+	return a == b
+}

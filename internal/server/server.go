@@ -1,0 +1,323 @@
+// Package server is Airlock's composition root: it builds every subsystem
+// from a workspace directory (state store, node keys, engine, policies,
+// audit log, gateway, authenticator, HTTP API) and runs them until the
+// context ends. Only cmd/airlock (via cli) and end-to-end tests import it.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/audit"
+	"github.com/airlock-dev/airlock/internal/engine/duckdb"
+	"github.com/airlock-dev/airlock/internal/gateway"
+	"github.com/airlock-dev/airlock/internal/httpapi"
+	"github.com/airlock-dev/airlock/internal/identity"
+	"github.com/airlock-dev/airlock/internal/policy"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/store/postgres"
+	"github.com/airlock-dev/airlock/internal/store/sqlite"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// Options configure a node.
+type Options struct {
+	Workspace string
+	HTTPAddr  string // default 127.0.0.1:8080
+	StoreDSN  string // postgres://...; empty = embedded SQLite in the data dir
+	// StoreSchema isolates a PostgreSQL store in its own schema (tests).
+	StoreSchema string
+	Log         *slog.Logger
+	Now         func() time.Time
+	// ReloadEvery is how often workspace files are checked for changes.
+	ReloadEvery time.Duration
+}
+
+// Node is a running Airlock node.
+type Node struct {
+	opts     Options
+	WS       *workspace.Workspace
+	Store    store.Store
+	Engine   *duckdb.DB
+	Audit    *audit.Log
+	Gateway  *gateway.Gateway
+	Auth     *identity.Authenticator
+	Verifier string // the audit log's note verifier key
+	log      *slog.Logger
+	http     *http.Server
+	listener net.Listener
+	mu       sync.Mutex
+	wsNow    *workspace.Workspace
+}
+
+// OpenStore opens the state store a workspace uses.
+func OpenStore(ctx context.Context, ws *workspace.Workspace, dsn, schema string) (store.Store, error) {
+	if dsn != "" {
+		return postgres.Open(ctx, dsn, schema)
+	}
+	dir := DataDir(ws)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return sqlite.Open(ctx, filepath.Join(dir, "state.db"))
+}
+
+// DataDir is the workspace's data directory.
+func DataDir(ws *workspace.Workspace) string {
+	if filepath.IsAbs(ws.Config.DataDir) {
+		return ws.Config.DataDir
+	}
+	return filepath.Join(ws.Dir, ws.Config.DataDir)
+}
+
+// Open builds a node; nothing listens until Serve.
+func Open(ctx context.Context, opts Options) (*Node, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.HTTPAddr == "" {
+		opts.HTTPAddr = "127.0.0.1:8080"
+	}
+	if opts.ReloadEvery == 0 {
+		opts.ReloadEvery = 2 * time.Second
+	}
+	ws, err := workspace.Load(opts.Workspace)
+	if err != nil {
+		return nil, fmt.Errorf("workspace %s:\n%w", opts.Workspace, err)
+	}
+	n := &Node{opts: opts, WS: ws, wsNow: ws, log: opts.Log.With("component", "server")}
+	ok := false
+	defer func() {
+		if !ok {
+			n.Close()
+		}
+	}()
+	if n.Store, err = OpenStore(ctx, ws, opts.StoreDSN, opts.StoreSchema); err != nil {
+		return nil, fmt.Errorf("state store: %w", err)
+	}
+	dir := DataDir(ws)
+	skey, vkey, err := audit.LoadOrCreateKey(dir, ws.Config.Node.Name)
+	if err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	n.Verifier = vkey
+	maskSecret, err := loadOrCreateSecret(filepath.Join(dir, "mask.key"))
+	if err != nil {
+		return nil, fmt.Errorf("mask key: %w", err)
+	}
+	if n.Engine, err = LoadEngine(ctx, ws); err != nil {
+		return nil, err
+	}
+	pol, err := policy.Load(ws.Policies)
+	if err != nil {
+		return nil, err
+	}
+	if n.Audit, err = audit.Open(ctx, n.Store, skey, ws.Config.Node.Origin); err != nil {
+		return nil, err
+	}
+	n.Gateway = gateway.New(&gateway.Snapshot{WS: ws, Policy: pol}, n.Engine, n.Store, n.Audit, maskSecret)
+	n.Gateway.Now = opts.Now
+	n.Auth = &identity.Authenticator{
+		Tokens:    n.Store,
+		Principal: func(name string) *workspace.Principal { return n.Gateway.Snapshot().WS.Principals[name] },
+		Now:       opts.Now,
+	}
+	if j := ws.Config.Auth.JWT; j != nil {
+		path := j.JWKSFile
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(ws.Dir, path)
+		}
+		if n.Auth.JWT, err = identity.NewJWTVerifier(*j, path); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return n, nil
+}
+
+// LoadEngine loads every file-backed dataset into a fresh embedded DuckDB
+// and locks it down.
+func LoadEngine(ctx context.Context, ws *workspace.Workspace) (*duckdb.DB, error) {
+	eng, err := duckdb.Open(duckdb.Config{MemoryLimit: ws.Config.Limits.MemoryLimit, Threads: ws.Config.Limits.Threads})
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range sortedDatasets(ws) {
+		if m.Source.File == "" {
+			eng.Close()
+			return nil, fmt.Errorf("%s: datasets governed in PostgreSQL are not supported by this build yet", m.File)
+		}
+		var cols []duckdb.ColumnSpec
+		for _, c := range m.Columns {
+			cols = append(cols, duckdb.ColumnSpec{Name: c.Name, Type: c.Type})
+		}
+		file := m.Source.File
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(ws.Dir, file)
+		}
+		if err := eng.LoadTable(ctx, m.Name, file, cols); err != nil {
+			eng.Close()
+			return nil, fmt.Errorf("%s: %w", m.File, err)
+		}
+	}
+	if err := eng.Lockdown(); err != nil {
+		eng.Close()
+		return nil, err
+	}
+	return eng, nil
+}
+
+func sortedDatasets(ws *workspace.Workspace) []*workspace.Manifest {
+	var out []*workspace.Manifest
+	for _, name := range sortedKeys(ws.Datasets) {
+		out = append(out, ws.Datasets[name])
+	}
+	return out
+}
+
+func loadOrCreateSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	return b, os.WriteFile(path, b, 0o600)
+}
+
+// Listen binds the HTTP address (so callers learn the port before Serve).
+func (n *Node) Listen() (net.Addr, error) {
+	l, err := net.Listen("tcp", n.opts.HTTPAddr)
+	if err != nil {
+		return nil, err
+	}
+	n.listener = l
+	return l.Addr(), nil
+}
+
+// Handler is the node's HTTP handler.
+func (n *Node) Handler() http.Handler {
+	api := &httpapi.Server{Gateway: n.Gateway, Auth: n.Auth, Log: n.opts.Log.With("component", "http")}
+	api.Extra = append(api.Extra, n.auditRoutes, n.adminRoutes)
+	return api.Handler()
+}
+
+// Serve runs the HTTP server, the checkpointer and the reloader until ctx
+// ends, then shuts down gracefully.
+func (n *Node) Serve(ctx context.Context) error {
+	if n.listener == nil {
+		if _, err := n.Listen(); err != nil {
+			return err
+		}
+	}
+	n.http = &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go n.Audit.RunCheckpointer(ctx, n.WS.Config.Node.CheckpointInterval)
+	go n.reloadLoop(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- n.http.Serve(n.listener) }()
+	select {
+	case <-ctx.Done():
+		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		n.http.Shutdown(sctx)
+		n.Audit.Checkpoint(sctx)
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// Reload re-reads the workspace and swaps policies, agreements and
+// principals in. Dataset changes need a restart (the engine is locked).
+func (n *Node) Reload() error {
+	ws, err := workspace.Load(n.opts.Workspace)
+	if err != nil {
+		return err
+	}
+	pol, err := policy.Load(ws.Policies)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	prev := n.wsNow
+	n.wsNow = ws
+	n.mu.Unlock()
+	for name, m := range ws.Datasets {
+		if old := prev.Datasets[name]; old == nil || fmt.Sprint(*old) != fmt.Sprint(*m) {
+			n.log.Warn("dataset manifests changed; restart the server to reload data", "dataset", name)
+		}
+	}
+	// Keep the loaded manifests: the engine still holds the old tables.
+	ws.Datasets = n.WS.Datasets
+	n.Gateway.Swap(&gateway.Snapshot{WS: ws, Policy: pol})
+	n.log.Info("workspace reloaded", "policy_version", pol.Version())
+	return nil
+}
+
+func (n *Node) reloadLoop(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	t := time.NewTicker(n.opts.ReloadEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := n.Reload(); err != nil {
+				n.log.Error("reload failed; keeping the previous workspace", "err", err)
+			}
+		case <-t.C:
+			ws, err := workspace.Load(n.opts.Workspace)
+			n.mu.Lock()
+			changed := err == nil && ws.Digest != n.wsNow.Digest
+			n.mu.Unlock()
+			if changed {
+				if err := n.Reload(); err != nil {
+					n.log.Error("reload failed; keeping the previous workspace", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// Close releases everything.
+func (n *Node) Close() {
+	if n.listener != nil {
+		n.listener.Close()
+	}
+	if n.Audit != nil {
+		n.Audit.Close()
+	}
+	if n.Engine != nil {
+		n.Engine.Close()
+	}
+	if n.Store != nil {
+		n.Store.Close()
+	}
+}

@@ -1,0 +1,153 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/airlock-dev/airlock/internal/engine/duckdb"
+	"github.com/airlock-dev/airlock/internal/policy"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// Validate checks a workspace: its files (structure and references), its
+// policies (they compile and their tests pass) and each manifest against
+// its data (file present, every column present and convertible to its
+// declared type, privacy unit never NULL). Every problem names its file.
+func Validate(ctx context.Context, dir string) (workspace.Problems, error) {
+	ws, err := workspace.Load(dir)
+	var probs workspace.Problems
+	if err != nil {
+		ps, ok := err.(workspace.Problems)
+		if !ok {
+			return nil, err
+		}
+		probs = append(probs, ps...)
+	}
+	pol, err := policy.Load(ws.Policies)
+	if err != nil {
+		probs = append(probs, workspace.Problem{File: "policies/", Msg: err.Error()})
+	} else {
+		probs = append(probs, PolicyTestProblems(pol, ws)...)
+	}
+	eng, err := duckdb.Open(duckdb.Config{MemoryLimit: "1GB"})
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	for _, m := range sortedDatasets(ws) {
+		probs = append(probs, checkData(ctx, eng, ws, m)...)
+	}
+	return probs, nil
+}
+
+func lineOf(file, key string) int {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	for i, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, key) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func checkData(ctx context.Context, eng *duckdb.DB, ws *workspace.Workspace, m *workspace.Manifest) workspace.Problems {
+	var ps workspace.Problems
+	mf := filepath.Join(ws.Dir, m.File)
+	if m.Source.File == "" {
+		return nil
+	}
+	file := m.Source.File
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(ws.Dir, file)
+	}
+	if _, err := os.Stat(file); err != nil {
+		return append(ps, workspace.Problem{File: m.File, Line: lineOf(mf, "file:"), Msg: fmt.Sprintf("data file %s does not exist", m.Source.File), Fix: "correct source.file"})
+	}
+	have, err := eng.FileColumns(ctx, file)
+	if err != nil {
+		return append(ps, workspace.Problem{File: m.Source.File, Msg: "cannot read: " + err.Error()})
+	}
+	got := map[string]string{}
+	var names []string
+	for _, c := range have {
+		got[strings.ToLower(c.Name)] = c.Type
+		names = append(names, c.Name)
+	}
+	missing := false
+	for _, c := range m.Columns {
+		if _, ok := got[c.Name]; !ok {
+			missing = true
+			ps = append(ps, workspace.Problem{File: m.File, Line: lineOf(mf, "name: "+c.Name), Msg: fmt.Sprintf("column %q is not in %s (it has: %s)", c.Name, m.Source.File, strings.Join(names, ", ")), Fix: "rename the column or fix the data file"})
+		}
+	}
+	if missing {
+		return ps
+	}
+	var cols []duckdb.ColumnSpec
+	for _, c := range m.Columns {
+		cols = append(cols, duckdb.ColumnSpec{Name: c.Name, Type: c.Type})
+	}
+	if err := eng.LoadTable(ctx, m.Name, file, cols); err != nil {
+		return append(ps, workspace.Problem{File: m.Source.File, Msg: "does not match the declared column types: " + firstLine(err.Error()), Fix: "fix the type in " + m.File + " or the data"})
+	}
+	if m.PrivacyUnit != "" {
+		n, err := eng.NullCount(ctx, m.Name, m.PrivacyUnit)
+		if err == nil && n > 0 {
+			ps = append(ps, workspace.Problem{File: m.Source.File, Msg: fmt.Sprintf("privacy unit column %q has %d NULL values", m.PrivacyUnit, n), Fix: "every row must name its privacy unit; fill or drop those rows"})
+		}
+	}
+	return ps
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// PolicyTestProblems runs the workspace's policy tests.
+func PolicyTestProblems(pol *policy.Engine, ws *workspace.Workspace) workspace.Problems {
+	var ps workspace.Problems
+	for _, name := range sortedKeys(ws.PolicyTests) {
+		res, err := policy.RunTests(pol, name, ws.PolicyTests[name], PolicyPrincipalLookup(ws), PolicyResourceLookup(ws))
+		if err != nil {
+			ps = append(ps, workspace.Problem{File: "policies/tests/" + name, Msg: err.Error()})
+			continue
+		}
+		for _, r := range res {
+			if !r.Passed {
+				ps = append(ps, workspace.Problem{File: "policies/tests/" + name, Line: lineOf(filepath.Join(ws.Dir, "policies", "tests", name), r.Name), Msg: fmt.Sprintf("policy test %q: %s", r.Name, r.Detail)})
+			}
+		}
+	}
+	return ps
+}
+
+// PolicyPrincipalLookup resolves policy-test principals from the workspace.
+func PolicyPrincipalLookup(ws *workspace.Workspace) func(string) (policy.Principal, bool) {
+	return func(name string) (policy.Principal, bool) {
+		p, ok := ws.Principals[name]
+		if !ok {
+			return policy.Principal{}, false
+		}
+		return policy.Principal{Name: p.Name, Org: p.Org, Region: p.Region, Country: p.Country, Clearance: p.Clearance, Roles: p.Roles, Attributes: p.Attributes}, true
+	}
+}
+
+// PolicyResourceLookup resolves policy-test datasets from the workspace.
+func PolicyResourceLookup(ws *workspace.Workspace) func(string) (policy.Resource, bool) {
+	return func(name string) (policy.Resource, bool) {
+		m, ok := ws.Datasets[name]
+		if !ok {
+			return policy.Resource{}, false
+		}
+		return policy.Resource{Name: m.Name, Owner: m.Owner, Tier: m.Tier, Region: m.Region}, true
+	}
+}
