@@ -168,8 +168,14 @@ func auditVerify(args []string, out, errw io.Writer) error {
 			}
 		}
 		tree := h.log.Tree()
-		consist = func(from, to uint64) ([][]byte, error) { p, err := tree.ConsistencyProof(from, to); return hashesToBytes(p), err }
-		incl = func(idx, size uint64) ([][]byte, error) { p, err := tree.InclusionProof(idx, size); return hashesToBytes(p), err }
+		consist = func(from, to uint64) ([][]byte, error) {
+			p, err := tree.ConsistencyProof(from, to)
+			return hashesToBytes(p), err
+		}
+		incl = func(idx, size uint64) ([][]byte, error) {
+			p, err := tree.InclusionProof(idx, size)
+			return hashesToBytes(p), err
+		}
 	}
 	cp, err := audit.ParseCheckpoint(signed, vkey)
 	if err != nil {

@@ -1,0 +1,278 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/airlock-dev/airlock/internal/demo"
+	"github.com/airlock-dev/airlock/internal/identity"
+	"github.com/airlock-dev/airlock/internal/server"
+	"github.com/airlock-dev/airlock/internal/store"
+)
+
+// harness is one node on the demo workspace, served over real HTTP on
+// loopback, with a token per demo principal.
+type harness struct {
+	node    *server.Node
+	url     string
+	dir     string
+	tokens  map[string]string
+	secrets []string // identifier values from the data that must never appear
+	cancel  context.CancelFunc
+}
+
+var shared *harness
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "airlock-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	h, err := startHarness(dir, "")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shared = h
+	code := m.Run()
+	h.stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func startHarness(dir, dsn string) (*harness, error) {
+	if err := demo.Init(dir); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n, err := server.Open(ctx, server.Options{Workspace: dir, HTTPAddr: "127.0.0.1:0", StoreDSN: dsn, ReloadEvery: 200 * time.Millisecond})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	addr, err := n.Listen()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	go n.Serve(ctx)
+	h := &harness{node: n, url: "http://" + addr.String(), dir: dir, tokens: map[string]string{}, cancel: cancel}
+	for name := range n.WS.Principals {
+		tok, id, hash, _ := identity.NewToken()
+		if err := n.Store.PutToken(ctx, store.Token{ID: id, Hash: hash, Principal: name, CreatedAt: time.Now()}); err != nil {
+			cancel()
+			return nil, err
+		}
+		h.tokens[name] = tok
+	}
+	h.secrets = identifierValues(dir)
+	return h, nil
+}
+
+func (h *harness) stop() {
+	h.cancel()
+	time.Sleep(50 * time.Millisecond)
+	h.node.Close()
+}
+
+// identifierValues collects raw identifiers (names, SSNs, IBANs, ids) from
+// the first rows of the demo data.
+func identifierValues(dir string) []string {
+	var out []string
+	for file, cols := range map[string][]int{"visits.csv": {0, 1, 2}, "transactions.csv": {0, 1, 2}} {
+		f, _ := os.Open(filepath.Join(dir, "data", file))
+		r := csv.NewReader(f)
+		r.Read()
+		for i := 0; i < 300; i++ {
+			rec, err := r.Read()
+			if err != nil {
+				break
+			}
+			for _, c := range cols {
+				out = append(out, rec[c])
+			}
+		}
+		f.Close()
+	}
+	return out
+}
+
+type apiResponse struct {
+	Status         int
+	Body           []byte
+	Columns        []string `json:"columns"`
+	Rows           [][]any  `json:"rows"`
+	RowsSuppressed int64    `json:"rows_suppressed"`
+	AuditIndex     uint64   `json:"audit_index"`
+	Error          struct {
+		Code, Rule, Message string
+	} `json:"error"`
+}
+
+func (h *harness) query(t *testing.T, principal, purpose, agreement, sql string) apiResponse {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"sql": sql, "purpose": purpose, "agreement": agreement})
+	return h.post(t, "/v1/query", h.tokens[principal], body)
+}
+
+func (h *harness) post(t *testing.T, path, token string, body []byte) apiResponse {
+	t.Helper()
+	req, _ := http.NewRequest("POST", h.url+path, bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var r apiResponse
+	json.Unmarshal(b, &r)
+	r.Status, r.Body = resp.StatusCode, b
+	return r
+}
+
+type attackCase struct {
+	Name      string `yaml:"name"`
+	Principal string `yaml:"principal"`
+	Purpose   string `yaml:"purpose"`
+	Agreement string `yaml:"agreement"`
+	SQL       string `yaml:"sql"`
+	Expect    struct {
+		Status        int                `yaml:"status"`
+		Rule          string             `yaml:"rule"`
+		SuppressedMin int64              `yaml:"suppressed_min"`
+		MaxRows       *int               `yaml:"max_rows"`
+		RowsMin       int                `yaml:"rows_min"`
+		RowsExactly   *int               `yaml:"rows_exactly"`
+		NullColumns   []string           `yaml:"null_columns"`
+		ColumnPattern map[string]string  `yaml:"column_pattern"`
+		MinValue      map[string]float64 `yaml:"min_value"`
+		MaxValue      map[string]float64 `yaml:"max_value"`
+	} `yaml:"expect"`
+}
+
+// TestAttackSuite runs testdata/attacks.yaml through the HTTP API.
+func TestAttackSuite(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/attacks.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var suite struct {
+		Cases []attackCase `yaml:"cases"`
+	}
+	if err := yaml.Unmarshal(b, &suite); err != nil {
+		t.Fatal(err)
+	}
+	if len(suite.Cases) < 60 {
+		t.Fatalf("attack suite has %d cases, want at least 60", len(suite.Cases))
+	}
+	runAttacks(t, shared, suite.Cases)
+}
+
+func runAttacks(t *testing.T, h *harness, cases []attackCase) {
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			principal, purpose := c.Principal, c.Purpose
+			if principal == "" {
+				principal = "analyst@partner"
+			}
+			switch purpose {
+			case "":
+				purpose = "research"
+			case "-":
+				purpose = ""
+			}
+			sql := c.SQL
+			if sql == "@big" {
+				sql = "SELECT count(*) FROM visits WHERE " + strings.Repeat("hospital = 'x' OR ", 5000) + "true"
+			}
+			r := h.query(t, principal, purpose, c.Agreement, sql)
+			for _, s := range h.secrets {
+				if len(s) > 3 && bytes.Contains(r.Body, []byte(s)) {
+					t.Fatalf("response leaks identifier value %q: %s", s, r.Body)
+				}
+			}
+			e := c.Expect
+			if r.Status != e.Status {
+				t.Fatalf("status %d, want %d: %s", r.Status, e.Status, r.Body)
+			}
+			if e.Rule != "" && r.Error.Rule != e.Rule {
+				t.Fatalf("rule %q, want %q: %s", r.Error.Rule, e.Rule, r.Body)
+			}
+			if r.Status != 200 {
+				if r.Error.Code == "" || r.Error.Message == "" {
+					t.Fatalf("refusal without code or message: %s", r.Body)
+				}
+				return
+			}
+			if r.RowsSuppressed < e.SuppressedMin {
+				t.Fatalf("suppressed %d, want >= %d", r.RowsSuppressed, e.SuppressedMin)
+			}
+			if e.MaxRows != nil && len(r.Rows) > *e.MaxRows {
+				t.Fatalf("%d rows, want <= %d: %s", len(r.Rows), *e.MaxRows, r.Body)
+			}
+			if len(r.Rows) < e.RowsMin {
+				t.Fatalf("%d rows, want >= %d", len(r.Rows), e.RowsMin)
+			}
+			if e.RowsExactly != nil && len(r.Rows) != *e.RowsExactly {
+				t.Fatalf("%d rows, want %d", len(r.Rows), *e.RowsExactly)
+			}
+			col := func(name string) int {
+				for i, c := range r.Columns {
+					if c == name {
+						return i
+					}
+				}
+				t.Fatalf("no column %q in %v", name, r.Columns)
+				return -1
+			}
+			for _, name := range e.NullColumns {
+				i := col(name)
+				for _, row := range r.Rows {
+					if row[i] != nil {
+						t.Fatalf("column %s not masked: %v", name, row[i])
+					}
+				}
+			}
+			for name, pat := range e.ColumnPattern {
+				i, re := col(name), regexp.MustCompile(pat)
+				for _, row := range r.Rows {
+					if !re.MatchString(fmt.Sprint(row[i])) {
+						t.Fatalf("column %s value %v does not match %s", name, row[i], pat)
+					}
+				}
+			}
+			for name, min := range e.MinValue {
+				i := col(name)
+				for _, row := range r.Rows {
+					if v, _ := row[i].(float64); v < min {
+						t.Fatalf("column %s value %v < %v", name, row[i], min)
+					}
+				}
+			}
+			for name, max := range e.MaxValue {
+				i := col(name)
+				for _, row := range r.Rows {
+					if v, _ := row[i].(float64); v > max {
+						t.Fatalf("column %s value %v > %v", name, row[i], max)
+					}
+				}
+			}
+		})
+	}
+}
