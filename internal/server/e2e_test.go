@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	if err := demo.Init(dir); err != nil {
+		panic(err)
+	}
 	h, err := startHarness(dir, "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -53,10 +56,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// startHarness starts a node on an existing workspace.
 func startHarness(dir, dsn string) (*harness, error) {
-	if err := demo.Init(dir); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := server.Open(ctx, server.Options{Workspace: dir, HTTPAddr: "127.0.0.1:0", StoreDSN: dsn, ReloadEvery: 200 * time.Millisecond})
 	if err != nil {

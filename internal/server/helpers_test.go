@@ -1,0 +1,5 @@
+package server_test
+
+import "database/sql"
+
+type sqlDB = sql.DB
