@@ -106,6 +106,9 @@ type PlanInfo struct {
 	Columns  []string `json:"columns"`
 	MinUnits []int    `json:"min_units,omitempty"`
 	MaxRows  int      `json:"max_rows,omitempty"`
+	// SQL is the generated engine SQL; kept server-side (it may hold mask
+	// keys) and never serialized to clients.
+	SQL string `json:"-"`
 }
 
 // Query runs one request through the pipeline. The error, if any, is a
@@ -207,7 +210,7 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 	if req.DryRun {
 		return &Response{
 			Access: string(plan.Kind), Agreement: agID(ag), Columns: plan.Columns, Rows: [][]any{},
-			Plan: &PlanInfo{Access: string(plan.Kind), Datasets: plan.Datasets, Columns: plan.Touched, MinUnits: plan.MinUnits, MaxRows: plan.MaxRows},
+			Plan: &PlanInfo{Access: string(plan.Kind), Datasets: plan.Datasets, Columns: plan.Touched, MinUnits: plan.MinUnits, MaxRows: plan.MaxRows, SQL: plan.SQL},
 		}, nil
 	}
 	qctx, cancel := context.WithTimeout(ctx, ws.Config.Limits.QueryTimeout)

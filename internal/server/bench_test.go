@@ -1,0 +1,142 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/demo"
+	"github.com/airlock-dev/airlock/internal/engine/duckdb"
+	"github.com/airlock-dev/airlock/internal/gateway"
+	"github.com/airlock-dev/airlock/internal/identity"
+)
+
+// benchRows is the size of the generated visits table (AIRLOCK_BENCH_ROWS,
+// default 1M; make bench uses 10M).
+func benchRows() int {
+	if s := os.Getenv("AIRLOCK_BENCH_ROWS"); s != "" {
+		n, _ := strconv.Atoi(s)
+		return n
+	}
+	return 1_000_000
+}
+
+// bigWorkspace is the demo workspace with visits replaced by a generated
+// Parquet file of rows rows (units = rows/10).
+func bigWorkspace(b *testing.B, rows int) string {
+	dir := b.TempDir()
+	if err := demo.Init(dir); err != nil {
+		b.Fatal(err)
+	}
+	gen, err := duckdb.Open(duckdb.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer gen.Close()
+	pq := filepath.Join(dir, "data", "visits.parquet")
+	q := fmt.Sprintf(`COPY (SELECT 'P' || lpad(CAST(hash(i) %% %d AS VARCHAR), 8, '0') AS patient_id,
+		'name' || i AS name, 'ssn' || i AS ssn, DATE '1940-01-01' + CAST(i %% 25000 AS INTEGER) AS birth_date,
+		CASE WHEN i %% 2 = 0 THEN 'F' ELSE 'M' END AS sex, lpad(CAST(i %% 90000 AS VARCHAR), 5, '1') AS zip,
+		'D' || CAST(hash(i * 7) %% 50 AS VARCHAR) AS diagnosis, 'H' || CAST(i %% 12 AS VARCHAR) AS hospital,
+		CASE i %% 4 WHEN 0 THEN 'north' WHEN 1 THEN 'south' WHEN 2 THEN 'east' ELSE 'west' END AS region,
+		DATE '2023-01-01' + CAST(i %% 1095 AS INTEGER) AS visit_date, CAST((hash(i * 13) %% 5000000) / 100.0 AS DECIMAL(18,2)) AS cost
+		FROM range(%d) t(i)) TO '%s' (FORMAT parquet)`, rows/10, rows, pq)
+	if err := gen.Exec(context.Background(), q); err != nil {
+		b.Fatal(err)
+	}
+	mf := filepath.Join(dir, "datasets", "visits.yaml")
+	m, _ := os.ReadFile(mf)
+	os.WriteFile(mf, bytes.Replace(m, []byte("data/visits.csv"), []byte("data/visits.parquet"), 1), 0o644)
+	return dir
+}
+
+func postQuery(b *testing.B, url, tok, sql string) {
+	body, _ := json.Marshal(map[string]any{"sql": sql, "purpose": "research"})
+	req, _ := http.NewRequest("POST", url+"/v1/query", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var r struct {
+		Rows  [][]any `json:"rows"`
+		Error any     `json:"error"`
+	}
+	json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b.Fatalf("status %d: %v", resp.StatusCode, r.Error)
+	}
+}
+
+// BenchmarkGatewayOverhead compares one governed aggregate through HTTP
+// with the same SQL run straight on the node's DuckDB, on benchRows rows,
+// alternating the two so both see the same machine load.
+func BenchmarkGatewayOverhead(b *testing.B) {
+	rows := benchRows()
+	dir := bigWorkspace(b, rows)
+	h, err := startHarness(dir, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.stop()
+	tok := h.tokens["analyst@partner"]
+	for _, q := range []struct{ name, sql string }{
+		{"large", "SELECT diagnosis, count(*), avg(cost) FROM visits GROUP BY diagnosis"},
+		{"small", "SELECT sex, count(*) FROM visits WHERE hospital = 'H3' AND region = 'east' AND visit_date = DATE '2024-05-01' GROUP BY sex"},
+	} {
+		b.Run(fmt.Sprintf("%s/rows=%d", q.name, rows), func(b *testing.B) {
+			postQuery(b, h.url, tok, q.sql) // warm up
+			// The governed SQL the gateway generates, to separate the
+			// rule's own cost (the distinct-unit count) from the gateway's.
+			plan, err := h.node.Gateway.Query(context.Background(), gatewayRequest(h, q.sql))
+			if err != nil || plan.Plan == nil {
+				b.Fatal(err)
+			}
+			var raw, rawGov, gov []time.Duration
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				if _, err := h.node.Engine.Query(context.Background(), q.sql); err != nil {
+					b.Fatal(err)
+				}
+				raw = append(raw, time.Since(t0))
+				t0 = time.Now()
+				if _, err := h.node.Engine.Query(context.Background(), plan.Plan.SQL); err != nil {
+					b.Fatal(err)
+				}
+				rawGov = append(rawGov, time.Since(t0))
+				t0 = time.Now()
+				postQuery(b, h.url, tok, q.sql)
+				gov = append(gov, time.Since(t0))
+			}
+			pr, prg, pg := p50(raw), p50(rawGov), p50(gov)
+			b.ReportMetric(ms(pr), "raw-p50-ms")
+			b.ReportMetric(ms(prg), "raw-governed-sql-p50-ms")
+			b.ReportMetric(ms(pg), "http-p50-ms")
+			b.ReportMetric(float64(pg)/float64(pr), "ratio-vs-raw")
+			b.ReportMetric(float64(pg)/float64(prg), "ratio-vs-governed-sql")
+			b.ReportMetric(ms(pg-prg), "gateway-overhead-p50-ms")
+		})
+	}
+}
+
+func p50(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func gatewayRequest(h *harness, sql string) gateway.Request {
+	id := identity.FromPrincipal(h.node.WS.Principals["analyst@partner"], "token")
+	return gateway.Request{Channel: "bench", Identity: id, SQL: sql, Purpose: "research", DryRun: true}
+}

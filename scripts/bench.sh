@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the benchmarks whose figures are recorded in docs/benchmarks.md.
+# Output goes to bench-results.txt as well as the terminal.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${AIRLOCK_BENCH_ROWS:-10000000}
+out=bench-results.txt
+{
+  echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -srm), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(go version)"
+  echo "## gateway overhead (rows=$rows)"
+  AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench GatewayOverhead -benchtime 30x -timeout 60m ./internal/server
+  echo "## audit log"
+  go test -run '^$' -bench . -benchtime 20000x ./internal/audit
+  echo "## engine small query"
+  go test -run '^$' -bench SmallQuery -benchtime 2000x ./internal/engine/duckdb
+} 2>&1 | tee "$out"
