@@ -12,7 +12,9 @@ package gateway
 import (
 	"context"
 	"crypto/hmac"
+	crand "crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -23,6 +25,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/airlock-dev/airlock/internal/audit"
+	"github.com/airlock-dev/airlock/internal/dp"
 	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/identity"
 	"github.com/airlock-dev/airlock/internal/policy"
@@ -57,12 +60,14 @@ type Gateway struct {
 	// MaskSecret derives the per-agreement keys of hmac masks.
 	MaskSecret []byte
 	planner    query.Planner
+	sampler    *dp.Sampler
 }
 
 // New returns a gateway over one engine.
 func New(snap *Snapshot, eng engine.Engine, st store.Store, au Auditor, maskSecret []byte) *Gateway {
 	g := &Gateway{Engine: eng, Store: st, Audit: au, Now: time.Now, MaskSecret: maskSecret}
-	g.planner = query.Planner{Dialect: query.Dialect(eng.Dialect())}
+	g.planner = query.Planner{Dialect: query.Dialect(eng.Dialect()), Seed: randomSeed}
+	g.sampler = dp.NewSampler(nil)
 	g.Tables = func(m *workspace.Manifest) string { return query.QuoteIdent(m.Name) }
 	g.snap.Store(snap)
 	return g
@@ -97,6 +102,7 @@ type Response struct {
 	AuditIndex     uint64    `json:"audit_index"`
 	Notes          []string  `json:"notes,omitempty"`
 	Plan           *PlanInfo `json:"plan,omitempty"`
+	DP             *DPReport `json:"dp,omitempty"`
 }
 
 // PlanInfo describes a dry run.
@@ -206,6 +212,19 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 		if !d.Allowed {
 			return nil, refusal.New(refusal.Forbidden, "policy", "%s on dataset %s is not permitted by policy%s", action, name, reasonSuffix(d.Reasons))
 		}
+	}
+	if plan.Kind == query.AccessDP {
+		resp, rep, err := g.runDP(ctx, snap, req, ag, plan, now, ws.Config.Limits)
+		if err != nil {
+			return nil, err
+		}
+		resp.Access, resp.Agreement, resp.DP = string(plan.Kind), agID(ag), rep
+		if req.DryRun {
+			resp.Plan = &PlanInfo{Access: string(plan.Kind), Datasets: plan.Datasets, Columns: plan.Touched, SQL: plan.SQL}
+		} else if !rep.Cached {
+			ent.Epsilon, ent.Delta, ent.Rho = rep.Epsilon, rep.Delta, rep.Rho
+		}
+		return resp, nil
 	}
 	if req.DryRun {
 		return &Response{
@@ -381,6 +400,12 @@ func viewOf(m *workspace.Manifest, g *query.Grant) *workspace.Manifest {
 		}
 	}
 	return &v
+}
+
+func randomSeed() uint64 {
+	var b [8]byte
+	crand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
 }
 
 // maskKey derives an agreement's hmac-mask key from the node secret.

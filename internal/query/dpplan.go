@@ -117,6 +117,7 @@ func (p Planner) dp(q *Select, grants map[string]*Grant, scans []*Source, plan *
 		fg.b.Reset()
 		fg.expr(k)
 		keySQL[i] = fg.b.String()
+		dp.GroupBy = append(dp.GroupBy, "__k"+strconv.Itoa(i))
 	}
 	statIdx := map[string]int{}
 	stat := func(s Stat) int {

@@ -64,6 +64,8 @@ type Charge struct {
 	Epsilon  float64 // reporting only
 	Delta    float64 // reporting only
 	LimitRho float64 // the charge fails if spent+Rho would exceed this
+	// LimitDelta, when positive, also caps the summed Delta.
+	LimitDelta float64
 }
 
 // CachedResult is a released DP answer kept so an identical query under the

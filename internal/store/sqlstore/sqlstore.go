@@ -141,8 +141,12 @@ func (s *Store) ChargeBudget(ctx context.Context, c store.Charge) (store.BudgetS
 		return store.BudgetState{}, err
 	}
 	var st store.BudgetState
-	err := s.db.QueryRowContext(ctx, s.q(`UPDATE budgets SET rho = rho + ?, epsilon = epsilon + ?, delta = delta + ? WHERE agreement = ? AND principal = ? AND period_ns = ? AND rho + ? <= ? RETURNING rho, epsilon, delta`),
-		c.Rho, c.Epsilon, c.Delta, k.Agreement, k.Principal, ns(k.PeriodStart), c.Rho, c.LimitRho*(1+budgetSlack)+budgetSlack).Scan(&st.Rho, &st.Epsilon, &st.Delta)
+	limitDelta := c.LimitDelta
+	if limitDelta <= 0 {
+		limitDelta = 1e300
+	}
+	err := s.db.QueryRowContext(ctx, s.q(`UPDATE budgets SET rho = rho + ?, epsilon = epsilon + ?, delta = delta + ? WHERE agreement = ? AND principal = ? AND period_ns = ? AND rho + ? <= ? AND delta + ? <= ? RETURNING rho, epsilon, delta`),
+		c.Rho, c.Epsilon, c.Delta, k.Agreement, k.Principal, ns(k.PeriodStart), c.Rho, c.LimitRho*(1+budgetSlack)+budgetSlack, c.Delta, limitDelta*(1+budgetSlack)).Scan(&st.Rho, &st.Epsilon, &st.Delta)
 	if errors.Is(err, sql.ErrNoRows) {
 		cur, err := s.Budget(ctx, k)
 		if err != nil {

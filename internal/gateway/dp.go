@@ -1,0 +1,392 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/dp"
+	"github.com/airlock-dev/airlock/internal/engine"
+	"github.com/airlock-dev/airlock/internal/query"
+	"github.com/airlock-dev/airlock/internal/refusal"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// DPColumn reports how one released column was protected.
+type DPColumn struct {
+	Column    string  `json:"column"`
+	Mechanism string  `json:"mechanism"`
+	Sigma     float64 `json:"noise_sigma,omitempty"` // per contributing statistic, in the column's units
+	CI95      float64 `json:"ci95_half_width,omitempty"`
+	Note      string  `json:"note,omitempty"`
+}
+
+// DPReport is the privacy accounting of one DP answer.
+type DPReport struct {
+	Epsilon       float64    `json:"epsilon"`
+	Delta         float64    `json:"delta"`
+	Rho           float64    `json:"rho"`
+	Columns       []DPColumn `json:"columns"`
+	Threshold     float64    `json:"selection_threshold,omitempty"`
+	Cached        bool       `json:"cached"`
+	BudgetEpsilon float64    `json:"budget_epsilon"`
+	SpentEpsilon  float64    `json:"spent_epsilon"`
+	RemainingEps  float64    `json:"remaining_epsilon"`
+	BudgetRefresh time.Time  `json:"budget_refresh"`
+	ContribBounds string     `json:"contribution_bounds"`
+}
+
+// dpCost is what one DP query spends.
+type dpCost struct {
+	eps, delta, rho, selDelta float64
+	perStat                   float64 // rho per statistic
+}
+
+func dpCostOf(r workspace.Rule, stats int, selection bool) dpCost {
+	eps, delta := r.EpsilonPerQuery, r.DeltaPerQuery
+	if eps <= 0 {
+		eps = 1
+	}
+	if delta <= 0 {
+		delta = 1e-7
+	}
+	c := dpCost{eps: eps, delta: delta}
+	convDelta := delta
+	if selection {
+		c.selDelta = delta / 2
+		convDelta = delta / 2
+	}
+	c.rho = dp.RhoForEpsDelta(eps, convDelta)
+	c.perStat = c.rho / float64(stats)
+	return c
+}
+
+// budgetLimits converts an agreement budget to the ledger's limits: half of
+// δ for the zCDP conversion of all noise, half for partition selections.
+func budgetLimits(b *workspace.Budget) (rho, delta float64) {
+	return dp.RhoForEpsDelta(b.Epsilon, b.Delta/2), b.Delta / 2
+}
+
+func periodStart(now time.Time, b *workspace.Budget) time.Time {
+	p := b.Period
+	if p <= 0 {
+		p = 24 * time.Hour
+	}
+	return now.UTC().Truncate(p)
+}
+
+// runDP executes a DP plan: bounded statistics from the engine, the charge,
+// then noise, selection and post-processing in Go.
+func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *workspace.Agreement, plan *query.Plan, now time.Time, limits workspace.LimitsConfig) (*Response, *DPReport, error) {
+	d := plan.DP
+	rule := ag.Rules[d.Dataset]
+	cost := dpCostOf(rule, len(d.Stats), needsSelection(d))
+	if ag.Budget == nil {
+		return nil, nil, refusal.New(refusal.Forbidden, "dp.budget", "agreement %s has a DP rule but no budget", ag.ID)
+	}
+	limRho, limDelta := budgetLimits(ag.Budget)
+	pstart := periodStart(now, ag.Budget)
+	key := store.BudgetKey{Agreement: ag.ID, PeriodStart: pstart}
+	if ag.Budget.PerPrincipal {
+		key.Principal = req.Identity.Principal
+	}
+	report := &DPReport{Epsilon: cost.eps, Delta: cost.delta, Rho: cost.rho, BudgetEpsilon: ag.Budget.Epsilon,
+		BudgetRefresh: pstart.Add(periodOf(ag.Budget)),
+		ContribBounds: fmt.Sprintf("at most %d group(s) per %s, at most %d row(s) per group", d.L0, snap.WS.Datasets[d.Dataset].PrivacyUnit, d.Linf)}
+	sigma2 := make([]float64, len(d.Stats))
+	for i, s := range d.Stats {
+		l2 := math.Sqrt(float64(d.L0)) * s.Linf
+		sigma2[i] = dp.GaussianSigma2(l2, cost.perStat)
+	}
+	var tau float64
+	if needsSelection(d) {
+		tau = dp.SelectionThreshold(sigma2[0], d.L0, cost.selDelta)
+		report.Threshold = tau
+	}
+	report.Columns = describeColumns(d, sigma2)
+	spent, _ := g.Store.Budget(ctx, key)
+	report.SpentEpsilon = dp.EpsilonForRho(spent.Rho, ag.Budget.Delta/2)
+	report.RemainingEps = math.Max(0, ag.Budget.Epsilon-report.SpentEpsilon)
+	if req.DryRun {
+		return &Response{Columns: plan.Columns, Rows: [][]any{}}, report, nil
+	}
+	fp := dpFingerprint(req, ag, key)
+	if cached, err := g.Store.CachedResult(ctx, ag.ID, fp, pstart); err == nil {
+		var out struct {
+			Resp   Response
+			Report DPReport
+		}
+		if json.Unmarshal(cached.Body, &out) == nil {
+			out.Report.Cached = true
+			out.Report.SpentEpsilon, out.Report.RemainingEps = report.SpentEpsilon, report.RemainingEps
+			out.Resp.Notes = append(out.Resp.Notes, "identical query answered from the stored noisy result at no new cost")
+			return &out.Resp, &out.Report, nil
+		}
+	}
+	qctx, cancel := context.WithTimeout(ctx, limits.QueryTimeout)
+	defer cancel()
+	res, err := g.Engine.Query(qctx, plan.SQL)
+	if err != nil {
+		return nil, nil, engineRefusal(err)
+	}
+	// Charge before anything derived from the data is released.
+	st, err := g.Store.ChargeBudget(ctx, store.Charge{Key: key, Rho: cost.rho, Epsilon: cost.eps, Delta: cost.selDelta, LimitRho: limRho, LimitDelta: limDelta})
+	if errors.Is(err, store.ErrBudgetExhausted) {
+		left := math.Max(0, ag.Budget.Epsilon-dp.EpsilonForRho(st.Rho, ag.Budget.Delta/2))
+		e := refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "the privacy budget of agreement %s is exhausted for this period: this query needs ε=%.3g, %.3g is left; it refreshes at %s",
+			ag.ID, cost.eps, left, report.BudgetRefresh.Format(time.RFC3339))
+		e.Details = map[string]any{"remaining_epsilon": left, "refresh": report.BudgetRefresh}
+		return nil, nil, e
+	}
+	if err != nil {
+		return nil, nil, refusal.New(refusal.Internal, "store.unavailable", "the state store is unavailable")
+	}
+	report.SpentEpsilon = dp.EpsilonForRho(st.Rho, ag.Budget.Delta/2)
+	report.RemainingEps = math.Max(0, ag.Budget.Epsilon-report.SpentEpsilon)
+	resp, err := release(d, res, sigma2, tau, g.sampler)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp.Columns = plan.Columns
+	if limit := limits.MaxResultRows; len(resp.Rows) > limit {
+		resp.Rows = resp.Rows[:limit]
+	}
+	body, _ := json.Marshal(struct {
+		Resp   Response
+		Report DPReport
+	}{*resp, *report})
+	// First writer wins: a concurrent identical query returns the same answer.
+	if stored, err := g.Store.PutCachedResult(ctx, store.CachedResult{Agreement: ag.ID, Fingerprint: fp, PeriodStart: pstart, Body: body, CreatedAt: now}); err == nil && string(stored.Body) != string(body) {
+		var out struct {
+			Resp   Response
+			Report DPReport
+		}
+		if json.Unmarshal(stored.Body, &out) == nil {
+			return &out.Resp, report, nil
+		}
+	}
+	return resp, report, nil
+}
+
+func periodOf(b *workspace.Budget) time.Duration {
+	if b.Period <= 0 {
+		return 24 * time.Hour
+	}
+	return b.Period
+}
+
+func hasKeys(d *query.DPPlan) bool { return len(d.GroupBy) > 0 }
+
+func needsSelection(d *query.DPPlan) bool { return hasKeys(d) && d.Public == nil }
+
+func dpFingerprint(req Request, ag *workspace.Agreement, key store.BudgetKey) string {
+	h := sha256.New()
+	norm := strings.Join(strings.Fields(strings.ToLower(req.SQL)), " ")
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v", ag.ID, key.Principal, norm, req.Params)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func describeColumns(d *query.DPPlan, sigma2 []float64) []DPColumn {
+	var out []DPColumn
+	for _, o := range d.Outputs {
+		if o.Key >= 0 {
+			mech := "partition selection (noisy distinct-unit count ≥ threshold)"
+			if d.Public != nil {
+				mech = "public group keys (all released)"
+			}
+			out = append(out, DPColumn{Column: o.Name, Mechanism: mech})
+			continue
+		}
+		s := d.Stats[o.Stats[0]]
+		sig := math.Sqrt(sigma2[o.Stats[0]]) * s.Scale
+		c := DPColumn{Column: o.Name, Mechanism: "discrete Gaussian", Sigma: sig}
+		switch o.Agg {
+		case "count", "count_distinct", "sum":
+			c.CI95 = dp.GaussianCI95(sigma2[o.Stats[0]]) * s.Scale
+		default:
+			c.Note = "ratio of noisy statistics; interval depends on the group's size"
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// release turns per-group bounded statistics into released rows.
+func release(d *query.DPPlan, res *engine.Result, sigma2 []float64, tau float64, s *dp.Sampler) (*Response, error) {
+	nk := len(d.GroupBy)
+	type group struct {
+		keys  []any
+		stats []*big.Int
+	}
+	var groups []group
+	byKey := map[string]int{}
+	for _, row := range res.Rows {
+		gr := group{keys: row[:nk]}
+		for i := range d.Stats {
+			gr.stats = append(gr.stats, toBig(row[nk+i]))
+		}
+		byKey[fmt.Sprint(gr.keys...)] = len(groups)
+		groups = append(groups, gr)
+	}
+	if d.Public != nil {
+		// Every public key combination, present in the data or not.
+		var all []group
+		var rec func(i int, prefix []any)
+		rec = func(i int, prefix []any) {
+			if i == nk {
+				k := append([]any(nil), prefix...)
+				if j, ok := byKey[fmt.Sprint(k...)]; ok {
+					all = append(all, groups[j])
+				} else {
+					z := make([]*big.Int, len(d.Stats))
+					for x := range z {
+						z[x] = new(big.Int)
+					}
+					all = append(all, group{keys: k, stats: z})
+				}
+				return
+			}
+			for _, v := range d.Public[i] {
+				rec(i+1, append(prefix, v))
+			}
+		}
+		rec(0, nil)
+		groups = all
+	} else if nk == 0 && len(groups) == 0 {
+		z := make([]*big.Int, len(d.Stats))
+		for x := range z {
+			z[x] = new(big.Int)
+		}
+		groups = []group{{stats: z}}
+	}
+	out := &Response{Rows: [][]any{}}
+	for _, gr := range groups {
+		noisy := make([]float64, len(d.Stats))
+		for i, v := range gr.stats {
+			num, den := dp.RatUp(sigma2[i])
+			n := new(big.Int).Add(v, s.DiscreteGaussian(num, den))
+			f, _ := new(big.Float).SetInt(n).Float64()
+			noisy[i] = f
+		}
+		if nk > 0 && d.Public == nil && noisy[0] < tau {
+			out.RowsSuppressed++
+			continue
+		}
+		row := make([]any, len(d.Outputs))
+		for j, o := range d.Outputs {
+			if o.Key >= 0 {
+				row[j] = gr.keys[o.Key]
+				continue
+			}
+			row[j] = value(o, d, noisy)
+		}
+		out.Rows = append(out.Rows, row)
+	}
+	orderRows(out.Rows, d)
+	if d.Offset != nil {
+		if int(*d.Offset) >= len(out.Rows) {
+			out.Rows = [][]any{}
+		} else {
+			out.Rows = out.Rows[*d.Offset:]
+		}
+	}
+	if d.Limit != nil && int(*d.Limit) < len(out.Rows) {
+		out.Rows = out.Rows[:*d.Limit]
+	}
+	if out.RowsSuppressed > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("%d group(s) did not pass DP partition selection and were dropped", out.RowsSuppressed))
+	}
+	return out, nil
+}
+
+func value(o query.DPOutput, d *query.DPPlan, noisy []float64) any {
+	st := func(i int) float64 { return noisy[o.Stats[i]] * d.Stats[o.Stats[i]].Scale }
+	switch o.Agg {
+	case "count", "count_distinct":
+		return int64(math.Max(0, math.Round(st(0))))
+	case "sum":
+		return st(0)
+	case "avg":
+		return clamp(st(0)/math.Max(1, st(1)), o.Lower, o.Upper)
+	case "variance", "var_pop", "stddev", "stddev_pop":
+		n := math.Max(1, st(2))
+		mean := clamp(st(0)/n, o.Lower, o.Upper)
+		v := clamp(st(1)/n-mean*mean, 0, math.Pow((o.Upper-o.Lower)/2, 2))
+		if strings.HasPrefix(o.Agg, "stddev") {
+			return math.Sqrt(v)
+		}
+		return v
+	}
+	return nil
+}
+
+func clamp(x, lo, hi float64) float64 { return math.Min(hi, math.Max(lo, x)) }
+
+func toBig(v any) *big.Int {
+	switch x := v.(type) {
+	case int64:
+		return big.NewInt(x)
+	case *big.Int:
+		return x
+	case float64:
+		b, _ := new(big.Float).SetFloat64(math.Round(x)).Int(nil)
+		return b
+	}
+	return new(big.Int)
+}
+
+func orderRows(rows [][]any, d *query.DPPlan) {
+	if len(d.OrderBy) == 0 {
+		return
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		for _, o := range d.OrderBy {
+			c := compare(rows[i][o.Output], rows[j][o.Output])
+			if c != 0 {
+				return (c < 0) != o.Desc
+			}
+		}
+		return false
+	})
+}
+
+func compare(a, b any) int {
+	switch x := a.(type) {
+	case int64:
+		if y, ok := b.(int64); ok {
+			return cmpOrdered(x, y)
+		}
+	case float64:
+		if y, ok := b.(float64); ok {
+			return cmpOrdered(x, y)
+		}
+	case string:
+		if y, ok := b.(string); ok {
+			return strings.Compare(x, y)
+		}
+	case time.Time:
+		if y, ok := b.(time.Time); ok {
+			return x.Compare(y)
+		}
+	}
+	return strings.Compare(fmt.Sprint(a), fmt.Sprint(b))
+}
+
+func cmpOrdered[T int64 | float64](a, b T) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

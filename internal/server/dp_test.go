@@ -1,0 +1,171 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/airlock-dev/airlock/internal/dp"
+)
+
+// dpHarness starts the demo with partner-visits-research turned into a DP
+// agreement with the given budget.
+func dpHarness(t *testing.T, budgetEps float64, extra string) *harness {
+	return newHarness(t, func(dir string) {
+		ag := fmt.Sprintf(`id: partner-visits-research
+owner_org: stmary
+recipient_org: partner
+datasets: [visits]
+actions: [query, plan]
+purposes: [research]
+regions: [eu]
+valid_from: 2026-01-01T00:00:00Z
+valid_until: 2027-12-31T00:00:00Z
+budget: {epsilon: %v, delta: 1.0e-3, period: 24h}
+rules:
+  visits:
+    kind: dp
+    max_groups_per_unit: 3
+    max_rows_per_group: 5
+    epsilon_per_query: 1.0
+    delta_per_query: 1.0e-6
+    dimensions: [sex, diagnosis, hospital, region, visit_date]
+    aggregates: {"*": [count], cost: [count, sum, avg, variance, stddev], patient_id: [count]}
+%s`, budgetEps, extra)
+		os.WriteFile(filepath.Join(dir, "agreements", "partner-visits-research.yaml"), []byte(ag), 0o644)
+	})
+}
+
+type dpResponse struct {
+	apiResponse
+	DP struct {
+		Epsilon      float64 `json:"epsilon"`
+		Cached       bool    `json:"cached"`
+		RemainingEps float64 `json:"remaining_epsilon"`
+		Columns      []struct {
+			Column string  `json:"column"`
+			Sigma  float64 `json:"noise_sigma"`
+			CI95   float64 `json:"ci95_half_width"`
+		} `json:"columns"`
+	} `json:"dp"`
+}
+
+func dpQuery(t *testing.T, h *harness, sql string) dpResponse {
+	r := h.query(t, "analyst@partner", "research", "", sql)
+	var d dpResponse
+	json.Unmarshal(r.Body, &d)
+	d.apiResponse = r
+	return d
+}
+
+func TestDPQueryReleasesNoisyAnswersWithAccuracy(t *testing.T) {
+	h := dpHarness(t, 50, "")
+	d := dpQuery(t, h, "SELECT diagnosis, count(*) AS n, avg(cost) AS mean_cost FROM visits GROUP BY diagnosis")
+	if d.Status != 200 {
+		t.Fatalf("%d %s", d.Status, d.Body)
+	}
+	if d.DP.Epsilon != 1 || len(d.DP.Columns) != 3 || d.DP.Columns[1].Sigma <= 0 || d.DP.Columns[1].CI95 <= 0 {
+		t.Fatalf("dp report: %s", d.Body)
+	}
+	// Frequent diagnoses survive partition selection; the noisy count of the
+	// commonest stays near its bounded value: 17,050 raw visits, 9,249 once
+	// each patient counts at most 5 (computed from the CSV). The gap is the
+	// price of bounding a heavy-tailed contribution, not noise.
+	found := false
+	for _, row := range d.Rows {
+		if row[0] == "I10" {
+			found = true
+			if n := row[1].(float64); math.Abs(n-9249) > 500 {
+				t.Fatalf("noisy count of I10 = %v, far from its bounded value 9249", n)
+			}
+		}
+	}
+	if !found || d.RowsSuppressed == 0 {
+		t.Fatalf("I10 released %v; %d rare groups dropped (want > 0): %s", found, d.RowsSuppressed, d.Body)
+	}
+	// The same question again costs nothing and returns the same answer.
+	again := dpQuery(t, h, "SELECT diagnosis, count(*) AS n, avg(cost) AS mean_cost FROM visits GROUP BY diagnosis")
+	if !again.DP.Cached || string(mustJSON(again.Rows)) != string(mustJSON(d.Rows)) || again.DP.RemainingEps != d.DP.RemainingEps {
+		t.Fatalf("repeat not served from the stored answer: cached=%v remaining %v vs %v", again.DP.Cached, again.DP.RemainingEps, d.DP.RemainingEps)
+	}
+	// A dry run reports the cost and spends nothing.
+	plan := h.post(t, "/v1/query/plan", h.tokens["analyst@partner"], []byte(`{"sql": "SELECT sex, sum(cost) FROM visits GROUP BY sex", "purpose": "research"}`))
+	var p dpResponse
+	json.Unmarshal(plan.Body, &p)
+	if plan.Status != 200 || p.DP.Epsilon != 1 || p.DP.RemainingEps != d.DP.RemainingEps {
+		t.Fatalf("dry run: %d %s", plan.Status, plan.Body)
+	}
+	// DP keeps the aggregation rule's column roles.
+	if r := dpQuery(t, h, "SELECT zip, count(*) FROM visits GROUP BY zip"); r.Status != 422 || r.Error.Rule != "aggregation.dimension" {
+		t.Fatalf("group by zip: %d %s", r.Status, r.Body)
+	}
+}
+
+func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+func TestDPBudgetIsSpentExactlyOnce(t *testing.T) {
+	// A budget that fits exactly 7 queries (7.5 in rho), raced by 200.
+	perQuery := dp.RhoForEpsDelta(1.0, 1e-6)
+	budget := dp.EpsilonForRho(7.5*perQuery, 1e-3/2)
+	h := dpHarness(t, budget, "")
+	var ok, exhausted atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r := dpQuery(t, h, fmt.Sprintf("SELECT count(*) FROM visits WHERE hospital <> 'h%d'", i))
+			switch {
+			case r.Status == 200:
+				ok.Add(1)
+			case r.Status == 429 && r.Error.Rule == "dp.budget_exhausted":
+				exhausted.Add(1)
+			default:
+				t.Errorf("%d %s", r.Status, r.Body)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if ok.Load() != 7 || exhausted.Load() != 193 {
+		t.Fatalf("%d answered, %d refused; want exactly 7 and 193", ok.Load(), exhausted.Load())
+	}
+	r := dpQuery(t, h, "SELECT count(*) FROM visits WHERE sex = 'F'")
+	if r.Status != 429 || !containsAll(string(r.Body), "remaining_epsilon", "refresh") {
+		t.Fatalf("exhausted refusal lacks remaining budget and refresh time: %s", r.Body)
+	}
+	// The ledger survives a restart.
+	h.stop()
+	h2, err := startHarness(h.dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.stop()
+	if r := dpQuery(t, h2, "SELECT count(*) FROM visits WHERE sex = 'M'"); r.Status != 429 {
+		t.Fatalf("after restart the budget was fresh again: %d %s", r.Status, r.Body)
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, x := range subs {
+		if !json.Valid([]byte(s)) || !contains(s, x) {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(s, sub string) bool { return len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0) }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
