@@ -239,6 +239,18 @@ func keyIndex(e Expr, keys []Expr) int {
 
 // aggregateDP checks an aggregate under the DP rule's column roles.
 func (c *aggChecker) aggregateDP(f *Func) error {
+	if RawValueAggregates[f.Name] {
+		for _, a := range f.Args {
+			for _, o := range origins(a) {
+				if o.Column.Class != workspace.ClassAttribute {
+					return ruleErr("aggregation.raw_value", "%s returns an input value and is never allowed on %s column %s.%s", f.Name, o.Column.Class, o.Scan.Dataset.Name, o.Column.Name)
+				}
+			}
+		}
+	}
+	if !dpAggs[f.Name] {
+		return ruleErr("dp.function", "%s is not available under differential privacy", f.Name)
+	}
 	if f.Star {
 		return c.aggregate(f)
 	}
