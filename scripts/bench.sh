@@ -9,6 +9,8 @@ out=bench-results.txt
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -srm), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(go version)"
   echo "## gateway overhead (rows=$rows)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench GatewayOverhead -benchtime 30x -timeout 60m ./internal/server
+  echo "## DP query (rows=$rows, units=rows/10, 50 groups)"
+  AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench DPQuery -benchtime 10x -timeout 60m ./internal/server
   echo "## audit log"
   go test -run '^$' -bench . -benchtime 20000x ./internal/audit
   echo "## engine small query"

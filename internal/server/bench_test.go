@@ -31,7 +31,7 @@ func benchRows() int {
 
 // bigWorkspace is the demo workspace with visits replaced by a generated
 // Parquet file of rows rows (units = rows/10).
-func bigWorkspace(b *testing.B, rows int) string {
+func bigWorkspace(b *testing.B, rows int, rule string) string {
 	dir := b.TempDir()
 	if err := demo.Init(dir); err != nil {
 		b.Fatal(err)
@@ -55,8 +55,37 @@ func bigWorkspace(b *testing.B, rows int) string {
 	mf := filepath.Join(dir, "datasets", "visits.yaml")
 	m, _ := os.ReadFile(mf)
 	os.WriteFile(mf, bytes.Replace(m, []byte("data/visits.csv"), []byte("data/visits.parquet"), 1), 0o644)
+	af := filepath.Join(dir, "agreements", "partner-visits-research.yaml")
+	a, _ := os.ReadFile(af)
+	switch rule {
+	case "aggregation":
+		a = []byte(aggregationAgreement)
+	case "dp":
+		// Room for every benchmark iteration.
+		a = bytes.Replace(a, []byte("epsilon: 100\n"), []byte("epsilon: 1000000\n"), 1)
+	}
+	os.WriteFile(af, a, 0o644)
 	return dir
 }
+
+// aggregationAgreement is partner-visits-research under the aggregation
+// threshold rule (the shape issue #2 benchmarks).
+const aggregationAgreement = `id: partner-visits-research
+owner_org: stmary
+recipient_org: partner
+datasets: [visits]
+actions: [query, plan]
+purposes: [research]
+regions: [eu]
+valid_from: 2026-01-01T00:00:00Z
+valid_until: 2027-12-31T00:00:00Z
+rules:
+  visits:
+    kind: aggregation
+    min_units: 10
+    dimensions: [sex, diagnosis, hospital, region, visit_date]
+    aggregates: {"*": [count], cost: [count, sum, avg], patient_id: [count]}
+`
 
 func postQuery(b *testing.B, url, tok, sql string) {
 	body, _ := json.Marshal(map[string]any{"sql": sql, "purpose": "research"})
@@ -82,7 +111,7 @@ func postQuery(b *testing.B, url, tok, sql string) {
 // alternating the two so both see the same machine load.
 func BenchmarkGatewayOverhead(b *testing.B) {
 	rows := benchRows()
-	dir := bigWorkspace(b, rows)
+	dir := bigWorkspace(b, rows, "aggregation")
 	h, err := startHarness(dir, "")
 	if err != nil {
 		b.Fatal(err)
