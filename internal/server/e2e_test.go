@@ -58,8 +58,15 @@ func TestMain(m *testing.M) {
 
 // startHarness starts a node on an existing workspace.
 func startHarness(dir, dsn string) (*harness, error) {
+	return startHarnessSchema(dir, dsn, "", true)
+}
+
+// startHarnessSchema starts a node whose state store is PostgreSQL at dsn in
+// schema (when dsn is set); mint decides whether to mint tokens (a second
+// replica shares the first one's).
+func startHarnessSchema(dir, dsn, schema string, mint bool) (*harness, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := server.Open(ctx, server.Options{Workspace: dir, HTTPAddr: "127.0.0.1:0", StoreDSN: dsn, ReloadEvery: 200 * time.Millisecond})
+	n, err := server.Open(ctx, server.Options{Workspace: dir, HTTPAddr: "127.0.0.1:0", StoreDSN: dsn, StoreSchema: schema, ReloadEvery: 200 * time.Millisecond})
 	if err != nil {
 		cancel()
 		return nil, err
@@ -72,6 +79,9 @@ func startHarness(dir, dsn string) (*harness, error) {
 	go n.Serve(ctx)
 	h := &harness{node: n, url: "http://" + addr.String(), dir: dir, tokens: map[string]string{}, cancel: cancel}
 	for name := range n.WS.Principals {
+		if !mint {
+			break
+		}
 		tok, id, hash, _ := identity.NewToken()
 		if err := n.Store.PutToken(ctx, store.Token{ID: id, Hash: hash, Principal: name, CreatedAt: time.Now()}); err != nil {
 			cancel()
