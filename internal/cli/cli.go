@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -94,17 +95,14 @@ func serve(args []string, out, errw io.Writer) error {
 	fs := flags("serve", errw)
 	dir := fs.String("workspace", "", "workspace directory")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listen address")
-	pgAddr := fs.String("pg", "", "Postgres wire listen address")
+	pgAddr := fs.String("pg", "127.0.0.1:5433", "Postgres wire listen address (empty = off)")
 	dsn := fs.String("store", "", "state store DSN (postgres://...); default: embedded SQLite in the data dir")
 	if _, err := parse(fs, args); err != nil || *dir == "" {
 		return errUsage
 	}
-	if *pgAddr != "" {
-		return errors.New("--pg: the Postgres wire endpoint is not in this build yet")
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := server.Open(ctx, server.Options{Workspace: *dir, HTTPAddr: *httpAddr, StoreDSN: *dsn})
+	n, err := server.Open(ctx, server.Options{Workspace: *dir, HTTPAddr: *httpAddr, PGAddr: *pgAddr, StoreDSN: *dsn})
 	if err != nil {
 		return err
 	}
@@ -113,7 +111,14 @@ func serve(args []string, out, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	pgA, err := n.ListenPG()
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "airlock %s listening on http://%s (workspace %s, policy %s)\n", n.WS.Config.Node.Name, addr, *dir, n.Gateway.Snapshot().Policy.Version()[:19])
+	if pgA != nil {
+		fmt.Fprintf(out, "postgres wire on %s: psql \"host=%s port=%d user=PRINCIPAL password=TOKEN options='-c airlock.purpose=research'\"\n", pgA, pgA.(*net.TCPAddr).IP, pgA.(*net.TCPAddr).Port)
+	}
 	fmt.Fprintf(out, "audit log verifier key: %s\n\nget a token for a principal with:\n", n.Verifier)
 	for _, p := range sortedPrincipals(n.WS) {
 		fmt.Fprintf(out, "  airlock token create --workspace %s --principal %s\n", *dir, p)

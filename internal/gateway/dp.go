@@ -116,7 +116,7 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	spent, _ := g.Store.Budget(ctx, key)
 	report.SpentEpsilon = dp.EpsilonForRho(spent.Rho, ag.Budget.Delta/2)
 	report.RemainingEps = math.Max(0, ag.Budget.Epsilon-report.SpentEpsilon)
-	if req.DryRun {
+	if req.DryRun || req.Describe {
 		return &Response{Columns: plan.Columns, Rows: [][]any{}}, report, nil
 	}
 	fp := dpFingerprint(req, ag, key)

@@ -89,6 +89,10 @@ type Request struct {
 	Purpose    string
 	Agreement  string // optional: which agreement to act under
 	DryRun     bool   // plan only: cost and shape, nothing executed or spent
+	// Describe is a wire protocol's Parse/Describe step: the query is
+	// checked and planned to learn its columns, nothing runs and nothing is
+	// audited (the Execute that follows is).
+	Describe bool
 }
 
 // Response is a governed answer.
@@ -112,6 +116,8 @@ type PlanInfo struct {
 	Columns  []string `json:"columns"`
 	MinUnits []int    `json:"min_units,omitempty"`
 	MaxRows  int      `json:"max_rows,omitempty"`
+	// Types are the columns' types (text, integer, double, date, timestamp, boolean).
+	Types []string `json:"types,omitempty"`
 	// SQL is the generated engine SQL; kept server-side (it may hold mask
 	// keys) and never serialized to clients.
 	SQL string `json:"-"`
@@ -139,6 +145,10 @@ func (g *Gateway) Query(ctx context.Context, req Request) (*Response, error) {
 	}
 	if fp, err := pg.Fingerprint(req.SQL); err == nil {
 		ent.Fingerprint = fp
+	}
+	if req.Describe {
+		req.DryRun = false
+		return g.run(ctx, snap, req, now, &ent)
 	}
 	resp, err := g.run(ctx, snap, req, now, &ent)
 	if err != nil {
@@ -219,17 +229,17 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 			return nil, err
 		}
 		resp.Access, resp.Agreement, resp.DP = string(plan.Kind), agID(ag), rep
-		if req.DryRun {
-			resp.Plan = &PlanInfo{Access: string(plan.Kind), Datasets: plan.Datasets, Columns: plan.Touched, SQL: plan.SQL}
+		if req.DryRun || req.Describe {
+			resp.Plan = &PlanInfo{Access: string(plan.Kind), Datasets: plan.Datasets, Columns: plan.Touched, SQL: plan.SQL, Types: plan.Types}
 		} else if !rep.Cached {
 			ent.Epsilon, ent.Delta, ent.Rho = rep.Epsilon, rep.Delta, rep.Rho
 		}
 		return resp, nil
 	}
-	if req.DryRun {
+	if req.DryRun || req.Describe {
 		return &Response{
 			Access: string(plan.Kind), Agreement: agID(ag), Columns: plan.Columns, Rows: [][]any{},
-			Plan: &PlanInfo{Access: string(plan.Kind), Datasets: plan.Datasets, Columns: plan.Touched, MinUnits: plan.MinUnits, MaxRows: plan.MaxRows, SQL: plan.SQL},
+			Plan: &PlanInfo{Access: string(plan.Kind), Datasets: plan.Datasets, Columns: plan.Touched, MinUnits: plan.MinUnits, MaxRows: plan.MaxRows, SQL: plan.SQL, Types: plan.Types},
 		}, nil
 	}
 	qctx, cancel := context.WithTimeout(ctx, ws.Config.Limits.QueryTimeout)

@@ -80,6 +80,7 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 	plan.Limit, plan.Offset = lim, off
 	plan.SQL = g.b.String()
 	plan.Columns = visibleNames(q.Items)
+	plan.Types = itemTypes(q.Items, grants)
 	return plan, nil
 }
 

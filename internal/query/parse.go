@@ -245,6 +245,14 @@ func (p *parser) constInt(n *pg.Node, what string) (*int64, error) {
 		if err != nil {
 			return nil, err
 		}
+		if l, ok := lit.(*Lit); ok && l.Kind == LitNull {
+			return nil, nil // unbound while describing, or LIMIT NULL
+		}
+		if l, ok := lit.(*Lit); ok && l.Kind == LitString {
+			if v, err := strconv.ParseInt(l.Value, 10, 64); err == nil && v >= 0 {
+				return &v, nil
+			}
+		}
 		if l, ok := lit.(*Lit); ok && l.Kind == LitInt {
 			v, err := strconv.ParseInt(l.Value, 10, 64)
 			if err == nil && v >= 0 {

@@ -37,6 +37,10 @@ type Plan struct {
 	Kind    Access
 	SQL     string
 	Columns []string // visible output names
+	// Types are the visible columns' manifest-style types (text, integer,
+	// double, date, timestamp, boolean), for wire protocols that describe
+	// results before running them.
+	Types []string
 	// UnitColumns are trailing hidden result columns holding the distinct
 	// privacy-unit count per row, with the minimum each must reach.
 	UnitColumns []int
@@ -123,6 +127,7 @@ func (p Planner) Plan(q *Select, grants map[string]*Grant) (*Plan, error) {
 	q.Limit = saved
 	plan.SQL = g.b.String()
 	plan.Columns = visibleNames(q.Items)
+	plan.Types = itemTypes(q.Items, grants)
 	return plan, nil
 }
 
@@ -363,4 +368,101 @@ func sqlType(d Dialect, t string) string {
 		return "VARCHAR"
 	}
 	return "TEXT"
+}
+
+// itemTypes infers each visible item's type from the IR.
+func itemTypes(items []Item, grants map[string]*Grant) []string {
+	var out []string
+	for _, it := range items {
+		if !it.Hidden {
+			out = append(out, exprType(it.Expr, grants))
+		}
+	}
+	return out
+}
+
+func exprType(e Expr, grants map[string]*Grant) string {
+	switch x := e.(type) {
+	case *Col:
+		if x.Origin == nil {
+			return "text"
+		}
+		if g := grants[x.Origin.Scan.Dataset.Name]; g != nil && g.Access == AccessList {
+			switch g.Rule.Masks[x.Origin.Column.Name] {
+			case "hmac", "zip3":
+				return "text"
+			}
+		}
+		return wireType(x.Origin.Column.Type)
+	case *Func:
+		switch x.Name {
+		case "count":
+			return "integer"
+		case "avg", "stddev", "stddev_pop", "variance", "var_pop", "median", "percentile_cont", "sqrt", "ln", "exp", "power":
+			return "double"
+		case "sum", "min", "max", "abs", "round", "floor", "ceil", "coalesce", "greatest", "least", "any_value", "first", "last":
+			if len(x.Args) > 0 {
+				return exprType(x.Args[0], grants)
+			}
+			return "double"
+		case "date_part", "length", "sign":
+			return "double"
+		case "date_trunc":
+			return "timestamp"
+		}
+		return "text"
+	case *Cast:
+		switch x.Type {
+		case "integer", "bigint":
+			return "integer"
+		case "double", "numeric":
+			return "double"
+		}
+		return x.Type
+	case *Lit:
+		switch x.Kind {
+		case LitInt:
+			return "integer"
+		case LitFloat:
+			return "double"
+		case LitBool:
+			return "boolean"
+		}
+		return "text"
+	case *Op:
+		switch x.Op {
+		case "+", "-", "*", "/", "%":
+			l, r := exprType(x.L, grants), exprType(x.R, grants)
+			if l == "integer" && r == "integer" && x.Op != "/" {
+				return "integer"
+			}
+			if l == "date" || l == "timestamp" {
+				return l
+			}
+			return "double"
+		case "||":
+			return "text"
+		}
+		return "boolean"
+	case *Not, *In, *InSub, *Between, *IsNull:
+		return "boolean"
+	case *Neg:
+		return exprType(x.X, grants)
+	case *Case:
+		if len(x.Whens) > 0 {
+			return exprType(x.Whens[0].Then, grants)
+		}
+	}
+	return "text"
+}
+
+// wireType folds manifest types into the few the wire endpoint describes.
+func wireType(t string) string {
+	switch t {
+	case "decimal", "double":
+		return "double"
+	case "integer", "date", "timestamp", "boolean":
+		return t
+	}
+	return "text"
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 type harness struct {
 	node    *server.Node
 	url     string
+	pgAddr  *net.TCPAddr
 	dir     string
 	tokens  map[string]string
 	secrets []string // identifier values from the data that must never appear
@@ -66,7 +68,7 @@ func startHarness(dir, dsn string) (*harness, error) {
 // replica shares the first one's).
 func startHarnessSchema(dir, dsn, schema string, mint bool) (*harness, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := server.Open(ctx, server.Options{Workspace: dir, HTTPAddr: "127.0.0.1:0", StoreDSN: dsn, StoreSchema: schema, ReloadEvery: 200 * time.Millisecond})
+	n, err := server.Open(ctx, server.Options{Workspace: dir, HTTPAddr: "127.0.0.1:0", PGAddr: "127.0.0.1:0", StoreDSN: dsn, StoreSchema: schema, ReloadEvery: 200 * time.Millisecond})
 	if err != nil {
 		cancel()
 		return nil, err
@@ -76,8 +78,13 @@ func startHarnessSchema(dir, dsn, schema string, mint bool) (*harness, error) {
 		cancel()
 		return nil, err
 	}
+	pgAddr, err := n.ListenPG()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	go n.Serve(ctx)
-	h := &harness{node: n, url: "http://" + addr.String(), dir: dir, tokens: map[string]string{}, cancel: cancel}
+	h := &harness{node: n, url: "http://" + addr.String(), pgAddr: pgAddr.(*net.TCPAddr), dir: dir, tokens: map[string]string{}, cancel: cancel}
 	for name := range n.WS.Principals {
 		if !mint {
 			break

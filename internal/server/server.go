@@ -24,6 +24,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/gateway"
 	"github.com/airlock-dev/airlock/internal/httpapi"
 	"github.com/airlock-dev/airlock/internal/identity"
+	"github.com/airlock-dev/airlock/internal/pgwire"
 	"github.com/airlock-dev/airlock/internal/policy"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/store/postgres"
@@ -35,6 +36,7 @@ import (
 type Options struct {
 	Workspace string
 	HTTPAddr  string // default 127.0.0.1:8080
+	PGAddr    string // Postgres wire endpoint; empty = off
 	StoreDSN  string // postgres://...; empty = embedded SQLite in the data dir
 	// StoreSchema isolates a PostgreSQL store in its own schema (tests).
 	StoreSchema string
@@ -57,6 +59,8 @@ type Node struct {
 	log      *slog.Logger
 	http     *http.Server
 	listener net.Listener
+	pgLis    net.Listener
+	pg       *pgwire.Server
 	mu       sync.Mutex
 	wsNow    *workspace.Workspace
 }
@@ -217,6 +221,24 @@ func (n *Node) Listen() (net.Addr, error) {
 	return l.Addr(), nil
 }
 
+// ListenPG binds the Postgres wire address; nil if the endpoint is off.
+func (n *Node) ListenPG() (net.Addr, error) {
+	if n.opts.PGAddr == "" {
+		return nil, nil
+	}
+	l, err := net.Listen("tcp", n.opts.PGAddr)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := pgwire.New(n.Gateway, n.Auth, n.opts.Log.With("component", "pgwire"), nil)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	n.pgLis, n.pg = l, srv
+	return l.Addr(), nil
+}
+
 // Handler is the node's HTTP handler.
 func (n *Node) Handler() http.Handler {
 	api := &httpapi.Server{Gateway: n.Gateway, Auth: n.Auth, Log: n.opts.Log.With("component", "http")}
@@ -237,13 +259,19 @@ func (n *Node) Serve(ctx context.Context) error {
 	defer cancel()
 	go n.Audit.RunCheckpointer(ctx, n.WS.Config.Node.CheckpointInterval)
 	go n.reloadLoop(ctx)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- n.http.Serve(n.listener) }()
+	if n.pg != nil {
+		go func() { errc <- n.pg.Serve(n.pgLis) }()
+	}
 	select {
 	case <-ctx.Done():
 		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
 		defer c()
 		n.http.Shutdown(sctx)
+		if n.pg != nil {
+			n.pg.Close()
+		}
 		n.Audit.Checkpoint(sctx)
 		return nil
 	case err := <-errc:

@@ -1,0 +1,350 @@
+// Package pgwire is Airlock's Postgres wire endpoint, so analysts use psql,
+// BI tools and Postgres drivers. It authenticates with user=<principal> and
+// password=<token>, takes the purpose and agreement from connection options
+// (options='-c airlock.purpose=research') or SET airlock.purpose, and sends
+// every query through the same gateway as HTTP: same rules, same audit,
+// refusals as Postgres errors with SQLSTATE codes (mapped in one place,
+// refusal.Code.SQLState). Catalog queries (psql's \dt and \d, and
+// information_schema) are answered from a shadow catalog that holds only
+// the datasets and columns the principal may see, and no data.
+package pgwire
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	wire "github.com/jeroenrinzema/psql-wire"
+	"github.com/jeroenrinzema/psql-wire/codes"
+	pgerror "github.com/jeroenrinzema/psql-wire/errors"
+
+	"github.com/airlock-dev/airlock/internal/gateway"
+	"github.com/airlock-dev/airlock/internal/identity"
+	"github.com/airlock-dev/airlock/internal/query"
+	"github.com/airlock-dev/airlock/internal/refusal"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// Server is the wire endpoint.
+type Server struct {
+	Gateway *gateway.Gateway
+	Auth    *identity.Authenticator
+	Log     *slog.Logger
+	wire    *wire.Server
+}
+
+type ctxKey int
+
+const identityKey ctxKey = 1
+
+// New builds the endpoint; tlsConfig may be nil (plain TCP on loopback).
+func New(g *gateway.Gateway, auth *identity.Authenticator, log *slog.Logger, tlsConfig *tls.Config) (*Server, error) {
+	s := &Server{Gateway: g, Auth: auth, Log: log}
+	opts := []wire.OptionFn{
+		wire.SessionAuthStrategy(wire.ClearTextPassword(s.authenticate)),
+		wire.Version("15.0 (Airlock)"),
+		wire.Logger(log),
+		wire.ErrorSanitizer(func(err error) error { return err }),
+	}
+	if tlsConfig != nil {
+		opts = append(opts, wire.TLSConfig(tlsConfig))
+	}
+	w, err := wire.NewServer(s.parse, opts...)
+	if err != nil {
+		return nil, err
+	}
+	s.wire = w
+	return s, nil
+}
+
+// Serve accepts connections until the listener closes.
+func (s *Server) Serve(l net.Listener) error { return s.wire.Serve(l) }
+
+// Close stops the endpoint.
+func (s *Server) Close() error { return s.wire.Close() }
+
+func (s *Server) authenticate(ctx context.Context, _, user, password string) (context.Context, bool, error) {
+	id, err := s.Auth.Authenticate(ctx, password)
+	if err != nil || id.Principal != user {
+		return ctx, false, nil
+	}
+	return context.WithValue(ctx, identityKey, id), true, nil
+}
+
+func identityOf(ctx context.Context) (identity.Identity, bool) {
+	id, ok := ctx.Value(identityKey).(identity.Identity)
+	return id, ok
+}
+
+// setting reads airlock.<name>: a SET in this session wins over the
+// connection's options.
+func setting(ctx context.Context, name string) string {
+	if v, ok := wire.GetAttribute(ctx, "airlock."+name); ok {
+		return v.(string)
+	}
+	opts := wire.ClientParameters(ctx)["options"]
+	fields := strings.Fields(opts)
+	for i := 0; i < len(fields); i++ {
+		f := fields[i]
+		if f == "-c" && i+1 < len(fields) {
+			i++
+			f = fields[i]
+		}
+		f = strings.TrimPrefix(strings.TrimPrefix(f, "-c"), "--")
+		if k, v, ok := strings.Cut(f, "="); ok && k == "airlock."+name {
+			return v
+		}
+	}
+	return ""
+}
+
+// pgError turns a refusal into a Postgres error with its SQLSTATE.
+func pgError(err error) error {
+	r := refusal.As(err)
+	msg := r.Message
+	if r.Rule != "" {
+		msg = fmt.Sprintf("%s (rule %s)", r.Message, r.Rule)
+	}
+	e := pgerror.WithCode(errors.New(msg), codes.Code(r.Code.SQLState()))
+	return pgerror.WithSeverity(e, pgerror.LevelError)
+}
+
+func (s *Server) parse(ctx context.Context, q wire.Query) (wire.PreparedStatements, error) {
+	id, ok := identityOf(ctx)
+	if !ok {
+		return nil, pgError(refusal.New(refusal.Unauthenticated, "authn.missing", "not authenticated"))
+	}
+	text := strings.TrimSpace(q.Query)
+	for strings.HasSuffix(text, ";") {
+		text = strings.TrimSpace(strings.TrimSuffix(text, ";"))
+	}
+	if text == "" {
+		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Empty() })), nil
+	}
+	if st, handled := s.sessionCommand(ctx, text); handled {
+		return st, nil
+	}
+	if isCatalogQuery(text) {
+		return s.catalogQuery(ctx, id, text)
+	}
+	return s.governed(ctx, id, text, q)
+}
+
+// sessionCommand handles SET/RESET/SHOW and transaction control, which
+// change nothing on a read-only governed session.
+func (s *Server) sessionCommand(ctx context.Context, text string) (wire.PreparedStatements, bool) {
+	upper := strings.ToUpper(text)
+	complete := func(tag string) wire.PreparedStatements {
+		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Complete(tag) }))
+	}
+	switch {
+	case strings.HasPrefix(upper, "SET "), strings.HasPrefix(upper, "SET SESSION "):
+		body := strings.TrimSpace(text[strings.Index(upper, "SET ")+4:])
+		body = strings.TrimPrefix(strings.TrimPrefix(body, "SESSION "), "session ")
+		name, val := splitSet(body)
+		if strings.HasPrefix(strings.ToLower(name), "airlock.") {
+			wire.SetAttribute(ctx, strings.ToLower(name), val)
+		}
+		return complete("SET"), true
+	case strings.HasPrefix(upper, "RESET "):
+		name := strings.ToLower(strings.TrimSpace(text[6:]))
+		if strings.HasPrefix(name, "airlock.") {
+			wire.SetAttribute(ctx, name, "")
+		}
+		return complete("RESET"), true
+	case upper == "BEGIN" || strings.HasPrefix(upper, "BEGIN ") || upper == "START TRANSACTION":
+		return complete("BEGIN"), true
+	case upper == "COMMIT" || upper == "END" || upper == "ROLLBACK" || upper == "ABORT":
+		return complete(strings.Fields(upper)[0]), true
+	case strings.HasPrefix(upper, "SHOW "):
+		name := strings.ToLower(strings.TrimSpace(text[5:]))
+		val := map[string]string{"transaction_isolation": "read committed", "default_transaction_isolation": "read committed",
+			"server_version": "15.0", "standard_conforming_strings": "on", "client_encoding": "UTF8", "timezone": "UTC",
+			"airlock.purpose": setting(ctx, "purpose"), "airlock.agreement": setting(ctx, "agreement")}[name]
+		cols := wire.Columns{{Name: name, Oid: oidText, Width: -1}}
+		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
+			if err := w.Row([]any{val}); err != nil {
+				return err
+			}
+			return w.Complete("SHOW")
+		}, wire.WithColumns(cols))), true
+	}
+	return nil, false
+}
+
+func splitSet(body string) (string, string) {
+	var name, val string
+	if i := strings.Index(body, "="); i >= 0 {
+		name, val = body[:i], body[i+1:]
+	} else if f := strings.Fields(body); len(f) >= 3 && strings.EqualFold(f[1], "TO") {
+		name, val = f[0], strings.Join(f[2:], " ")
+	} else {
+		return strings.TrimSpace(body), ""
+	}
+	val = strings.TrimSpace(val)
+	val = strings.Trim(val, `'"`)
+	return strings.TrimSpace(name), val
+}
+
+// PostgreSQL type OIDs of the columns the endpoint describes.
+const (
+	oidBool      = 16
+	oidInt8      = 20
+	oidText      = 25
+	oidFloat8    = 701
+	oidDate      = 1082
+	oidTimestamp = 1114
+)
+
+var typeOID = map[string]uint32{
+	"integer": oidInt8, "double": oidFloat8, "date": oidDate, "timestamp": oidTimestamp,
+	"boolean": oidBool, "text": oidText,
+}
+
+// governed prepares a query for the gateway: Describe now (to learn its
+// columns), the governed run at Execute.
+func (s *Server) governed(ctx context.Context, id identity.Identity, text string, q wire.Query) (wire.PreparedStatements, error) {
+	nparams := len(wire.ParseParameters(text))
+	ws := s.Gateway.Snapshot().WS
+	var names []string
+	for n := range ws.Datasets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	inferred := query.ParamTypes(text, func(n string) *workspace.Manifest { return ws.Datasets[n] }, names)
+	paramOIDs := make([]uint32, nparams)
+	for i := range paramOIDs {
+		paramOIDs[i] = oidText
+		if t, ok := inferred[i+1]; ok {
+			paramOIDs[i] = typeOID[t]
+		}
+		if i < len(q.ParameterOIDs) && q.ParameterOIDs[i] != 0 {
+			paramOIDs[i] = q.ParameterOIDs[i]
+		}
+	}
+	req := gateway.Request{Channel: "pgwire", Identity: id, SQL: text, Purpose: setting(ctx, "purpose"), Agreement: setting(ctx, "agreement")}
+	if addr := wire.RemoteAddress(ctx); addr != nil {
+		req.ClientAddr, _, _ = net.SplitHostPort(addr.String())
+	}
+	desc := req
+	desc.Describe = true
+	desc.Params = make([]any, nparams)
+	d, err := s.Gateway.Query(ctx, desc)
+	if err != nil {
+		// Run it for real so the refusal is audited like any other.
+		req.Params = make([]any, nparams)
+		if _, err := s.Gateway.Query(ctx, req); err != nil {
+			return nil, pgError(err)
+		}
+		return nil, pgError(refusal.New(refusal.Internal, "pgwire.describe", "the query could not be described"))
+	}
+	var cols wire.Columns
+	types := d.Plan.Types
+	for i, name := range d.Columns {
+		t := "text"
+		if i < len(types) {
+			t = types[i]
+		}
+		cols = append(cols, wire.Column{Name: name, Oid: typeOID[t], Width: -1})
+	}
+	run := func(ctx context.Context, w wire.DataWriter, params []wire.Parameter) error {
+		r := req
+		r.Params = make([]any, len(params))
+		for i, p := range params {
+			v, err := p.Scan(paramOIDs[i])
+			if err != nil {
+				return pgError(refusal.New(refusal.BadSQL, "sql.parameter", "parameter $%d cannot be decoded", i+1))
+			}
+			r.Params[i] = normalizeParam(v)
+		}
+		resp, err := s.Gateway.Query(ctx, r)
+		if err != nil {
+			return pgError(err)
+		}
+		for _, row := range resp.Rows {
+			out := make([]any, len(row))
+			for i, v := range row {
+				out[i] = encode(v, types, i)
+			}
+			if err := w.Row(out); err != nil {
+				return err
+			}
+		}
+		for _, n := range resp.Notes {
+			s.Log.Debug("pgwire note", "note", n)
+		}
+		return w.Complete(fmt.Sprintf("SELECT %d", len(resp.Rows)))
+	}
+	return wire.Prepared(wire.NewStatement(run, wire.WithColumns(cols), wire.WithParameters(paramOIDs))), nil
+}
+
+func normalizeParam(v any) any {
+	switch x := v.(type) {
+	case int16:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case float32:
+		return float64(x)
+	case time.Time:
+		return x.Format("2006-01-02 15:04:05.999999")
+	}
+	return v
+}
+
+// encode converts a result value to what its declared column type expects.
+func encode(v any, types []string, i int) any {
+	if v == nil {
+		return nil
+	}
+	t := "text"
+	if i < len(types) {
+		t = types[i]
+	}
+	switch t {
+	case "integer":
+		switch x := v.(type) {
+		case int64:
+			return x
+		case float64:
+			return int64(x)
+		case *big.Int:
+			if x.IsInt64() {
+				return x.Int64()
+			}
+		}
+	case "double":
+		switch x := v.(type) {
+		case float64:
+			return x
+		case int64:
+			return float64(x)
+		case *big.Int:
+			f, _ := new(big.Float).SetInt(x).Float64()
+			return f
+		}
+	case "date", "timestamp":
+		if x, ok := v.(time.Time); ok {
+			return x
+		}
+	case "boolean":
+		if x, ok := v.(bool); ok {
+			return x
+		}
+	}
+	switch x := v.(type) {
+	case time.Time:
+		return x.Format(time.RFC3339)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	}
+	return fmt.Sprint(v)
+}
