@@ -86,7 +86,7 @@ func periodStart(now time.Time, b *workspace.Budget) time.Time {
 
 // runDP executes a DP plan: bounded statistics from the engine, the charge,
 // then noise, selection and post-processing in Go.
-func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *workspace.Agreement, plan *query.Plan, now time.Time, limits workspace.LimitsConfig) (*Response, *DPReport, error) {
+func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *workspace.Agreement, plan *query.Plan, now time.Time, limits workspace.LimitsConfig, eng engine.Engine) (*Response, *DPReport, error) {
 	d := plan.DP
 	rule := ag.Rules[d.Dataset]
 	cost := dpCostOf(rule, len(d.Stats), needsSelection(d))
@@ -134,7 +134,7 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	}
 	qctx, cancel := context.WithTimeout(ctx, limits.QueryTimeout)
 	defer cancel()
-	res, err := g.Engine.Query(qctx, plan.SQL)
+	res, err := eng.Query(qctx, plan.SQL)
 	if err != nil {
 		return nil, nil, engineRefusal(err)
 	}

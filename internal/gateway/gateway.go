@@ -51,24 +51,23 @@ type Auditor interface {
 // Gateway runs the pipeline.
 type Gateway struct {
 	snap   atomic.Pointer[Snapshot]
-	Engine engine.Engine
-	// Tables maps a dataset to its engine relation name.
-	Tables func(m *workspace.Manifest) string
+	// Route says which engine holds a dataset and its relation name there:
+	// the embedded DuckDB, or the owner's PostgreSQL for datasets governed
+	// in place.
+	Route func(m *workspace.Manifest) (engine.Engine, string)
 	Store  store.Store
 	Audit  Auditor
 	Now    func() time.Time
 	// MaskSecret derives the per-agreement keys of hmac masks.
 	MaskSecret []byte
-	planner    query.Planner
 	sampler    *dp.Sampler
 }
 
 // New returns a gateway over one engine.
 func New(snap *Snapshot, eng engine.Engine, st store.Store, au Auditor, maskSecret []byte) *Gateway {
-	g := &Gateway{Engine: eng, Store: st, Audit: au, Now: time.Now, MaskSecret: maskSecret}
-	g.planner = query.Planner{Dialect: query.Dialect(eng.Dialect()), Seed: randomSeed}
+	g := &Gateway{Store: st, Audit: au, Now: time.Now, MaskSecret: maskSecret}
 	g.sampler = dp.NewSampler(nil)
-	g.Tables = func(m *workspace.Manifest) string { return query.QuoteIdent(m.Name) }
+	g.Route = func(m *workspace.Manifest) (engine.Engine, string) { return eng, query.QuoteIdent(m.Name) }
 	g.snap.Store(snap)
 	return g
 }
@@ -206,7 +205,12 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 			return nil, err
 		}
 	}
-	plan, err := g.planner.Plan(q, grants)
+	eng, err := g.engineFor(ws, datasets)
+	if err != nil {
+		return nil, err
+	}
+	planner := query.Planner{Dialect: query.Dialect(eng.Dialect()), Seed: randomSeed}
+	plan, err := planner.Plan(q, grants)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +228,7 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 		}
 	}
 	if plan.Kind == query.AccessDP {
-		resp, rep, err := g.runDP(ctx, snap, req, ag, plan, now, ws.Config.Limits)
+		resp, rep, err := g.runDP(ctx, snap, req, ag, plan, now, ws.Config.Limits, eng)
 		if err != nil {
 			return nil, err
 		}
@@ -244,7 +248,7 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 	}
 	qctx, cancel := context.WithTimeout(ctx, ws.Config.Limits.QueryTimeout)
 	defer cancel()
-	res, err := g.Engine.Query(qctx, plan.SQL)
+	res, err := eng.Query(qctx, plan.SQL)
 	if err != nil {
 		return nil, engineRefusal(err)
 	}
@@ -416,6 +420,19 @@ func randomSeed() uint64 {
 	var b [8]byte
 	crand.Read(b[:])
 	return binary.LittleEndian.Uint64(b[:])
+}
+
+// engineFor returns the one engine that holds all the datasets of a query.
+func (g *Gateway) engineFor(ws *workspace.Workspace, datasets []string) (engine.Engine, error) {
+	var eng engine.Engine
+	for _, d := range datasets {
+		e, _ := g.Route(ws.Datasets[d])
+		if eng != nil && e != eng {
+			return nil, refusal.New(refusal.AnalysisRule, "engine.mixed", "datasets %s live in different databases and cannot be combined in one query", strings.Join(datasets, ", "))
+		}
+		eng = e
+	}
+	return eng, nil
 }
 
 // maskKey derives an agreement's hmac-mask key from the node secret.

@@ -45,7 +45,8 @@ func (g *Gateway) resolve(ctx context.Context, snap *Snapshot, req Request, now 
 	if allOwned && req.Agreement == "" {
 		grants := map[string]*query.Grant{}
 		for _, d := range datasets {
-			grants[d] = &query.Grant{Access: query.AccessOwner, Table: g.Tables(ws.Datasets[d])}
+			_, table := g.Route(ws.Datasets[d])
+			grants[d] = &query.Grant{Access: query.AccessOwner, Table: table}
 		}
 		return nil, grants, nil
 	}
@@ -57,7 +58,8 @@ func (g *Gateway) resolve(ctx context.Context, snap *Snapshot, req Request, now 
 	for _, d := range datasets {
 		m := ws.Datasets[d]
 		rule := ag.Rules[d]
-		gr := &query.Grant{Rule: rule, Table: g.Tables(m), HMACKey: g.maskKey(ag.ID)}
+		_, table := g.Route(m)
+		gr := &query.Grant{Rule: rule, Table: table, HMACKey: g.maskKey(ag.ID)}
 		switch rule.Kind {
 		case workspace.RuleList:
 			gr.Access = query.AccessList

@@ -15,17 +15,21 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/audit"
+	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
+	pgengine "github.com/airlock-dev/airlock/internal/engine/postgres"
 	"github.com/airlock-dev/airlock/internal/gateway"
 	"github.com/airlock-dev/airlock/internal/httpapi"
 	"github.com/airlock-dev/airlock/internal/identity"
 	"github.com/airlock-dev/airlock/internal/pgwire"
 	"github.com/airlock-dev/airlock/internal/policy"
+	"github.com/airlock-dev/airlock/internal/query"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/store/postgres"
 	"github.com/airlock-dev/airlock/internal/store/sqlite"
@@ -48,21 +52,23 @@ type Options struct {
 
 // Node is a running Airlock node.
 type Node struct {
-	opts     Options
-	WS       *workspace.Workspace
-	Store    store.Store
-	Engine   *duckdb.DB
-	Audit    *audit.Log
-	Gateway  *gateway.Gateway
-	Auth     *identity.Authenticator
-	Verifier string // the audit log's note verifier key
-	log      *slog.Logger
-	http     *http.Server
-	listener net.Listener
-	pgLis    net.Listener
-	pg       *pgwire.Server
-	mu       sync.Mutex
-	wsNow    *workspace.Workspace
+	opts   Options
+	WS     *workspace.Workspace
+	Store  store.Store
+	Engine *duckdb.DB
+	// PGEngines hold datasets governed in place, by DSN.
+	PGEngines map[string]*pgengine.DB
+	Audit     *audit.Log
+	Gateway   *gateway.Gateway
+	Auth      *identity.Authenticator
+	Verifier  string // the audit log's note verifier key
+	log       *slog.Logger
+	http      *http.Server
+	listener  net.Listener
+	pgLis     net.Listener
+	pg        *pgwire.Server
+	mu        sync.Mutex
+	wsNow     *workspace.Workspace
 }
 
 // OpenStore opens the state store a workspace uses.
@@ -126,6 +132,16 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if n.Engine, err = LoadEngine(ctx, ws); err != nil {
 		return nil, err
 	}
+	n.PGEngines = map[string]*pgengine.DB{}
+	for _, m := range sortedDatasets(ws) {
+		if dsn := m.Source.Postgres; dsn != "" && n.PGEngines[dsn] == nil {
+			pe, err := pgengine.Open(ctx, dsn)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", m.File, err)
+			}
+			n.PGEngines[dsn] = pe
+		}
+	}
 	pol, err := policy.Load(ws.Policies)
 	if err != nil {
 		return nil, err
@@ -135,6 +151,12 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	}
 	n.Gateway = gateway.New(&gateway.Snapshot{WS: ws, Policy: pol}, n.Engine, n.Store, n.Audit, maskSecret)
 	n.Gateway.Now = opts.Now
+	n.Gateway.Route = func(m *workspace.Manifest) (engine.Engine, string) {
+		if m.Source.Postgres != "" {
+			return n.PGEngines[m.Source.Postgres], qualifiedName(m.Source.Table)
+		}
+		return n.Engine, query.QuoteIdent(m.Name)
+	}
 	n.Auth = &identity.Authenticator{
 		Tokens:    n.Store,
 		Principal: func(name string) *workspace.Principal { return n.Gateway.Snapshot().WS.Principals[name] },
@@ -162,8 +184,7 @@ func LoadEngine(ctx context.Context, ws *workspace.Workspace) (*duckdb.DB, error
 	}
 	for _, m := range sortedDatasets(ws) {
 		if m.Source.File == "" {
-			eng.Close()
-			return nil, fmt.Errorf("%s: datasets governed in PostgreSQL are not supported by this build yet", m.File)
+			continue // governed in place in the owner's PostgreSQL
 		}
 		var cols []duckdb.ColumnSpec
 		for _, c := range m.Columns {
@@ -191,6 +212,15 @@ func sortedDatasets(ws *workspace.Workspace) []*workspace.Manifest {
 		out = append(out, ws.Datasets[name])
 	}
 	return out
+}
+
+// qualifiedName quotes a possibly schema-qualified table name.
+func qualifiedName(table string) string {
+	parts := strings.Split(table, ".")
+	for i, p := range parts {
+		parts[i] = query.QuoteIdent(p)
+	}
+	return strings.Join(parts, ".")
 }
 
 func loadOrCreateSecret(path string) ([]byte, error) {
@@ -344,6 +374,9 @@ func (n *Node) Close() {
 	}
 	if n.Engine != nil {
 		n.Engine.Close()
+	}
+	for _, e := range n.PGEngines {
+		e.Close()
 	}
 	if n.Store != nil {
 		n.Store.Close()
