@@ -50,14 +50,14 @@ type Auditor interface {
 
 // Gateway runs the pipeline.
 type Gateway struct {
-	snap   atomic.Pointer[Snapshot]
+	snap atomic.Pointer[Snapshot]
 	// Route says which engine holds a dataset and its relation name there:
 	// the embedded DuckDB, or the owner's PostgreSQL for datasets governed
 	// in place.
 	Route func(m *workspace.Manifest) (engine.Engine, string)
-	Store  store.Store
-	Audit  Auditor
-	Now    func() time.Time
+	Store store.Store
+	Audit Auditor
+	Now   func() time.Time
 	// MaskSecret derives the per-agreement keys of hmac masks.
 	MaskSecret []byte
 	sampler    *dp.Sampler
