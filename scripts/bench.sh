@@ -11,6 +11,8 @@ out=bench-results.txt
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench GatewayOverhead -benchtime 30x -timeout 60m ./internal/server
   echo "## DP query (rows=$rows, units=rows/10, 50 groups)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench DPQuery -benchtime 10x -timeout 60m ./internal/server
+  echo "## DP query on a PostgreSQL-governed table (rows=$rows)"
+  AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench PostgresDPQuery -benchtime 3x -timeout 60m ./internal/server
   echo "## audit log"
   go test -run '^$' -bench . -benchtime 20000x ./internal/audit
   echo "## engine small query"
