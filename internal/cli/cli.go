@@ -236,6 +236,7 @@ func runQuery(args []string, out, errw io.Writer) error {
 		for k, v := range res.Plan {
 			fmt.Fprintf(out, "%s: %v\n", k, v)
 		}
+		printDP(out, res.DP)
 		return nil
 	}
 	printTable(out, &res)

@@ -80,7 +80,7 @@ type queryResult struct {
 	AuditIndex     uint64           `json:"audit_index"`
 	Notes          []string         `json:"notes"`
 	Plan           map[string]any   `json:"plan"`
-	DP             []map[string]any `json:"dp"`
+	DP             *dpReport        `json:"dp"`
 	Budget         map[string]any   `json:"budget"`
 }
 
@@ -114,6 +114,48 @@ func printTable(w io.Writer, r *queryResult) {
 	fmt.Fprintf(w, "; audit #%d)\n", r.AuditIndex)
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
+	}
+	printDP(w, r.DP)
+}
+
+type dpReport struct {
+	Epsilon   json.Number `json:"epsilon"`
+	Delta     json.Number `json:"delta"`
+	Cached    bool        `json:"cached"`
+	Remaining json.Number `json:"remaining_epsilon"`
+	Refresh   string      `json:"budget_refresh"`
+	Bounds    string      `json:"contribution_bounds"`
+	Threshold json.Number `json:"selection_threshold"`
+	Columns   []struct {
+		Column    string      `json:"column"`
+		Mechanism string      `json:"mechanism"`
+		Sigma     json.Number `json:"noise_sigma"`
+		CI95      json.Number `json:"ci95_half_width"`
+		Note      string      `json:"note"`
+	} `json:"columns"`
+}
+
+func printDP(w io.Writer, d *dpReport) {
+	if d == nil {
+		return
+	}
+	spent := "ε=" + d.Epsilon.String() + ", δ=" + d.Delta.String()
+	if d.Cached {
+		spent = "nothing (stored answer)"
+	}
+	fmt.Fprintf(w, "differential privacy: spent %s; ε left %s until %s; %s\n", spent, d.Remaining, d.Refresh, d.Bounds)
+	for _, c := range d.Columns {
+		if c.Sigma != "" {
+			fmt.Fprintf(w, "  %s: %s, σ=%s", c.Column, c.Mechanism, c.Sigma)
+			if c.CI95 != "" {
+				fmt.Fprintf(w, ", 95%% CI ±%s", c.CI95)
+			}
+			fmt.Fprintln(w)
+		} else if c.Note != "" {
+			fmt.Fprintf(w, "  %s: %s, %s\n", c.Column, c.Mechanism, c.Note)
+		} else {
+			fmt.Fprintf(w, "  %s: %s\n", c.Column, c.Mechanism)
+		}
 	}
 }
 

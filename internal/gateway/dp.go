@@ -207,13 +207,17 @@ func describeColumns(d *query.DPPlan, sigma2 []float64) []DPColumn {
 			continue
 		}
 		s := d.Stats[o.Stats[0]]
-		sig := math.Sqrt(sigma2[o.Stats[0]]) * s.Scale
-		c := DPColumn{Column: o.Name, Mechanism: "discrete Gaussian", Sigma: sig}
+		c := DPColumn{Column: o.Name, Mechanism: "discrete Gaussian"}
 		switch o.Agg {
 		case "count", "count_distinct", "sum":
+			c.Sigma = math.Sqrt(sigma2[o.Stats[0]]) * s.Scale
 			c.CI95 = dp.GaussianCI95(sigma2[o.Stats[0]]) * s.Scale
 		default:
-			c.Note = "ratio of noisy statistics; interval depends on the group's size"
+			var parts []string
+			for _, i := range o.Stats {
+				parts = append(parts, fmt.Sprintf("%s σ=%.4g", d.Stats[i].Kind, math.Sqrt(sigma2[i])*d.Stats[i].Scale))
+			}
+			c.Note = "post-processed from noisy " + strings.Join(parts, ", ") + "; its error shrinks with the group's size"
 		}
 		out = append(out, c)
 	}
