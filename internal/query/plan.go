@@ -331,11 +331,11 @@ func (p Planner) maskedColumn(c *workspace.Column, g *Grant) string {
 		return col
 	}
 	if len(g.Rule.Columns) > 0 && !setOf(g.Rule.Columns)[c.Name] {
-		return "CAST(NULL AS " + sqlType(p.Dialect, c.Type) + ")"
+		return "CAST(NULL AS " + SQLType(p.Dialect, c.Type) + ")"
 	}
 	switch g.Rule.Masks[c.Name] {
 	case workspace.MaskRedact:
-		return "CAST(NULL AS " + sqlType(p.Dialect, c.Type) + ")"
+		return "CAST(NULL AS " + SQLType(p.Dialect, c.Type) + ")"
 	case workspace.MaskHMAC:
 		return KeyedHashSQL(p.Dialect, g.HMACKey, col)
 	case workspace.MaskYear:
@@ -343,13 +343,13 @@ func (p Planner) maskedColumn(c *workspace.Column, g *Grant) string {
 	case workspace.MaskMonth:
 		return "CAST(date_trunc('month', " + col + ") AS DATE)"
 	case workspace.MaskZip3:
-		return "(substr(CAST(" + col + " AS " + sqlType(p.Dialect, "text") + "), 1, 3) || 'XX')"
+		return "(substr(CAST(" + col + " AS " + SQLType(p.Dialect, "text") + "), 1, 3) || 'XX')"
 	}
 	return col
 }
 
-// sqlType maps a manifest type to the dialect's SQL type.
-func sqlType(d Dialect, t string) string {
+// SQLType maps a manifest type to the dialect's SQL type.
+func SQLType(d Dialect, t string) string {
 	switch t {
 	case "integer":
 		return "BIGINT"

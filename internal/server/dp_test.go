@@ -113,26 +113,9 @@ func TestDPBudgetIsSpentExactlyOnce(t *testing.T) {
 	perQuery := dp.RhoForEpsDelta(1.0, 1e-6)
 	budget := dp.EpsilonForRho(7.5*perQuery, 1e-3/2)
 	h := dpHarness(t, budget, "")
-	var ok, exhausted atomic.Int64
-	var wg sync.WaitGroup
-	for i := 0; i < 200; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			r := dpQuery(t, h, fmt.Sprintf("SELECT count(*) FROM visits WHERE hospital <> 'h%d'", i))
-			switch {
-			case r.Status == 200:
-				ok.Add(1)
-			case r.Status == 429 && r.Error.Rule == "dp.budget_exhausted":
-				exhausted.Add(1)
-			default:
-				t.Errorf("%d %s", r.Status, r.Body)
-			}
-		}(i)
-	}
-	wg.Wait()
-	if ok.Load() != 7 || exhausted.Load() != 193 {
-		t.Fatalf("%d answered, %d refused; want exactly 7 and 193", ok.Load(), exhausted.Load())
+	ok, exhausted := raceDP(t, []*harness{h}, 200)
+	if ok != 7 || exhausted != 193 {
+		t.Fatalf("%d answered, %d refused; want exactly 7 and 193", ok, exhausted)
 	}
 	r := dpQuery(t, h, "SELECT count(*) FROM visits WHERE sex = 'F'")
 	if r.Status != 429 || !containsAll(string(r.Body), "remaining_epsilon", "refresh") {
@@ -148,6 +131,31 @@ func TestDPBudgetIsSpentExactlyOnce(t *testing.T) {
 	if r := dpQuery(t, h2, "SELECT count(*) FROM visits WHERE sex = 'M'"); r.Status != 429 {
 		t.Fatalf("after restart the budget was fresh again: %d %s", r.Status, r.Body)
 	}
+}
+
+// raceDP sends n concurrent DP queries with distinct texts (so none is a
+// cached repeat), spread over the given replicas, and counts the answered
+// and the budget-refused ones.
+func raceDP(t *testing.T, hs []*harness, n int) (ok, exhausted int64) {
+	var okN, exN atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r := dpQuery(t, hs[i%len(hs)], fmt.Sprintf("SELECT count(*) FROM visits WHERE hospital <> 'h%d'", i))
+			switch {
+			case r.Status == 200:
+				okN.Add(1)
+			case r.Status == 429 && r.Error.Rule == "dp.budget_exhausted":
+				exN.Add(1)
+			default:
+				t.Errorf("%d %s", r.Status, r.Body)
+			}
+		}(i)
+	}
+	wg.Wait()
+	return okN.Load(), exN.Load()
 }
 
 func containsAll(s string, subs ...string) bool {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,30 +50,9 @@ func TestTwoReplicasShareBudgetAndAuditLog(t *testing.T) {
 	}
 	defer hb.stop()
 	hb.tokens = ha.tokens
-	var ok, exhausted atomic.Int64
-	var wg sync.WaitGroup
-	for i := 0; i < 200; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			h := ha
-			if i%2 == 1 {
-				h = hb
-			}
-			r := dpQuery(t, h, fmt.Sprintf("SELECT count(*) FROM visits WHERE hospital <> 'r%d'", i))
-			switch {
-			case r.Status == 200:
-				ok.Add(1)
-			case r.Status == 429:
-				exhausted.Add(1)
-			default:
-				t.Errorf("%d %s", r.Status, r.Body)
-			}
-		}(i)
-	}
-	wg.Wait()
-	if ok.Load() != 7 || exhausted.Load() != 193 {
-		t.Fatalf("%d answered, %d refused across two replicas; want exactly 7 and 193", ok.Load(), exhausted.Load())
+	ok, exhausted := raceDP(t, []*harness{ha, hb}, 200)
+	if ok != 7 || exhausted != 193 {
+		t.Fatalf("%d answered, %d refused across two replicas; want exactly 7 and 193", ok, exhausted)
 	}
 	// Both replicas serve the same verifiable history.
 	since := filepath.Join(t.TempDir(), "cp")

@@ -21,6 +21,7 @@ import (
 	duck "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/airlock-dev/airlock/internal/engine"
+	"github.com/airlock-dev/airlock/internal/query"
 )
 
 // Config sizes an instance.
@@ -69,24 +70,8 @@ func Open(cfg Config) (*DB, error) {
 // ColumnSpec is a manifest column to load.
 type ColumnSpec struct{ Name, Type string }
 
-// SQLType maps a manifest type to DuckDB's.
-func SQLType(t string) string {
-	switch t {
-	case "integer":
-		return "BIGINT"
-	case "double":
-		return "DOUBLE"
-	case "decimal":
-		return "DECIMAL(18,2)"
-	case "date":
-		return "DATE"
-	case "timestamp":
-		return "TIMESTAMP"
-	case "boolean":
-		return "BOOLEAN"
-	}
-	return "VARCHAR"
-}
+// SQLType maps a manifest type to DuckDB's (one mapping, in package query).
+func SQLType(t string) string { return query.SQLType(query.DuckDB, t) }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 func quoteLit(s string) string   { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
