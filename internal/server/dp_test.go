@@ -6,9 +6,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/dp"
 )
@@ -176,4 +178,31 @@ func indexOf(s, sub string) int {
 		}
 	}
 	return -1
+}
+
+func TestDPBudgetRefreshesEachPeriod(t *testing.T) {
+	// A budget that fits one query per 3-second period.
+	perQuery := dp.RhoForEpsDelta(1.0, 1e-6)
+	h := dpHarness(t, dp.EpsilonForRho(1.5*perQuery, 1e-3/2), "")
+	af := filepath.Join(h.dir, "agreements", "partner-visits-research.yaml")
+	b, _ := os.ReadFile(af)
+	os.WriteFile(af, []byte(strings.Replace(string(b), "period: 24h", "period: 3s", 1)), 0o644)
+	h.stop()
+	h2, err := startHarness(h.dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.stop()
+	// Start right after a period boundary so the two first queries share a period.
+	time.Sleep(time.Until(time.Now().Truncate(3 * time.Second).Add(3*time.Second + 100*time.Millisecond)))
+	if r := dpQuery(t, h2, "SELECT count(*) FROM visits WHERE sex = 'F'"); r.Status != 200 {
+		t.Fatalf("first query: %d %s", r.Status, r.Body)
+	}
+	if r := dpQuery(t, h2, "SELECT count(*) FROM visits WHERE sex = 'M'"); r.Status != 429 {
+		t.Fatalf("second query in the same period: %d %s", r.Status, r.Body)
+	}
+	time.Sleep(time.Until(time.Now().Truncate(3 * time.Second).Add(3*time.Second + 100*time.Millisecond)))
+	if r := dpQuery(t, h2, "SELECT count(*) FROM visits WHERE sex = 'M'"); r.Status != 200 {
+		t.Fatalf("after the refresh: %d %s", r.Status, r.Body)
+	}
 }
