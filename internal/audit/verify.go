@@ -18,9 +18,15 @@ import (
 type TamperError struct {
 	Index  uint64
 	Reason string
+	// AtOrAfter marks Index as a lower bound: without a trusted copy of
+	// the earlier entries the first differing one cannot be pinned down.
+	AtOrAfter bool
 }
 
 func (e *TamperError) Error() string {
+	if e.AtOrAfter {
+		return fmt.Sprintf("audit log tampered at or after index %d: %s", e.Index, e.Reason)
+	}
 	return fmt.Sprintf("audit log tampered at index %d: %s", e.Index, e.Reason)
 }
 
@@ -62,7 +68,7 @@ func VerifyHistory(entries [][]byte, newCP *Checkpoint, old *Trusted, consistenc
 		if old.Checkpoint != nil {
 			r, _ := tree.Root(old.Checkpoint.Size)
 			if r != old.Checkpoint.Root {
-				return nil, &TamperError{Index: firstUnverified(old), Reason: "the history the earlier checkpoint signed was rewritten"}
+				return nil, &TamperError{Index: firstUnverified(old), AtOrAfter: true, Reason: "the history the earlier checkpoint signed was rewritten"}
 			}
 			if consistency != nil {
 				if err := proof.VerifyConsistency(rfc6962.DefaultHasher, old.Checkpoint.Size, newCP.Size, consistency, old.Checkpoint.Root[:], newCP.Root[:]); err != nil {
@@ -77,7 +83,7 @@ func VerifyHistory(entries [][]byte, newCP *Checkpoint, old *Trusted, consistenc
 		if old != nil {
 			idx = uint64(len(old.Hashes))
 		}
-		return nil, &TamperError{Index: idx, Reason: "entries do not hash to the signed checkpoint's root"}
+		return nil, &TamperError{Index: idx, AtOrAfter: true, Reason: "entries do not hash to the signed checkpoint's root"}
 	}
 	return &Trusted{Checkpoint: newCP, Hashes: hashes}, nil
 }
@@ -174,12 +180,34 @@ func ExportJSONL(w io.Writer, first uint64, entries [][]byte, f Filter) error {
 		if !f.Match(e) {
 			continue
 		}
-		line, _ := json.Marshal(struct {
-			Index uint64          `json:"index"`
-			Entry json.RawMessage `json:"entry"`
-		}{first + uint64(i), raw})
-		bw.Write(line)
-		bw.WriteByte('\n')
+		// The entry's canonical bytes go out verbatim (json.Marshal would
+		// re-escape them), so an export can be verified offline.
+		fmt.Fprintf(bw, `{"index":%d,"entry":`, first+uint64(i))
+		bw.Write(raw)
+		bw.WriteString("}\n")
 	}
 	return bw.Flush()
+}
+
+// ReadExport reads a JSON-lines export back into canonical entries. It
+// must be a complete export (no filter): entries are checked to be dense
+// from index 0.
+func ReadExport(r io.Reader) ([][]byte, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	var out [][]byte
+	for sc.Scan() {
+		var line struct {
+			Index uint64          `json:"index"`
+			Entry json.RawMessage `json:"entry"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			return nil, fmt.Errorf("export line %d: %w", len(out)+1, err)
+		}
+		if line.Index != uint64(len(out)) {
+			return nil, &TamperError{Index: uint64(len(out)), Reason: fmt.Sprintf("export jumps to index %d (filtered or incomplete export)", line.Index)}
+		}
+		out = append(out, append([]byte(nil), line.Entry...))
+	}
+	return out, sc.Err()
 }

@@ -72,8 +72,19 @@ func auditVerify(args []string, out, errw io.Writer) error {
 	dir := fs.String("workspace", "", "workspace (offline verification of its state store)")
 	dsn := fs.String("store", "", "state store DSN (offline)")
 	since := fs.String("since", "", "trusted checkpoint file: read if present, written after success")
+	export := fs.String("log", "", "an exported log (airlock audit export, unfiltered) to verify offline")
+	cpFile := fs.String("checkpoint", "", "with --log: the signed checkpoint file to verify it against")
 	pub := fs.String("pubkey", "", "node verifier key, or a file holding it")
-	if _, err := parse(fs, args); err != nil || (*srv == "") == (*dir == "") {
+	if _, err := parse(fs, args); err != nil {
+		return errUsage
+	}
+	sources := 0
+	for _, v := range []string{*srv, *dir, *export} {
+		if v != "" {
+			sources++
+		}
+	}
+	if sources != 1 || (*export != "" && *cpFile == "") {
 		return errUsage
 	}
 	var (
@@ -83,7 +94,36 @@ func auditVerify(args []string, out, errw io.Writer) error {
 		consist func(from, to uint64) ([][]byte, error)
 		incl    func(idx, size uint64) ([][]byte, error)
 	)
-	if *srv != "" {
+	if *export != "" {
+		var err error
+		if vkey, err = verifierKey(*pub, "", nil); err != nil {
+			return err
+		}
+		if signed, err = os.ReadFile(*cpFile); err != nil {
+			return err
+		}
+		f, err := os.Open(*export)
+		if err != nil {
+			return err
+		}
+		entries, err = audit.ReadExport(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		var tree audit.Tree
+		for _, e := range entries {
+			tree.Append(audit.LeafHash(e))
+		}
+		consist = func(from, to uint64) ([][]byte, error) {
+			p, err := tree.ConsistencyProof(from, to)
+			return hashesToBytes(p), err
+		}
+		incl = func(idx, size uint64) ([][]byte, error) {
+			p, err := tree.InclusionProof(idx, size)
+			return hashesToBytes(p), err
+		}
+	} else if *srv != "" {
 		base := strings.TrimRight(*srv, "/")
 		var err error
 		if vkey, err = verifierKey(*pub, "", nil); err != nil {
@@ -239,6 +279,7 @@ func auditExport(args []string, out, errw io.Writer) error {
 	fs := flags("audit export", errw)
 	dir := fs.String("workspace", "", "workspace directory")
 	dsn := fs.String("store", "", "state store DSN")
+	cpOut := fs.String("checkpoint", "", "also sign a checkpoint covering the export and write it here (for offline verification)")
 	var f audit.Filter
 	fs.StringVar(&f.Principal, "principal", "", "only this principal")
 	fs.StringVar(&f.Dataset, "dataset", "", "only entries touching this dataset")
@@ -254,18 +295,32 @@ func auditExport(args []string, out, errw io.Writer) error {
 		}
 		f.From = t
 	}
-	_, st, err := openState(*dir, *dsn)
+	h, err := openAudit(*dir, *dsn)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer h.close()
 	ctx := context.Background()
-	size, err := st.Size(ctx)
+	size, err := h.st.Size(ctx)
 	if err != nil {
 		return err
+	}
+	if *cpOut != "" {
+		signed, err := h.log.Checkpoint(ctx)
+		if err != nil {
+			return err
+		}
+		cp, err := audit.ParseCheckpoint(signed, h.vk)
+		if err != nil {
+			return err
+		}
+		size = cp.Size
+		if err := os.WriteFile(*cpOut, signed, 0o644); err != nil {
+			return err
+		}
 	}
 	for start := uint64(0); start < size; start += 10000 {
-		raw, err := st.Leaves(ctx, start, min(start+10000, size))
+		raw, err := h.st.Leaves(ctx, start, min(start+10000, size))
 		if err != nil {
 			return err
 		}

@@ -39,8 +39,8 @@ func commands() []command {
 		{"validate", "check a workspace against its data: validate DIR", validate},
 		{"agreement revoke", "revoke an agreement at once: agreement revoke --workspace DIR [--by NAME] [--reason R] ID", agreementRevoke},
 		{"policy test", "run policy test cases: policy test DIR", policyTest},
-		{"audit verify", "verify the audit log: audit verify (--server URL --token T | --workspace DIR) --since FILE [--pubkey KEY|FILE]", auditVerify},
-		{"audit export", "export the audit log as JSON lines: audit export --workspace DIR [--principal P] [--dataset D] [--decision allow|deny] [--since RFC3339]", auditExport},
+		{"audit verify", "verify the audit log: audit verify (--server URL --token T | --workspace DIR | --log EXPORT.jsonl --checkpoint CP) --since FILE [--pubkey KEY|FILE]", auditVerify},
+		{"audit export", "export the audit log as JSON lines: audit export --workspace DIR [--checkpoint FILE] [--principal P] [--dataset D] [--decision allow|deny] [--since RFC3339]", auditExport},
 		{"demo init", "write the demo workspace: demo init DIR", demoInit},
 	}
 }
