@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,7 +33,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run the server: serve --workspace DIR [--http ADDR] [--store DSN]", serve},
+		{"serve", "run the server: serve --workspace DIR [--http ADDR] [--pg ADDR] [--pg-tls-cert PEM --pg-tls-key PEM] [--store DSN]", serve},
 		{"token create", "mint an API token: token create --workspace DIR --principal NAME [--ttl 720h]", tokenCreate},
 		{"token revoke", "revoke an API token: token revoke --workspace DIR --id ID", tokenRevoke},
 		{"query", "ask a question: query --server URL --token T --purpose P [--agreement A] [--plan] [--json] SQL", runQuery},
@@ -97,12 +98,22 @@ func serve(args []string, out, errw io.Writer) error {
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listen address")
 	pgAddr := fs.String("pg", "127.0.0.1:5433", "Postgres wire listen address (empty = off)")
 	dsn := fs.String("store", "", "state store DSN (postgres://...); default: embedded SQLite in the data dir")
-	if _, err := parse(fs, args); err != nil || *dir == "" {
+	certFile := fs.String("pg-tls-cert", "", "PEM certificate for TLS on the Postgres wire endpoint")
+	keyFile := fs.String("pg-tls-key", "", "PEM private key for --pg-tls-cert")
+	if _, err := parse(fs, args); err != nil || *dir == "" || (*certFile == "") != (*keyFile == "") {
 		return errUsage
+	}
+	var pgTLS *tls.Config
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("--pg-tls-cert: %w", err)
+		}
+		pgTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := server.Open(ctx, server.Options{Workspace: *dir, HTTPAddr: *httpAddr, PGAddr: *pgAddr, StoreDSN: *dsn})
+	n, err := server.Open(ctx, server.Options{Workspace: *dir, HTTPAddr: *httpAddr, PGAddr: *pgAddr, PGTLS: pgTLS, StoreDSN: *dsn})
 	if err != nil {
 		return err
 	}

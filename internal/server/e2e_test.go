@@ -67,8 +67,14 @@ func startHarness(dir, dsn string) (*harness, error) {
 // schema (when dsn is set); mint decides whether to mint tokens (a second
 // replica shares the first one's).
 func startHarnessSchema(dir, dsn, schema string, mint bool) (*harness, error) {
+	return startHarnessOpts(server.Options{Workspace: dir, StoreDSN: dsn, StoreSchema: schema}, mint)
+}
+
+func startHarnessOpts(o server.Options, mint bool) (*harness, error) {
+	dir := o.Workspace
+	o.HTTPAddr, o.PGAddr, o.ReloadEvery = "127.0.0.1:0", "127.0.0.1:0", 200*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := server.Open(ctx, server.Options{Workspace: dir, HTTPAddr: "127.0.0.1:0", PGAddr: "127.0.0.1:0", StoreDSN: dsn, StoreSchema: schema, ReloadEvery: 200 * time.Millisecond})
+	n, err := server.Open(ctx, o)
 	if err != nil {
 		cancel()
 		return nil, err

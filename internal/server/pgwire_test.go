@@ -2,14 +2,26 @@ package server_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/airlock-dev/airlock/internal/demo"
+	"github.com/airlock-dev/airlock/internal/server"
 )
 
 func (h *harness) pgConnString(principal, purpose string) string {
@@ -150,5 +162,38 @@ print("ok", rows)
 	out, err := exec.Command(python, "-c", script).CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "ok") {
 		t.Fatalf("psycopg2: %v\n%s", err, out)
+	}
+}
+
+func TestWireEndpointOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	if err := demo.Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "airlock"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	h, err := startHarnessOpts(server.Options{Workspace: dir, PGTLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.stop()
+	cfg, err := pgx.ParseConfig(strings.Replace(h.pgConnString("fraud@partnerbank", "fraud_detection"), "sslmode=disable", "sslmode=require", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("TLS connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if !conn.PgConn().Conn().(interface{ ConnectionState() tls.ConnectionState }).ConnectionState().HandshakeComplete {
+		t.Fatal("connection is not TLS")
+	}
+	var n int64
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM transactions WHERE country = 'DE'").Scan(&n); err != nil || n < 25 {
+		t.Fatalf("query over TLS: %d %v", n, err)
 	}
 }

@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,7 +42,9 @@ type Options struct {
 	Workspace string
 	HTTPAddr  string // default 127.0.0.1:8080
 	PGAddr    string // Postgres wire endpoint; empty = off
-	StoreDSN  string // postgres://...; empty = embedded SQLite in the data dir
+	// PGTLS, when set, is offered to Postgres wire clients (sslmode=require).
+	PGTLS    *tls.Config
+	StoreDSN string // postgres://...; empty = embedded SQLite in the data dir
 	// StoreSchema isolates a PostgreSQL store in its own schema (tests).
 	StoreSchema string
 	Log         *slog.Logger
@@ -260,7 +263,7 @@ func (n *Node) ListenPG() (net.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := pgwire.New(n.Gateway, n.Auth, n.opts.Log.With("component", "pgwire"), nil)
+	srv, err := pgwire.New(n.Gateway, n.Auth, n.opts.Log.With("component", "pgwire"), n.opts.PGTLS)
 	if err != nil {
 		l.Close()
 		return nil, err
