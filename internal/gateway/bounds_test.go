@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
 	"github.com/airlock-dev/airlock/internal/query"
 	"github.com/airlock-dev/airlock/internal/workspace"
@@ -28,6 +29,13 @@ func boundsGrant(l0, linf int) map[string]*query.Grant {
 		Kind: workspace.RuleDP, MaxGroupsPerUnit: l0, MaxRowsPerGroup: linf,
 		Dimensions: []string{"g"}, Aggregates: map[string][]string{"*": {"count"}, "v": {"sum"}, "u": {"count"}},
 	}}}
+}
+
+// boundsEngine is where the bounded-contribution SQL runs in these tests.
+type boundsEngine struct {
+	engine.Engine
+	dialect query.Dialect
+	table   string
 }
 
 // loadBounds writes rows "u,g,v" to a CSV and loads it as table t.
@@ -51,11 +59,18 @@ func loadBounds(t *testing.T, rows []string) *duckdb.DB {
 // statistics (units, count, sum) before noise.
 func stats(t *testing.T, d *duckdb.DB, l0, linf int, seed uint64) map[string][]int64 {
 	t.Helper()
+	return statsOn(t, boundsEngine{d, query.DuckDB, `"t"`}, l0, linf, seed)
+}
+
+func statsOn(t *testing.T, d boundsEngine, l0, linf int, seed uint64) map[string][]int64 {
+	t.Helper()
 	q, err := query.Parse("SELECT g, count(DISTINCT u), count(*), sum(v) FROM t GROUP BY g", func(string) *workspace.Manifest { return boundsManifest }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := query.Planner{Dialect: query.DuckDB, Seed: func() uint64 { return seed }}.Plan(q, boundsGrant(l0, linf))
+	grants := boundsGrant(l0, linf)
+	grants["t"].Table = d.table
+	p, err := query.Planner{Dialect: d.dialect, Seed: func() uint64 { return seed }}.Plan(q, grants)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +90,14 @@ func stats(t *testing.T, d *duckdb.DB, l0, linf int, seed uint64) map[string][]i
 }
 
 func TestContributionBounds(t *testing.T) {
+	checkContributionBounds(t, func(rows []string) boundsEngine { return boundsEngine{loadBounds(t, rows), query.DuckDB, `"t"`} })
+}
+
+func TestContributionBoundsPostgres(t *testing.T) {
+	checkContributionBounds(t, func(rows []string) boundsEngine { return loadBoundsPG(t, rows) })
+}
+
+func checkContributionBounds(t *testing.T, load func([]string) boundsEngine) {
 	const l0, linf = 3, 5
 	var base []string
 	for i := 0; i < 1000; i++ {
@@ -85,8 +108,8 @@ func TestContributionBounds(t *testing.T) {
 	for i := 0; i < 10000; i++ {
 		heavy = append(heavy, fmt.Sprintf("H,g%d,1000000", i%50))
 	}
-	without := stats(t, loadBounds(t, base), l0, linf, 7)
-	with := stats(t, loadBounds(t, heavy), l0, linf, 7)
+	without := statsOn(t, load(base), l0, linf, 7)
+	with := statsOn(t, load(heavy), l0, linf, 7)
 	changed := 0
 	for g, w := range with {
 		o := without[g] // zero if the group exists only because of H
@@ -107,16 +130,23 @@ func TestContributionBounds(t *testing.T) {
 }
 
 func TestL0SamplingIsUniform(t *testing.T) {
+	checkL0Uniform(t, func(rows []string) boundsEngine { return boundsEngine{loadBounds(t, rows), query.DuckDB, `"t"`} }, 600)
+}
+
+func TestL0SamplingIsUniformPostgres(t *testing.T) {
+	checkL0Uniform(t, func(rows []string) boundsEngine { return loadBoundsPG(t, rows) }, 300)
+}
+
+func checkL0Uniform(t *testing.T, load func([]string) boundsEngine, runs int) {
 	// One unit in 6 groups, L0 = 3: each group must be kept half the time.
 	var rows []string
 	for g := 0; g < 6; g++ {
 		rows = append(rows, fmt.Sprintf("H,g%d,1", g))
 	}
-	d := loadBounds(t, rows)
-	const runs = 600
+	d := load(rows)
 	kept := map[string]int{}
-	for seed := uint64(0); seed < runs; seed++ {
-		s := stats(t, d, 3, 1, seed*2654435761+1)
+	for seed := uint64(0); seed < uint64(runs); seed++ {
+		s := statsOn(t, d, 3, 1, seed*2654435761+1)
 		if len(s) != 3 {
 			t.Fatalf("seed %d kept %d groups, want exactly 3", seed, len(s))
 		}
@@ -124,10 +154,10 @@ func TestL0SamplingIsUniform(t *testing.T) {
 			kept[g]++
 		}
 	}
-	// Binomial(600, 0.5): sd 12.2; allow 5 sd.
+	// Binomial(runs, 0.5): allow 5 sd.
 	for g := 0; g < 6; g++ {
 		n := kept[fmt.Sprintf("g%d", g)]
-		if math.Abs(float64(n)-runs/2) > 5*math.Sqrt(runs*0.25) {
+		if math.Abs(float64(n)-float64(runs)/2) > 5*math.Sqrt(float64(runs)*0.25) {
 			t.Fatalf("group g%d kept %d of %d times; sampling is not uniform: %v", g, n, runs, kept)
 		}
 	}
