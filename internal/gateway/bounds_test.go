@@ -168,6 +168,12 @@ func checkL0Uniform(t *testing.T, load func([]string) boundsEngine, runs int) {
 // with extreme values, many times, and checks that the privacy loss
 // estimated from threshold events stays within the query's claimed ε.
 func TestWholeQueryPrivacyAudit(t *testing.T) {
+	for _, mech := range []string{"gaussian", "laplace"} {
+		t.Run(mech, func(t *testing.T) { wholeQueryAudit(t, mech) })
+	}
+}
+
+func wholeQueryAudit(t *testing.T, mech string) {
 	const l0, linf = 1, 5
 	var base []string
 	for i := 0; i < 200; i++ {
@@ -178,7 +184,7 @@ func TestWholeQueryPrivacyAudit(t *testing.T) {
 		heavy = append(heavy, "H,g,1000000")
 	}
 	rule := boundsGrant(l0, linf)["t"].Rule
-	rule.EpsilonPerQuery, rule.DeltaPerQuery = 1, 1e-6
+	rule.EpsilonPerQuery, rule.DeltaPerQuery, rule.Noise = 1, 1e-6, mech
 	q, _ := query.Parse("SELECT count(*) FROM t", func(string) *workspace.Manifest { return boundsManifest }, nil)
 	plan := func(d *duckdb.DB) (*query.Plan, [][]any) {
 		p, err := query.Planner{Dialect: query.DuckDB}.Plan(q, map[string]*query.Grant{"t": {Access: query.AccessDP, Table: `"t"`, Rule: rule}})
@@ -194,16 +200,13 @@ func TestWholeQueryPrivacyAudit(t *testing.T) {
 	p0, rows0 := plan(loadBounds(t, base))
 	_, rows1 := plan(loadBounds(t, heavy))
 	cost := dpCostOf(rule, len(p0.DP.Stats), false)
-	sigma2 := make([]float64, len(p0.DP.Stats))
-	for i, s := range p0.DP.Stats {
-		sigma2[i] = dpGaussianSigma2(l0, s.Linf, cost.perStat)
-	}
+	noise := newNoise(rule, p0.DP, cost)
 	g := &Gateway{sampler: newTestSampler()}
 	const n = 20000
 	count := func(rows [][]any, thr float64) int {
 		hits := 0
 		for i := 0; i < n; i++ {
-			r, err := release(p0.DP, engineResult(rows), sigma2, 0, g.sampler)
+			r, err := release(p0.DP, engineResult(rows), noise, 0, g.sampler)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -48,10 +48,14 @@ type DPReport struct {
 // dpCost is what one DP query spends.
 type dpCost struct {
 	eps, delta, rho, selDelta float64
-	perStat                   float64 // rho per statistic
+	perStat                   float64 // rho per statistic (Gaussian)
+	epsPerStat                float64 // epsilon per statistic (Laplace)
 }
 
 func dpCostOf(r workspace.Rule, stats int, selection bool) dpCost {
+	if r.Noise == "laplace" {
+		return laplaceCostOf(r, stats, selection)
+	}
 	eps, delta := r.EpsilonPerQuery, r.DeltaPerQuery
 	if eps <= 0 {
 		eps = 1
@@ -68,6 +72,84 @@ func dpCostOf(r workspace.Rule, stats int, selection bool) dpCost {
 	c.rho = dp.RhoForEpsDelta(eps, convDelta)
 	c.perStat = c.rho / float64(stats)
 	return c
+}
+
+// laplaceCostOf is the cost of a pure-ε query (discrete Laplace noise, ε
+// split evenly over the statistics): ρ = ε²/2 in the zCDP ledger, plus δ
+// for partition selection when groups are not public.
+func laplaceCostOf(r workspace.Rule, stats int, selection bool) dpCost {
+	eps := r.EpsilonPerQuery
+	if eps <= 0 {
+		eps = 1
+	}
+	c := dpCost{eps: eps, rho: dp.RhoOfPureEps(eps), epsPerStat: eps / float64(stats)}
+	if selection {
+		c.delta = r.DeltaPerQuery
+		if c.delta <= 0 {
+			c.delta = 1e-7
+		}
+		c.selDelta = c.delta
+	}
+	return c
+}
+
+// noiseSpec is the noise of each statistic of one query.
+type noiseSpec struct {
+	laplace bool
+	scale   []float64 // discrete Laplace scale b, or discrete Gaussian variance σ²
+}
+
+func newNoise(r workspace.Rule, d *query.DPPlan, cost dpCost) noiseSpec {
+	n := noiseSpec{laplace: r.Noise == "laplace", scale: make([]float64, len(d.Stats))}
+	for i, st := range d.Stats {
+		if n.laplace {
+			n.scale[i] = dp.LaplaceScale(float64(d.L0)*st.Linf, cost.epsPerStat)
+		} else {
+			n.scale[i] = dp.GaussianSigma2(math.Sqrt(float64(d.L0))*st.Linf, cost.perStat)
+		}
+	}
+	return n
+}
+
+func (n noiseSpec) sample(s *dp.Sampler, i int) *big.Int {
+	num, den := dp.RatUp(n.scale[i])
+	if n.laplace {
+		return s.DiscreteLaplace(num, den)
+	}
+	return s.DiscreteGaussian(num, den)
+}
+
+func (n noiseSpec) mechanism() string {
+	if n.laplace {
+		return "discrete Laplace"
+	}
+	return "discrete Gaussian"
+}
+
+// sd is the noise's standard deviation (before scaling to the column's units).
+func (n noiseSpec) sd(i int) float64 {
+	if n.laplace {
+		b := n.scale[i]
+		return math.Sqrt(2*math.Exp(-1/b)) / (1 - math.Exp(-1/b)) // exact for the discrete Laplace
+	}
+	return math.Sqrt(n.scale[i])
+}
+
+// ci95 is a half-width h with P(|noise| >= h) <= 5%.
+func (n noiseSpec) ci95(i int) float64 {
+	if n.laplace {
+		return n.scale[i] * math.Log(2/0.05) // P(|X| >= h) <= 2·exp(-h/b)
+	}
+	return dp.GaussianCI95(n.scale[i])
+}
+
+// threshold is the partition-selection threshold on the unit count (stat 0).
+func (n noiseSpec) threshold(l0 int, delta float64) float64 {
+	if n.laplace {
+		// P(X >= k) <= exp(-k/b) for the discrete Laplace; union over L0 groups.
+		return 1 + n.scale[0]*math.Log(float64(l0)/delta)
+	}
+	return dp.SelectionThreshold(n.scale[0], l0, delta)
 }
 
 // budgetLimits converts an agreement budget to the ledger's limits: half of
@@ -102,17 +184,13 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	report := &DPReport{Epsilon: cost.eps, Delta: cost.delta, Rho: cost.rho, BudgetEpsilon: ag.Budget.Epsilon,
 		BudgetRefresh: pstart.Add(periodOf(ag.Budget)),
 		ContribBounds: fmt.Sprintf("at most %d group(s) per %s, at most %d row(s) per group", d.L0, snap.WS.Datasets[d.Dataset].PrivacyUnit, d.Linf)}
-	sigma2 := make([]float64, len(d.Stats))
-	for i, s := range d.Stats {
-		l2 := math.Sqrt(float64(d.L0)) * s.Linf
-		sigma2[i] = dp.GaussianSigma2(l2, cost.perStat)
-	}
+	noise := newNoise(rule, d, cost)
 	var tau float64
 	if needsSelection(d) {
-		tau = dp.SelectionThreshold(sigma2[0], d.L0, cost.selDelta)
+		tau = noise.threshold(d.L0, cost.selDelta)
 		report.Threshold = tau
 	}
-	report.Columns = describeColumns(d, sigma2)
+	report.Columns = describeColumns(d, noise)
 	spent, _ := g.Store.Budget(ctx, key)
 	report.SpentEpsilon = dp.EpsilonForRho(spent.Rho, ag.Budget.Delta/2)
 	report.RemainingEps = math.Max(0, ag.Budget.Epsilon-report.SpentEpsilon)
@@ -152,7 +230,7 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	}
 	report.SpentEpsilon = dp.EpsilonForRho(st.Rho, ag.Budget.Delta/2)
 	report.RemainingEps = math.Max(0, ag.Budget.Epsilon-report.SpentEpsilon)
-	resp, err := release(d, res, sigma2, tau, g.sampler)
+	resp, err := release(d, res, noise, tau, g.sampler)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -195,7 +273,7 @@ func dpFingerprint(req Request, ag *workspace.Agreement, key store.BudgetKey) st
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func describeColumns(d *query.DPPlan, sigma2 []float64) []DPColumn {
+func describeColumns(d *query.DPPlan, noise noiseSpec) []DPColumn {
 	var out []DPColumn
 	for _, o := range d.Outputs {
 		if o.Key >= 0 {
@@ -207,15 +285,15 @@ func describeColumns(d *query.DPPlan, sigma2 []float64) []DPColumn {
 			continue
 		}
 		s := d.Stats[o.Stats[0]]
-		c := DPColumn{Column: o.Name, Mechanism: "discrete Gaussian"}
+		c := DPColumn{Column: o.Name, Mechanism: noise.mechanism()}
 		switch o.Agg {
 		case "count", "count_distinct", "sum":
-			c.Sigma = math.Sqrt(sigma2[o.Stats[0]]) * s.Scale
-			c.CI95 = dp.GaussianCI95(sigma2[o.Stats[0]]) * s.Scale
+			c.Sigma = noise.sd(o.Stats[0]) * s.Scale
+			c.CI95 = noise.ci95(o.Stats[0]) * s.Scale
 		default:
 			var parts []string
 			for _, i := range o.Stats {
-				parts = append(parts, fmt.Sprintf("%s σ=%.4g", d.Stats[i].Kind, math.Sqrt(sigma2[i])*d.Stats[i].Scale))
+				parts = append(parts, fmt.Sprintf("%s σ=%.4g", d.Stats[i].Kind, noise.sd(i)*d.Stats[i].Scale))
 			}
 			c.Note = "post-processed from noisy " + strings.Join(parts, ", ") + "; its error shrinks with the group's size"
 		}
@@ -225,7 +303,7 @@ func describeColumns(d *query.DPPlan, sigma2 []float64) []DPColumn {
 }
 
 // release turns per-group bounded statistics into released rows.
-func release(d *query.DPPlan, res *engine.Result, sigma2 []float64, tau float64, s *dp.Sampler) (*Response, error) {
+func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, s *dp.Sampler) (*Response, error) {
 	nk := len(d.GroupBy)
 	type group struct {
 		keys  []any
@@ -276,8 +354,7 @@ func release(d *query.DPPlan, res *engine.Result, sigma2 []float64, tau float64,
 	for _, gr := range groups {
 		noisy := make([]float64, len(d.Stats))
 		for i, v := range gr.stats {
-			num, den := dp.RatUp(sigma2[i])
-			n := new(big.Int).Add(v, s.DiscreteGaussian(num, den))
+			n := new(big.Int).Add(v, noise.sample(s, i))
 			f, _ := new(big.Float).SetInt(n).Float64()
 			noisy[i] = f
 		}

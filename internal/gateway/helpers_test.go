@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -22,10 +21,6 @@ func newTestSampler() *dp.Sampler {
 	var key [32]byte
 	key[0] = 42
 	return dp.NewSampler(rand.NewChaCha8(key))
-}
-
-func dpGaussianSigma2(l0 int, linf, rho float64) float64 {
-	return dp.GaussianSigma2(math.Sqrt(float64(l0))*linf, rho)
 }
 
 func engineResult(rows [][]any) *engine.Result { return &engine.Result{Rows: rows} }

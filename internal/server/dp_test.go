@@ -206,3 +206,14 @@ func TestDPBudgetRefreshesEachPeriod(t *testing.T) {
 		t.Fatalf("after the refresh: %d %s", r.Status, r.Body)
 	}
 }
+
+func TestDPWithLaplaceNoise(t *testing.T) {
+	h := dpHarness(t, 50, "    noise: laplace\n")
+	d := dpQuery(t, h, "SELECT sex, count(*) AS n, sum(cost) FROM visits GROUP BY sex")
+	if d.Status != 200 || len(d.Rows) != 2 {
+		t.Fatalf("%d %s", d.Status, d.Body)
+	}
+	if !strings.Contains(string(d.Body), `"mechanism":"discrete Laplace"`) || d.DP.Epsilon != 1 {
+		t.Fatalf("laplace rule not applied: %s", d.Body)
+	}
+}

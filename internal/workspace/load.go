@@ -377,6 +377,9 @@ func checkAgreement(file string, b []byte, a *Agreement, ws *Workspace) Problems
 			for _, c := range r.JoinColumns {
 				checkCol(c, c)
 			}
+			if r.Kind == RuleDP && r.Noise != "" && r.Noise != "gaussian" && r.Noise != "laplace" {
+				add("noise", fmt.Sprintf("unknown noise %q for %s", r.Noise, d), "use gaussian (zCDP) or laplace (pure ε)")
+			}
 			if r.Kind == RuleDP && a.Budget == nil {
 				add("kind: dp", fmt.Sprintf("dp rule for %s needs a budget on the agreement", d), "add budget: {epsilon, delta, period}")
 			}
