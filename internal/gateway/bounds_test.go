@@ -206,7 +206,7 @@ func wholeQueryAudit(t *testing.T, mech string) {
 	count := func(rows [][]any, thr float64) int {
 		hits := 0
 		for i := 0; i < n; i++ {
-			r, err := release(p0.DP, engineResult(rows), noise, 0, g.sampler)
+			r, err := release(p0.DP, engineResult(rows), noise, 0, g.sampler, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -93,10 +93,47 @@ func laplaceCostOf(r workspace.Rule, stats int, selection bool) dpCost {
 	return c
 }
 
+// quantileEpsilon is the pure ε one quantile statistic may use.
+func (c dpCost) quantileEpsilon(r workspace.Rule) float64 {
+	if r.Noise == "laplace" {
+		return c.epsPerStat
+	}
+	return dp.QuantileEpsilonOfRho(c.perStat)
+}
+
+// quantileHistograms runs each quantile pass: per group key, the bounded
+// bin counts.
+func quantileHistograms(ctx context.Context, eng engine.Engine, d *query.DPPlan) ([]map[string][]int64, error) {
+	var out []map[string][]int64
+	nk := len(d.GroupBy)
+	for _, sql := range d.QuantileSQL {
+		res, err := eng.Query(ctx, sql)
+		if err != nil {
+			return nil, engineRefusal(err)
+		}
+		h := map[string][]int64{}
+		for _, row := range res.Rows {
+			k := fmt.Sprint(row[:nk]...)
+			if h[k] == nil {
+				h[k] = make([]int64, query.QuantileBins)
+			}
+			bin := toBig(row[nk]).Int64()
+			if bin >= 0 && bin < query.QuantileBins {
+				h[k][bin] += toBig(row[nk+1]).Int64()
+			}
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
 // noiseSpec is the noise of each statistic of one query.
 type noiseSpec struct {
-	laplace bool
-	scale   []float64 // discrete Laplace scale b, or discrete Gaussian variance σ²
+	// quantileEps is the ε of each group's quantile mechanism (one unit
+	// reaches at most L0 groups, so the statistic's ε is divided by L0).
+	quantileEps float64
+	laplace     bool
+	scale       []float64 // discrete Laplace scale b, or discrete Gaussian variance σ²
 }
 
 func newNoise(r workspace.Rule, d *query.DPPlan, cost dpCost) noiseSpec {
@@ -171,7 +208,7 @@ func periodStart(now time.Time, b *workspace.Budget) time.Time {
 func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *workspace.Agreement, plan *query.Plan, now time.Time, limits workspace.LimitsConfig, eng engine.Engine) (*Response, *DPReport, error) {
 	d := plan.DP
 	rule := ag.Rules[d.Dataset]
-	cost := dpCostOf(rule, len(d.Stats), needsSelection(d))
+	cost := dpCostOf(rule, len(d.Stats)+len(d.Quantiles), needsSelection(d))
 	if ag.Budget == nil {
 		return nil, nil, refusal.New(refusal.Forbidden, "dp.budget", "agreement %s has a DP rule but no budget", ag.ID)
 	}
@@ -230,7 +267,12 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	}
 	report.SpentEpsilon = dp.EpsilonForRho(st.Rho, ag.Budget.Delta/2)
 	report.RemainingEps = math.Max(0, ag.Budget.Epsilon-report.SpentEpsilon)
-	resp, err := release(d, res, noise, tau, g.sampler)
+	hists, err := quantileHistograms(qctx, eng, d)
+	if err != nil {
+		return nil, nil, err
+	}
+	noise.quantileEps = cost.quantileEpsilon(rule) / float64(d.L0)
+	resp, err := release(d, res, noise, tau, g.sampler, hists)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -276,6 +318,12 @@ func dpFingerprint(req Request, ag *workspace.Agreement, key store.BudgetKey) st
 func describeColumns(d *query.DPPlan, noise noiseSpec) []DPColumn {
 	var out []DPColumn
 	for _, o := range d.Outputs {
+		if o.Agg == "quantile" {
+			qt := d.Quantiles[o.Quantile]
+			out = append(out, DPColumn{Column: o.Name, Mechanism: "exponential mechanism (permute-and-flip)",
+				Note: fmt.Sprintf("one of %d bins of width %.4g over [%g, %g]; the bin's midpoint is released", query.QuantileBins, (qt.Upper-qt.Lower)/query.QuantileBins, qt.Lower, qt.Upper)})
+			continue
+		}
 		if o.Key >= 0 {
 			mech := "partition selection (noisy distinct-unit count ≥ threshold)"
 			if d.Public != nil {
@@ -303,7 +351,7 @@ func describeColumns(d *query.DPPlan, noise noiseSpec) []DPColumn {
 }
 
 // release turns per-group bounded statistics into released rows.
-func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, s *dp.Sampler) (*Response, error) {
+func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, s *dp.Sampler, hists []map[string][]int64) (*Response, error) {
 	nk := len(d.GroupBy)
 	type group struct {
 		keys  []any
@@ -366,6 +414,17 @@ func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, 
 		for j, o := range d.Outputs {
 			if o.Key >= 0 {
 				row[j] = gr.keys[o.Key]
+				continue
+			}
+			if o.Agg == "quantile" {
+				counts := make([]int64, query.QuantileBins)
+				if h := hists[o.Quantile][fmt.Sprint(gr.keys...)]; h != nil {
+					counts = h
+				}
+				qt := d.Quantiles[o.Quantile]
+				bin := s.QuantileBin(counts, qt.Fraction, noise.quantileEps, d.Linf)
+				width := (qt.Upper - qt.Lower) / query.QuantileBins
+				row[j] = qt.Lower + (float64(bin)+0.5)*width
 				continue
 			}
 			row[j] = value(o, d, noisy)

@@ -44,6 +44,8 @@ type DPOutput struct {
 	// [sum, count] for avg, [sum, sumsq, count] for variance/stddev.
 	Stats        []int
 	Lower, Upper float64 // column bounds, for clamping avg/variance
+	// Quantile indexes DPPlan.Quantiles when Agg is "quantile".
+	Quantile int
 }
 
 // DPPlan is the engine side of a differentially private query: SQL that
@@ -60,6 +62,17 @@ type DPPlan struct {
 	OrderBy []DPOrder
 	Limit   *int64
 	Offset  *int64
+	// Quantiles are the DP quantiles asked for; QuantileSQL computes their
+	// bounded per-group histograms in a second engine pass each.
+	Quantiles   []Quantile
+	QuantileSQL []string
+}
+
+// Quantile is one DP quantile of a column.
+type Quantile struct {
+	Column       string
+	Fraction     float64
+	Lower, Upper float64
 }
 
 // DPOrder orders released rows by an output column.
@@ -69,7 +82,12 @@ type DPOrder struct {
 }
 
 // dpAggs are the aggregates a DP query may ask for.
-var dpAggs = map[string]bool{"count": true, "sum": true, "avg": true, "variance": true, "stddev": true, "var_pop": true, "stddev_pop": true}
+var dpAggs = map[string]bool{"count": true, "sum": true, "avg": true, "variance": true, "stddev": true, "var_pop": true, "stddev_pop": true,
+	"median": true, "percentile_cont": true}
+
+// QuantileBins is the resolution of DP quantiles: the column's bounds are cut
+// into this many equal bins and the mechanism picks one.
+const QuantileBins = 256
 
 // dp plans a query under a DP rule: one dataset, no joins or derived
 // tables, WHERE and GROUP BY on dimensions, each output a group key or one
@@ -172,6 +190,13 @@ func (p Planner) dp(q *Select, grants map[string]*Grant, scans []*Source, plan *
 		if len(col.Bounds) != 2 {
 			return nil, ruleErr("dp.bounds", "column %s.%s has no bounds in its manifest; DP sums need them", m.Name, col.Name)
 		}
+		if f.Name == "median" || f.Name == "percentile_cont" {
+			out.Agg = "quantile"
+			out.Quantile = len(dp.Quantiles)
+			dp.Quantiles = append(dp.Quantiles, Quantile{Column: col.Name, Fraction: f.Fraction, Lower: col.Bounds[0], Upper: col.Bounds[1]})
+			dp.Outputs = append(dp.Outputs, out)
+			continue
+		}
 		gran := col.Granularity
 		if gran <= 0 {
 			gran = 1
@@ -221,6 +246,9 @@ func (p Planner) dp(q *Select, grants map[string]*Grant, scans []*Source, plan *
 		}
 	}
 	plan.SQL = p.dpSQL(src, g, q.Where, keySQL, dp, seed)
+	for _, qt := range dp.Quantiles {
+		dp.QuantileSQL = append(dp.QuantileSQL, p.dpQuantileSQL(src, g, q.Where, keySQL, dp, seed, qt))
+	}
 	plan.DP = dp
 	for _, o := range dp.Outputs {
 		plan.Columns = append(plan.Columns, o.Name)
@@ -247,7 +275,7 @@ func keyIndex(e Expr, keys []Expr) int {
 
 // aggregateDP checks an aggregate under the DP rule's column roles.
 func (c *aggChecker) aggregateDP(f *Func) error {
-	if RawValueAggregates[f.Name] {
+	if RawValueAggregates[f.Name] && f.Name != "median" && f.Name != "percentile_cont" {
 		for _, a := range f.Args {
 			for _, o := range origins(a) {
 				if o.Column.Class != workspace.ClassAttribute {
@@ -331,39 +359,7 @@ func (p Planner) dpSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPP
 	// groups (each unit is then in exactly one group).
 	from := "__pu"
 	if len(keys) > 0 {
-		var hashArgs []string
-		hashArgs = append(hashArgs, "__unit")
-		for i := range keys {
-			hashArgs = append(hashArgs, QuoteIdent("__k"+strconv.Itoa(i)))
-		}
-		if p.Dialect == Postgres {
-			var parts []string
-			for _, a := range hashArgs {
-				parts = append(parts, "COALESCE(CAST("+a+" AS text), '')")
-			}
-			// hashtextextended is PostgreSQL's seeded 64-bit text hash, much
-			// cheaper than md5 for ranking a unit's groups.
-			h := "hashtextextended(" + strings.Join(parts, " || '|' || ") + ", " + strconv.FormatInt(int64(seed>>1), 10) + ")"
-			w(", __b AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY __unit ORDER BY ", h, ") AS __rn FROM __pu) AS __r WHERE __rn <= ", strconv.Itoa(dp.L0), ")")
-		} else {
-			// Bottom-L0 by a seeded hash without a sort: each unit's L0-th
-			// smallest hash is its threshold; units already within L0 keep
-			// everything. Faster in DuckDB than row_number() (see
-			// docs/benchmarks.md). A 64-bit hash tie at the threshold inside
-			// one unit (probability below 2^-50 per query for units with up
-			// to ~1000 groups, seed unknown to the analyst) could keep one
-			// extra group; that is accounted as part of δ.
-			h := func(prefix string) string {
-				var args []string
-				for _, a := range hashArgs {
-					args = append(args, prefix+a)
-				}
-				return "hash(" + strings.Join(args, ", ") + ", " + strconv.FormatUint(seed, 10) + "::UBIGINT)"
-			}
-			l0 := strconv.Itoa(dp.L0)
-			w(", __kk AS (SELECT __unit, count(*) AS __ng, list_last(min(", h(""), ", ", l0, ")) AS __thr FROM __pu GROUP BY __unit)")
-			w(", __b AS (SELECT __pu.* FROM __pu JOIN __kk ON __pu.__unit = __kk.__unit WHERE __kk.__ng <= ", l0, " OR ", h("__pu."), " <= __kk.__thr)")
-		}
+		w(p.l0Stage(len(keys), dp.L0, seed))
 		from = "__b"
 	}
 	// Stage 3: per group, bounded totals.
@@ -400,6 +396,113 @@ func (p Planner) dpSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPP
 			w(QuoteIdent("__k" + strconv.Itoa(i)))
 		}
 	}
+	return b.String()
+}
+
+// l0Stage writes the CTEs that keep at most l0 of each unit's groups from
+// __pu(__unit, __k0, ...) into __b, chosen by a hash seeded per query. The
+// quantile pass uses the same text and seed, so it keeps the same groups.
+func (p Planner) l0Stage(nkeys, l0 int, seed uint64) string {
+	hashArgs := []string{"__unit"}
+	for i := 0; i < nkeys; i++ {
+		hashArgs = append(hashArgs, QuoteIdent("__k"+strconv.Itoa(i)))
+	}
+	n := strconv.Itoa(l0)
+	if p.Dialect == Postgres {
+		var parts []string
+		for _, a := range hashArgs {
+			parts = append(parts, "COALESCE(CAST("+a+" AS text), '')")
+		}
+		// hashtextextended is PostgreSQL's seeded 64-bit text hash, much
+		// cheaper than md5 for ranking a unit's groups.
+		h := "hashtextextended(" + strings.Join(parts, " || '|' || ") + ", " + strconv.FormatInt(int64(seed>>1), 10) + ")"
+		return ", __b AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY __unit ORDER BY " + h + ") AS __rn FROM __pu) AS __r WHERE __rn <= " + n + ")"
+	}
+	// Bottom-L0 by a seeded hash without a sort: each unit's L0-th smallest
+	// hash is its threshold; units already within L0 keep everything.
+	// Faster in DuckDB than row_number() (see docs/benchmarks.md). A 64-bit
+	// hash tie at the threshold inside one unit (probability below 2^-50
+	// per query for units with up to ~1000 groups, seed unknown to the
+	// analyst) could keep one extra group; that is accounted as part of δ.
+	h := func(prefix string) string {
+		var args []string
+		for _, a := range hashArgs {
+			args = append(args, prefix+a)
+		}
+		return "hash(" + strings.Join(args, ", ") + ", " + strconv.FormatUint(seed, 10) + "::UBIGINT)"
+	}
+	return ", __kk AS (SELECT __unit, count(*) AS __ng, list_last(min(" + h("") + ", " + n + ")) AS __thr FROM __pu GROUP BY __unit)" +
+		", __b AS (SELECT __pu.* FROM __pu JOIN __kk ON __pu.__unit = __kk.__unit WHERE __kk.__ng <= " + n + " OR " + h("__pu.") + " <= __kk.__thr)"
+}
+
+// dpQuantileSQL writes the quantile pass: per group, the histogram over
+// QuantileBins bins of the clamped column, where each unit keeps the same
+// L0 groups as in the main pass and at most L∞ rows per group (chosen by a
+// seeded hash).
+func (p Planner) dpQuantileSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPPlan, seed uint64, qt Quantile) string {
+	m := src.Dataset
+	unit := QuoteIdent(src.Alias) + "." + QuoteIdent(m.PrivacyUnit)
+	col := QuoteIdent(src.Alias) + "." + QuoteIdent(qt.Column)
+	width := (qt.Upper - qt.Lower) / QuantileBins
+	clamped := fmt.Sprintf("LEAST(GREATEST(%s, %s), %s)", col, num(qt.Lower), num(qt.Upper))
+	bin := fmt.Sprintf("LEAST(%d, CAST(floor((%s - %s) / %s) AS BIGINT))", QuantileBins-1, clamped, num(qt.Lower), num(width))
+	var kcols, kparts []string
+	for i, k := range keys {
+		kcols = append(kcols, k+" AS "+QuoteIdent("__k"+strconv.Itoa(i)))
+		kparts = append(kparts, k)
+	}
+	rowHash := "hash(" + strings.Join(append(append([]string{unit}, kparts...), col), ", ") + ", " + strconv.FormatUint(seed, 10) + "::UBIGINT)"
+	if p.Dialect == Postgres {
+		var parts []string
+		for _, a := range append(append([]string{unit}, kparts...), col) {
+			parts = append(parts, "COALESCE(CAST("+a+" AS text), '')")
+		}
+		rowHash = "hashtextextended(" + strings.Join(parts, " || '|' || ") + ", " + strconv.FormatInt(int64(seed>>2), 10) + ")"
+	}
+	var b strings.Builder
+	b.WriteString("WITH __rows AS (SELECT " + unit + " AS __unit")
+	for _, kc := range kcols {
+		b.WriteString(", " + kc)
+	}
+	b.WriteString(", CASE WHEN " + col + " IS NULL THEN NULL ELSE " + bin + " END AS __bin")
+	b.WriteString(", row_number() OVER (PARTITION BY " + strings.Join(append([]string{unit}, kparts...), ", ") + " ORDER BY " + rowHash + ") AS __r")
+	b.WriteString(" FROM " + p.scanSQL(src, g))
+	if where != nil {
+		fg := &gen{d: p.Dialect}
+		fg.expr(where)
+		b.WriteString(" WHERE " + fg.b.String())
+	}
+	b.WriteString("), __pu AS (SELECT __unit")
+	var kq []string
+	for i := range keys {
+		kq = append(kq, QuoteIdent("__k"+strconv.Itoa(i)))
+	}
+	for _, k := range kq {
+		b.WriteString(", " + k)
+	}
+	b.WriteString(" FROM __rows GROUP BY __unit")
+	for _, k := range kq {
+		b.WriteString(", " + k)
+	}
+	b.WriteString(")")
+	from := "__pu"
+	if len(keys) > 0 {
+		b.WriteString(p.l0Stage(len(keys), dp.L0, seed))
+		from = "__b"
+	}
+	b.WriteString(" SELECT ")
+	for _, k := range kq {
+		b.WriteString("__rows." + k + ", ")
+	}
+	b.WriteString("__rows.__bin, count(*) FROM __rows JOIN " + from + " AS __s ON __rows.__unit = __s.__unit")
+	for _, k := range kq {
+		b.WriteString(" AND __rows." + k + " IS NOT DISTINCT FROM __s." + k)
+	}
+	b.WriteString(" WHERE __rows.__r <= " + strconv.Itoa(dp.Linf) + " AND __rows.__bin IS NOT NULL GROUP BY ")
+	for _, k := range kq {
+		b.WriteString("__rows." + k + ", ")
+	}
+	b.WriteString("__rows.__bin")
 	return b.String()
 }
 

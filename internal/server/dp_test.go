@@ -37,7 +37,7 @@ rules:
     epsilon_per_query: 1.0
     delta_per_query: 1.0e-6
     dimensions: [sex, diagnosis, hospital, region, visit_date]
-    aggregates: {"*": [count], cost: [count, sum, avg, variance, stddev], patient_id: [count]}
+    aggregates: {"*": [count], cost: [count, sum, avg, variance, stddev, median, percentile_cont], patient_id: [count]}
 %s`, budgetEps, extra)
 		os.WriteFile(filepath.Join(dir, "agreements", "partner-visits-research.yaml"), []byte(ag), 0o644)
 	})
@@ -215,5 +215,42 @@ func TestDPWithLaplaceNoise(t *testing.T) {
 	}
 	if !strings.Contains(string(d.Body), `"mechanism":"discrete Laplace"`) || d.DP.Epsilon != 1 {
 		t.Fatalf("laplace rule not applied: %s", d.Body)
+	}
+}
+
+func TestDPMedianIsNearTheTrueMedian(t *testing.T) {
+	// At ε = 1 per query a tail percentile over [0, 50000] is coarse (ε per
+	// group is split over three statistics and L0 = 3 groups); with ε = 20
+	// per query both quantiles must land within a few bins of the truth.
+	h0 := dpHarness(t, 500, "")
+	af := filepath.Join(h0.dir, "agreements", "partner-visits-research.yaml")
+	b, _ := os.ReadFile(af)
+	os.WriteFile(af, []byte(strings.Replace(string(b), "epsilon_per_query: 1.0", "epsilon_per_query: 20.0", 1)), 0o644)
+	h0.stop()
+	h, err := startHarness(h0.dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.stop()
+	d := dpQuery(t, h, "SELECT region, median(cost) AS m, percentile_cont(0.9) WITHIN GROUP (ORDER BY cost) AS p90 FROM visits GROUP BY region ORDER BY region")
+	if d.Status != 200 || len(d.Rows) != 4 {
+		t.Fatalf("%d %s", d.Status, d.Body)
+	}
+	truth := h.query(t, "steward@stmary", "", "", "SELECT region, median(cost), percentile_cont(0.9) WITHIN GROUP (ORDER BY cost) FROM visits GROUP BY region ORDER BY region")
+	if truth.Status != 200 {
+		t.Fatalf("steward: %s", truth.Body)
+	}
+	const bin = 50000.0 / 256
+	for i, row := range d.Rows {
+		for j := 1; j <= 2; j++ {
+			got, want := row[j].(float64), truth.Rows[i][j].(float64)
+			// Contribution bounding and the 195-EUR bins allow a few bins of error.
+			if math.Abs(got-want) > 4*bin {
+				t.Errorf("region %v column %d: DP %.0f vs true %.0f", row[0], j, got, want)
+			}
+		}
+	}
+	if !strings.Contains(string(d.Body), "permute-and-flip") {
+		t.Fatalf("quantile mechanism not reported: %s", d.Body)
 	}
 }
