@@ -1,17 +1,42 @@
-// Package identity authenticates principals: Airlock API tokens (stored only
-// as SHA-256 hashes) and OIDC/JWT bearer tokens verified against a JWKS file
-// (RS256, ES256, EdDSA; never "none" or HMAC, so a public key can never be
-// used as a shared secret).
+// Package identity authenticates the bearer of a request and maps it to an
+// Identity: a principal name and the attributes policies decide on.
+//
+// Two kinds of bearer credential are accepted:
+//
+//   - Airlock API tokens, "alk_<id>_<secret>", minted by NewToken. The state
+//     store keeps only the SHA-256 hash of the whole token and looks tokens up
+//     by that hash, so a right id with a wrong secret is simply unknown. An API
+//     token is bound to a principal that must still be declared in the
+//     workspace; its expiry and revocation are checked on every request.
+//
+//   - OIDC/JWT bearer tokens (compact JWS), verified against a JWKS file with
+//     RS256, ES256 or EdDSA (Ed25519). The alg is pinned by the key: "none",
+//     every HMAC alg (HS256, ...) and any alg that does not match the key
+//     named by the token's kid are refused, so a public key can never be used
+//     as a shared secret. iss, aud and exp are required; nbf and iat are
+//     checked when present, all with the configured leeway.
+//
+// A JWT's principal claim (default "sub") names the principal. If the
+// workspace declares that principal, its declared attributes are used and the
+// token's attribute claims are ignored: an identity provider cannot move a
+// declared principal into another organisation or grant it roles. If the
+// principal is not declared, the identity is synthesized from the claims
+// mapped by JWTConfig.Claims and must carry at least an org.
+//
+// Every failure wraps ErrUnauthenticated and one reason sentinel (ErrExpired,
+// ErrBadSignature, ...). Messages are safe to show the client and never echo
+// the token.
+//
+// An Authenticator and a JWTVerifier are immutable once built and safe for
+// concurrent use.
 package identity
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,13 +44,11 @@ import (
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
-// ErrUnauthenticated wraps every authentication failure. Its message says
-// why (expired, wrong audience, ...) and never repeats the token.
-var ErrUnauthenticated = errors.New("unauthenticated")
-
-func fail(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrUnauthenticated, fmt.Sprintf(format, args...))
-}
+// Authentication methods recorded in Identity.Method.
+const (
+	MethodToken = "token" // an Airlock API token
+	MethodJWT   = "jwt"   // an OIDC/JWT bearer token
+)
 
 // Identity is an authenticated principal and its attributes.
 type Identity struct {
@@ -36,68 +59,66 @@ type Identity struct {
 	Clearance  string
 	Roles      []string
 	Attributes map[string]string
-	Method     string // token | jwt
+	Method     string // MethodToken | MethodJWT
 }
 
-// FromPrincipal builds an identity from a workspace principal.
+// FromPrincipal builds an identity from a declared workspace principal. Roles
+// and attributes are copied, so the identity never aliases the workspace.
 func FromPrincipal(p *workspace.Principal, method string) Identity {
 	return Identity{
 		Principal: p.Name, Org: p.Org, Country: p.Country, Region: p.Region,
-		Clearance: p.Clearance, Roles: p.Roles, Attributes: p.Attributes, Method: method,
+		Clearance: p.Clearance, Roles: slices.Clone(p.Roles), Attributes: maps.Clone(p.Attributes),
+		Method: method,
 	}
 }
 
-const tokenPrefix = "alk_"
-
-// NewToken returns a fresh API token "alk_<id>_<secret>", its public id and
-// the SHA-256 hash that is all the store keeps.
-func NewToken() (token, id string, hash []byte, err error) {
-	idb := make([]byte, 8)
-	sec := make([]byte, 32)
-	if _, err := rand.Read(idb); err != nil {
-		return "", "", nil, err
-	}
-	if _, err := rand.Read(sec); err != nil {
-		return "", "", nil, err
-	}
-	id = hex.EncodeToString(idb)
-	token = tokenPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(sec)
-	h := sha256.Sum256([]byte(token))
-	return token, id, h[:], nil
-}
-
-// HashToken returns the stored hash of a token string.
-func HashToken(token string) []byte {
-	h := sha256.Sum256([]byte(token))
-	return h[:]
-}
-
-// TokenStore is what the authenticator needs from the state store.
-type TokenStore interface {
+// TokenLookup is what the authenticator needs from the state store: finding
+// an API token record by the hash of the whole token. It returns an error
+// wrapping store.ErrNotFound for an unknown hash.
+type TokenLookup interface {
 	TokenByHash(ctx context.Context, hash []byte) (store.Token, error)
 }
 
-// Authenticator verifies bearer tokens.
+// TokenStore is the former name of TokenLookup.
+type TokenStore = TokenLookup
+
+// maxBearer bounds the bearer string accepted at all (JWTs with many group
+// claims can be large, but not this large).
+const maxBearer = 16 << 10
+
+// Authenticator verifies bearer tokens. Set its fields once, then share it:
+// it is safe for concurrent use.
 type Authenticator struct {
-	Tokens TokenStore
-	// Principal looks up a declared principal (from the current workspace).
+	// Tokens finds API tokens by hash. Nil: API tokens are refused.
+	Tokens TokenLookup
+	// Principal looks up a declared principal in the current workspace; nil
+	// when the name is not declared. A nil func declares nobody.
 	Principal func(name string) *workspace.Principal
-	JWT       *JWTVerifier // nil: JWTs are refused
-	Now       func() time.Time
+	// JWT verifies JWTs. Nil: JWTs are refused.
+	JWT *JWTVerifier
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
-// Authenticate verifies an API token or a JWT.
+// Authenticate verifies a bearer credential (without the "Bearer " prefix):
+// an API token if it starts with "alk_", otherwise a compact JWT. Failures
+// wrap ErrUnauthenticated and a reason sentinel; a failure of the token store
+// itself is returned as is (it does not wrap ErrUnauthenticated).
 func (a *Authenticator) Authenticate(ctx context.Context, bearer string) (Identity, error) {
-	if strings.HasPrefix(bearer, tokenPrefix) {
+	switch {
+	case bearer == "":
+		return Identity{}, fail(ErrMalformed, "no bearer token")
+	case len(bearer) > maxBearer:
+		return Identity{}, fail(ErrMalformed, "bearer token is longer than %d bytes", maxBearer)
+	case strings.HasPrefix(bearer, TokenPrefix):
 		return a.apiToken(ctx, bearer)
-	}
-	if strings.Count(bearer, ".") == 2 {
+	case strings.Count(bearer, ".") == 2:
 		if a.JWT == nil {
-			return Identity{}, fail("JWT bearer tokens are not configured on this node")
+			return Identity{}, fail(ErrNotConfigured, "JWT bearer tokens are not configured on this node")
 		}
-		return a.JWT.Verify(bearer, a.Principal, a.now())
+		return a.JWT.Verify(bearer, a.lookup, a.now())
 	}
-	return Identity{}, fail("malformed bearer token")
+	return Identity{}, fail(ErrMalformed, "malformed bearer token: neither an API token nor a JWT")
 }
 
 func (a *Authenticator) now() time.Time {
@@ -107,31 +128,46 @@ func (a *Authenticator) now() time.Time {
 	return time.Now()
 }
 
-func (a *Authenticator) apiToken(ctx context.Context, tok string) (Identity, error) {
-	// alk_<16 hex id>_<43 base64url secret>; the secret may itself hold "_".
-	body := strings.TrimPrefix(tok, tokenPrefix)
-	if len(body) != 16+1+43 || body[16] != '_' {
-		return Identity{}, fail("malformed API token")
+func (a *Authenticator) lookup(name string) *workspace.Principal {
+	if a.Principal == nil {
+		return nil
 	}
-	// The lookup is by hash of the whole token, so a right id with a wrong
-	// secret simply does not exist; no timing on secret comparison.
-	rec, err := a.Tokens.TokenByHash(ctx, HashToken(tok))
+	return a.Principal(name)
+}
+
+func (a *Authenticator) apiToken(ctx context.Context, tok string) (Identity, error) {
+	id, hash, err := ParseToken(tok)
+	if err != nil {
+		return Identity{}, err
+	}
+	if a.Tokens == nil {
+		return Identity{}, fail(ErrNotConfigured, "API tokens are not configured on this node")
+	}
+	// The lookup is by hash of the whole token: a right id with a wrong
+	// secret does not exist, and no secret is ever compared byte by byte.
+	rec, err := a.Tokens.TokenByHash(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
-		return Identity{}, fail("unknown API token")
+		return Identity{}, fail(ErrUnknownToken, "unknown API token")
 	}
 	if err != nil {
-		return Identity{}, fmt.Errorf("token lookup: %w", err)
+		return Identity{}, fmt.Errorf("API token lookup: %w", err)
 	}
-	now := a.now()
+	// Defence in depth against a store that matched loosely.
+	if rec.ID != id || !EqualHash(rec.Hash, hash) {
+		return Identity{}, fail(ErrUnknownToken, "unknown API token")
+	}
+	// Any revocation counts, even one stamped ahead of this node's clock.
 	if !rec.RevokedAt.IsZero() {
-		return Identity{}, fail("API token %s was revoked", rec.ID)
+		return Identity{}, fail(ErrRevoked, "API token %s was revoked at %s", rec.ID, formatTime(rec.RevokedAt))
 	}
-	if !rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt) {
-		return Identity{}, fail("API token %s expired at %s", rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))
+	if !rec.ExpiresAt.IsZero() && !a.now().Before(rec.ExpiresAt) {
+		return Identity{}, fail(ErrExpired, "API token %s expired at %s", rec.ID, formatTime(rec.ExpiresAt))
 	}
-	p := a.Principal(rec.Principal)
+	p := a.lookup(rec.Principal)
 	if p == nil {
-		return Identity{}, fail("principal %q of API token %s is no longer declared", rec.Principal, rec.ID)
+		return Identity{}, fail(ErrUnknownPrincipal, "principal %q of API token %s is no longer declared", rec.Principal, rec.ID)
 	}
-	return FromPrincipal(p, "token"), nil
+	return FromPrincipal(p, MethodToken), nil
 }
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }

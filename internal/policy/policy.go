@@ -1,74 +1,154 @@
-// Package policy evaluates Cedar policies (cedar-go) for Airlock: deny by
-// default, forbid overrides permit, an evaluation error never allows. The
-// policy version is a hash over the policy files, recorded in every decision.
+// Package policy evaluates an Airlock workspace's Cedar policies
+// (policies/*.cedar) with cedar-go.
+//
+// Decisions are deny by default: a request is allowed only if some permit
+// policy matches and no forbid policy does. On top of Cedar's semantics an
+// evaluation error never allows: Cedar skips a policy whose condition errors
+// (a missing attribute, a type error), which for a forbid would let a request
+// through, so here a forbid that errors denies the request. A permit that
+// errors simply does not permit (as in Cedar). Guard optional attributes with
+// "has" (principal has hospital_region && ...).
 //
 // # Entity model
 //
-//	principal  User::"<name>"     org, region, country, clearance (String), roles (Set<String>), attrs
-//	resource   Dataset::"<name>"  owner, tier, region (String)
-//	action     Action::"query" | "plan" | "audit_read" | "admin"
-//	context    purpose, agreement, client_region, query_kind (String), now, hour_utc (Long),
-//	           columns, classes (Set<String>)
+//	principal  User::"<name>"     org, country, region, clearance: String
+//	                              roles: Set<String>
+//	                              each Attributes entry: String (never shadowing the above)
+//	resource   Dataset::"<name>"  owner, tier, region: String
+//	action     Action::"query" | Action::"plan" | Action::"audit_read" | Action::"admin"
+//	context    purpose, agreement, client_region, query_kind: String
+//	           now (unix seconds), hour_utc (0-23): Long
+//	           columns, classes: Set<String>
+//
+// # Policy ids and version
+//
+// A policy's id is its @id annotation when it has one (unique across all
+// files), otherwise "<file>:<line>". A Decision's Reasons are the ids of the
+// policies that determined it. The policy version, "sha256:<hex>", is a hash
+// over the sorted (file name, content) pairs and is recorded in every
+// decision.
+//
+// An Engine is immutable once loaded and safe for concurrent use; hot reload
+// swaps whole engines.
 package policy
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
-	"gopkg.in/yaml.v3"
 )
 
-// Engine is an immutable compiled policy set, safe for concurrent use.
+// The actions policies are asked about.
+const (
+	ActionQuery     = "query"
+	ActionPlan      = "plan"
+	ActionAuditRead = "audit_read"
+	ActionAdmin     = "admin"
+)
+
+// Actions lists every action Airlock asks policies about.
+var Actions = []string{ActionQuery, ActionPlan, ActionAuditRead, ActionAdmin}
+
+// Engine is a compiled, immutable policy set, safe for concurrent use.
 type Engine struct {
 	set     *cedar.PolicySet
 	version string
+	forbid  map[cedar.PolicyID]bool // policies whose effect is forbid
+	ids     []string                // in file order
 }
 
-// Load compiles the policy files (name -> Cedar text).
+// Load compiles the policy files (file name, e.g. "base.cedar", to Cedar
+// text). A parse error names the file, line and column
+// ("policies/base.cedar:3:14: parse error: ..."); so does a duplicate or
+// empty @id.
 func Load(files map[string][]byte) (*Engine, error) {
+	e := &Engine{set: cedar.NewPolicySet(), version: Version(files), forbid: map[cedar.PolicyID]bool{}}
+	where := map[cedar.PolicyID]string{} // id -> position that declared it
+	for _, n := range sortedNames(files) {
+		list, err := cedar.NewPolicyListFromBytes(n, files[n])
+		if err != nil {
+			return nil, parseError(n, err)
+		}
+		for _, p := range list {
+			pos := p.Position()
+			at := fmt.Sprintf("policies/%s:%d:%d", n, pos.Line, pos.Column)
+			id := cedar.PolicyID(fmt.Sprintf("%s:%d", n, pos.Line))
+			if a, ok := p.Annotations()["id"]; ok {
+				if strings.TrimSpace(string(a)) == "" {
+					return nil, fmt.Errorf("%s: empty @id", at)
+				}
+				id = cedar.PolicyID(a)
+			}
+			if prev, dup := where[id]; dup {
+				return nil, fmt.Errorf("%s: policy id %q is already used at %s", at, id, prev)
+			}
+			where[id] = at
+			e.set.Add(id, p)
+			e.ids = append(e.ids, string(id))
+			if p.Effect() == cedar.Forbid {
+				e.forbid[id] = true
+			}
+		}
+	}
+	return e, nil
+}
+
+func sortedNames(files map[string][]byte) []string {
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	h := sha256.New()
-	set := cedar.NewPolicySet()
-	for _, n := range names {
-		fmt.Fprintf(h, "%s\x00%d\x00", n, len(files[n]))
-		h.Write(files[n])
-		list, err := cedar.NewPolicyListFromBytes(n, files[n])
-		if err != nil {
-			return nil, fmt.Errorf("policies/%s: %w", n, err)
-		}
-		for i, p := range list {
-			id := fmt.Sprintf("%s#%d", n, i)
-			if a, ok := p.Annotations()["id"]; ok {
-				id = n + ":" + string(a)
-			}
-			if !set.Add(cedar.PolicyID(id), p) {
-				return nil, fmt.Errorf("policies/%s: duplicate policy id %q", n, id)
-			}
-		}
-	}
-	return &Engine{set: set, version: "sha256:" + hex.EncodeToString(h.Sum(nil))}, nil
+	return names
 }
 
-// Version identifies the policy set: a hash over file names and contents.
+// parseError rewrites cedar-go's "parser error: parse error at <input>:L:C
+// ..." (cedar-go does not put the file name in parse errors) into
+// "policies/<file>:L:C: parse error: ...".
+func parseError(file string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "parser error: ")
+	if rest, ok := strings.CutPrefix(msg, "parse error at <input>:"); ok {
+		if pos, detail, ok := strings.Cut(rest, " "); ok {
+			return fmt.Errorf("policies/%s:%s: parse error: %s", file, pos, detail)
+		}
+	}
+	return fmt.Errorf("policies/%s: %s", file, strings.ReplaceAll(msg, "<input>", file))
+}
+
+// Version returns the version of a set of policy files: "sha256:" and the hex
+// SHA-256 over the (name, content) pairs sorted by name, each content
+// length-prefixed. It does not depend on map order and changes whenever any
+// byte of any file, or any file name, changes.
+func Version(files map[string][]byte) string {
+	h := sha256.New()
+	for _, n := range sortedNames(files) {
+		fmt.Fprintf(h, "%s\x00%d\x00", n, len(files[n]))
+		h.Write(files[n])
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// Version identifies the loaded policy set (see the package function Version).
 func (e *Engine) Version() string { return e.version }
 
-// Principal is the principal part of a request.
+// IDs lists the ids of the loaded policies, in file order.
+func (e *Engine) IDs() []string { return slices.Clone(e.ids) }
+
+// Principal is the principal of a request: an authenticated identity's name
+// and attributes.
 type Principal struct {
 	Name, Org, Region, Country, Clearance string
 	Roles                                 []string
 	Attributes                            map[string]string
 }
 
-// Resource is the dataset part of a request.
+// Resource is the dataset a request is about.
 type Resource struct {
 	Name, Owner, Tier, Region string
 }
@@ -76,23 +156,30 @@ type Resource struct {
 // Context is the request context.
 type Context struct {
 	Purpose, Agreement, ClientRegion, QueryKind string
-	Now                                         time.Time
-	Columns, Classes                            []string
+	// Now is the decision time; zero means time.Now().
+	Now              time.Time
+	Columns, Classes []string
 }
 
 // Request is one authorization question.
 type Request struct {
 	Principal Principal
-	Action    string
+	Action    string // one of Actions
 	Resource  Resource
 	Context   Context
 }
 
-// Decision is the answer, with the policies that determined it.
+// Decision is the answer to a Request.
 type Decision struct {
-	Allowed       bool
-	Reasons       []string
-	Errors        []string
+	Allowed bool
+	// Reasons are the ids of the policies that determined the decision: the
+	// matching forbids; else, when a permit matched but a forbid failed to
+	// evaluate, the erroring forbids; else the matching permits. Empty when
+	// nothing permits.
+	Reasons []string
+	// Errors are the evaluation errors, "<policy id>: <message>".
+	Errors []string
+	// PolicyVersion is the version of the engine that decided.
 	PolicyVersion string
 }
 
@@ -104,8 +191,12 @@ func strSet(xs []string) cedar.Set {
 	return cedar.NewSet(vs...)
 }
 
-// Decide evaluates a request.
+// Decide evaluates a request. It denies when no permit matches, when a
+// forbid matches, and when a forbid fails to evaluate. A nil Engine denies.
 func (e *Engine) Decide(r Request) Decision {
+	if e == nil || e.set == nil {
+		return Decision{Errors: []string{"no policies loaded"}}
+	}
 	pUID := cedar.NewEntityUID("User", cedar.String(r.Principal.Name))
 	rUID := cedar.NewEntityUID("Dataset", cedar.String(r.Resource.Name))
 	attrs := cedar.RecordMap{
@@ -114,7 +205,7 @@ func (e *Engine) Decide(r Request) Decision {
 		"roles": strSet(r.Principal.Roles),
 	}
 	for k, v := range r.Principal.Attributes {
-		if _, taken := attrs[cedar.String(k)]; !taken {
+		if _, builtin := attrs[cedar.String(k)]; !builtin {
 			attrs[cedar.String(k)] = cedar.String(v)
 		}
 	}
@@ -124,7 +215,11 @@ func (e *Engine) Decide(r Request) Decision {
 			"owner": cedar.String(r.Resource.Owner), "tier": cedar.String(r.Resource.Tier), "region": cedar.String(r.Resource.Region),
 		})},
 	}
-	now := r.Context.Now.UTC()
+	now := r.Context.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	now = now.UTC()
 	ctx := cedar.NewRecord(cedar.RecordMap{
 		"purpose": cedar.String(r.Context.Purpose), "agreement": cedar.String(r.Context.Agreement),
 		"client_region": cedar.String(r.Context.ClientRegion), "query_kind": cedar.String(r.Context.QueryKind),
@@ -138,98 +233,19 @@ func (e *Engine) Decide(r Request) Decision {
 	for _, rs := range diag.Reasons {
 		out.Reasons = append(out.Reasons, string(rs.PolicyID))
 	}
+	var erringForbids []string
 	for _, er := range diag.Errors {
 		out.Errors = append(out.Errors, string(er.PolicyID)+": "+er.Message)
+		if e.forbid[er.PolicyID] {
+			erringForbids = append(erringForbids, string(er.PolicyID))
+		}
+	}
+	// Cedar skipped the erroring forbids; an error must never allow.
+	if out.Allowed && len(erringForbids) > 0 {
+		out.Allowed = false
+		out.Reasons = erringForbids
 	}
 	sort.Strings(out.Reasons)
+	sort.Strings(out.Errors)
 	return out
-}
-
-// TestCase is one policy test: a request and the expected decision.
-type TestCase struct {
-	Name      string `yaml:"name"`
-	Principal string `yaml:"principal"`
-	Action    string `yaml:"action"`
-	Resource  string `yaml:"resource"`
-	Context   struct {
-		Purpose      string   `yaml:"purpose"`
-		Agreement    string   `yaml:"agreement"`
-		ClientRegion string   `yaml:"client_region"`
-		Now          string   `yaml:"now"`
-		Columns      []string `yaml:"columns"`
-		Classes      []string `yaml:"classes"`
-		QueryKind    string   `yaml:"query_kind"`
-	} `yaml:"context"`
-	Expect string `yaml:"expect"` // allow | deny
-}
-
-// TestResult is the outcome of one case.
-type TestResult struct {
-	File, Name string
-	Passed     bool
-	Got        Decision
-	Detail     string
-}
-
-// RunTests runs the cases in a YAML file (a list, or {cases: [...]}).
-// principal and resource resolve names to the workspace's declarations.
-func RunTests(e *Engine, file string, doc []byte, principal func(string) (Principal, bool), resource func(string) (Resource, bool)) ([]TestResult, error) {
-	var cases []TestCase
-	if err := yaml.Unmarshal(doc, &cases); err != nil {
-		var wrapped struct {
-			Cases []TestCase `yaml:"cases"`
-		}
-		if err2 := yaml.Unmarshal(doc, &wrapped); err2 != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		cases = wrapped.Cases
-	}
-	var out []TestResult
-	for _, c := range cases {
-		res := TestResult{File: file, Name: c.Name}
-		p, ok := principal(c.Principal)
-		if !ok {
-			res.Detail = fmt.Sprintf("unknown principal %q", c.Principal)
-			out = append(out, res)
-			continue
-		}
-		r, ok := resource(c.Resource)
-		if !ok {
-			res.Detail = fmt.Sprintf("unknown dataset %q", c.Resource)
-			out = append(out, res)
-			continue
-		}
-		now := time.Now()
-		if c.Context.Now != "" {
-			t, err := time.Parse(time.RFC3339, c.Context.Now)
-			if err != nil {
-				res.Detail = "context.now must be RFC 3339"
-				out = append(out, res)
-				continue
-			}
-			now = t
-		}
-		action := c.Action
-		if action == "" {
-			action = "query"
-		}
-		res.Got = e.Decide(Request{Principal: p, Action: action, Resource: r, Context: Context{
-			Purpose: c.Context.Purpose, Agreement: c.Context.Agreement, ClientRegion: c.Context.ClientRegion,
-			QueryKind: c.Context.QueryKind, Now: now, Columns: c.Context.Columns, Classes: c.Context.Classes,
-		}})
-		want := strings.ToLower(c.Expect) == "allow"
-		res.Passed = res.Got.Allowed == want
-		if !res.Passed {
-			res.Detail = fmt.Sprintf("got %s (reasons %v, errors %v), want %s", decisionWord(res.Got.Allowed), res.Got.Reasons, res.Got.Errors, c.Expect)
-		}
-		out = append(out, res)
-	}
-	return out, nil
-}
-
-func decisionWord(b bool) string {
-	if b {
-		return "allow"
-	}
-	return "deny"
 }

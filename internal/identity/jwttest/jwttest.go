@@ -1,4 +1,6 @@
-// Package jwttest mints keys, key sets and JWTs for tests of the JWT path.
+// Package jwttest mints key pairs, JWKS files and signed JWTs for tests of
+// the JWT path, in package identity and in other packages' integration tests.
+// It is test support only: nothing on a production path imports it.
 package jwttest
 
 import (
@@ -15,9 +17,18 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/identity"
+)
+
+// The key ids New publishes.
+const (
+	KidRSA = "rsa" // RS256
+	KidEC  = "ec"  // ES256
+	KidEd  = "ed"  // EdDSA
 )
 
 // Issuer holds signing keys and the JWKS that publishes their public halves.
@@ -26,64 +37,113 @@ type Issuer struct {
 	EC   *ecdsa.PrivateKey
 	Ed   ed25519.PrivateKey
 	JWKS identity.JWKS
-	Path string // the JWKS file
+	Path string // the JWKS file, in a test temp dir
 }
 
 func enc(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // New generates one key of each kind (kids "rsa", "ec", "ed") and writes the
-// JWKS into a temp dir.
+// JWKS into a temp dir. Two Issuers share kids but not keys, which is how
+// tests forge "a token signed by another key with the same kid".
 func New(t testing.TB) *Issuer {
 	t.Helper()
 	r, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	_, ed, _ := ed25519.GenerateKey(rand.Reader)
-	iss := &Issuer{RSA: r, EC: e, Ed: ed}
-	iss.JWKS.Keys = []identity.JWK{
-		{Kty: "RSA", Kid: "rsa", N: enc(r.N.Bytes()), E: enc(big.NewInt(int64(r.E)).Bytes())},
-		{Kty: "EC", Kid: "ec", Crv: "P-256", X: enc(pad32(e.X.Bytes())), Y: enc(pad32(e.Y.Bytes()))},
-		{Kty: "OKP", Kid: "ed", Crv: "Ed25519", X: enc(ed.Public().(ed25519.PublicKey))},
-	}
-	b, _ := json.Marshal(iss.JWKS)
-	iss.Path = filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(iss.Path, b, 0o600); err != nil {
+	e, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
 		t.Fatal(err)
 	}
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	point, err := e.PublicKey.Bytes() // 0x04 || X || Y
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss := &Issuer{RSA: r, EC: e, Ed: ed}
+	iss.JWKS.Keys = []identity.JWK{
+		{Kty: "RSA", Kid: KidRSA, Use: "sig", N: enc(r.N.Bytes()), E: enc(big.NewInt(int64(r.E)).Bytes())},
+		{Kty: "EC", Kid: KidEC, Use: "sig", Crv: "P-256", X: enc(point[1:33]), Y: enc(point[33:])},
+		{Kty: "OKP", Kid: KidEd, Use: "sig", Crv: "Ed25519", X: enc(ed.Public().(ed25519.PublicKey))},
+	}
+	iss.Path = WriteJWKS(t, iss.JWKS)
 	return iss
 }
 
-func pad32(b []byte) []byte {
-	out := make([]byte, 32)
-	copy(out[32-len(b):], b)
-	return out
+// WriteJWKS writes a key set into a fresh temp dir and returns its path.
+func WriteJWKS(t testing.TB, set identity.JWKS) string {
+	t.Helper()
+	b, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
-// Sign makes a compact JWT with the given header alg/kid and claims, signed
-// with the key named by kid ("rsa", "ec", "ed"). alg "none" leaves the
-// signature empty; alg "HS256" signs with secret (for key-confusion tests).
+// Claims returns the usual claims: iss, aud, sub, iat = now and exp = now+ttl.
+func Claims(issuer, audience, sub string, now time.Time, ttl time.Duration) map[string]any {
+	return map[string]any{"iss": issuer, "aud": audience, "sub": sub, "iat": now.Unix(), "exp": now.Add(ttl).Unix()}
+}
+
+// Sign makes a compact JWT with header {alg, kid, typ: JWT} and the claims.
+// See SignHeader for how the signature is made.
 func (iss *Issuer) Sign(t testing.TB, alg, kid string, claims map[string]any, secret []byte) string {
 	t.Helper()
-	h, _ := json.Marshal(map[string]string{"alg": alg, "kid": kid, "typ": "JWT"})
-	p, _ := json.Marshal(claims)
+	return iss.SignHeader(t, map[string]any{"alg": alg, "kid": kid, "typ": "JWT"}, claims, secret)
+}
+
+// SignHeader makes a compact JWT with an arbitrary header. The signature is
+// chosen by the header's alg and kid: alg "none" leaves it empty; an alg
+// starting with "HS" is HMAC-SHA256 with secret (for key-confusion tests);
+// otherwise the key named by kid ("rsa", "ec"; anything else means "ed")
+// signs with its own algorithm, whatever alg says, so tests can lie about
+// the alg.
+func (iss *Issuer) SignHeader(t testing.TB, header, claims map[string]any, secret []byte) string {
+	t.Helper()
+	h, err := json.Marshal(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
 	signing := enc(h) + "." + enc(p)
-	d := sha256.Sum256([]byte(signing))
-	var sig []byte
+	return signing + "." + enc(iss.signature(t, header, []byte(signing), secret))
+}
+
+func (iss *Issuer) signature(t testing.TB, header map[string]any, signing, secret []byte) []byte {
+	t.Helper()
+	alg, _ := header["alg"].(string)
+	kid, _ := header["kid"].(string)
+	d := sha256.Sum256(signing)
 	switch {
 	case alg == "none":
-	case alg == "HS256":
+		return nil
+	case strings.HasPrefix(alg, "HS"):
 		m := hmac.New(sha256.New, secret)
-		m.Write([]byte(signing))
-		sig = m.Sum(nil)
-	case kid == "rsa":
-		sig, _ = rsa.SignPKCS1v15(rand.Reader, iss.RSA, crypto.SHA256, d[:])
-	case kid == "ec":
-		r, s, _ := ecdsa.Sign(rand.Reader, iss.EC, d[:])
-		sig = append(pad32(r.Bytes()), pad32(s.Bytes())...)
-	case kid == "ed":
-		sig = ed25519.Sign(iss.Ed, []byte(signing))
+		m.Write(signing)
+		return m.Sum(nil)
+	case kid == KidRSA:
+		sig, err := rsa.SignPKCS1v15(rand.Reader, iss.RSA, crypto.SHA256, d[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	case kid == KidEC:
+		r, s, err := ecdsa.Sign(rand.Reader, iss.EC, d[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
+	default:
+		return ed25519.Sign(iss.Ed, signing)
 	}
-	return signing + "." + enc(sig)
 }
