@@ -6,7 +6,11 @@
 set -euo pipefail
 need_apt=()
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
-python3 -c 'import psycopg2' >/dev/null 2>&1 || need_apt+=(python3-psycopg2)
+# Debian's python3-psycopg2 belongs to the system python3, which is the one
+# the wire test runs (a pyenv python3 earlier on PATH would not see it).
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+"$py" -c 'import psycopg2' >/dev/null 2>&1 || need_apt+=(python3-psycopg2)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
