@@ -48,7 +48,7 @@ func loadBounds(t *testing.T, rows []string) *duckdb.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	if err := d.LoadTable(context.Background(), "t", f, []duckdb.ColumnSpec{{Name: "u", Type: "text"}, {Name: "g", Type: "text"}, {Name: "v", Type: "decimal"}}); err != nil {
+	if err := d.LoadTable(context.Background(), "t", f, []duckdb.ColumnSpec{{Name: "u", Type: "text", Unit: true}, {Name: "g", Type: "text"}, {Name: "v", Type: "decimal"}}); err != nil {
 		t.Fatal(err)
 	}
 	d.Lockdown()
@@ -229,5 +229,45 @@ func wholeQueryAudit(t *testing.T, mech string) {
 			t.Fatalf("threshold +%v: empirical ε lower bound %.3f exceeds the claimed %.3f", off, lower, cost.eps)
 		}
 		t.Logf("threshold +%v: empirical ε lower bound %.3f <= claimed %.3f", off, lower, cost.eps)
+	}
+}
+
+// TestL0KeepsExactlyTheLowestHashes checks the DuckDB plan's L0 selection
+// against its definition, computed directly: each unit keeps the L0 of its
+// groups with the smallest hash(unit id, group, seed), and all of them when
+// it has at most L0. Units have 1 to 12 groups and repeated rows; L0 covers
+// both ways the plan finds a unit's threshold (repeated minimums up to
+// l0RoundsMax, a bottom-L0 list above it).
+func TestL0KeepsExactlyTheLowestHashes(t *testing.T) {
+	var rows []string
+	for u := 0; u < 400; u++ {
+		groups := 1 + (u*7)%12
+		for g := 0; g < groups; g++ {
+			for r := 0; r <= (u+g)%3; r++ {
+				rows = append(rows, fmt.Sprintf("u%d,g%d,1", u, (u+g*5)%17))
+			}
+		}
+	}
+	d := loadBounds(t, rows)
+	id := query.QuoteIdent(query.UnitIDColumn)
+	for _, l0 := range []int{1, 3, 8, 9, 11} {
+		for _, seed := range []uint64{1, 0xdeadbeef, 1 << 63} {
+			got := stats(t, d, l0, 1, seed)
+			res, err := d.Query(context.Background(), fmt.Sprintf(`SELECT g, count(*) FROM (
+				SELECT g, row_number() OVER (PARTITION BY u ORDER BY h) AS r
+				FROM (SELECT DISTINCT u, g, hash(%s, g, %d::UBIGINT) AS h FROM t)) WHERE r <= %d GROUP BY g`, id, seed, l0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Rows) != len(got) {
+				t.Fatalf("L0=%d seed=%d: %d groups released, want %d", l0, seed, len(got), len(res.Rows))
+			}
+			for _, r := range res.Rows {
+				g, want := r[0].(string), toBig(r[1]).Int64()
+				if got[g] == nil || got[g][0] != want {
+					t.Fatalf("L0=%d seed=%d group %s: %v units kept, want %d", l0, seed, g, got[g], want)
+				}
+			}
+		}
 	}
 }

@@ -9,6 +9,13 @@ import (
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
+// UnitIDColumn is the hidden column the embedded engine stores beside a
+// dataset's privacy unit: a dense BIGINT surrogate (0..n-1, one per distinct
+// unit). DP plans for DuckDB group, join and hash by it instead of the unit
+// itself. It is not a manifest column, so analyst SQL cannot name it, and
+// no plan ever outputs it.
+const UnitIDColumn = "__airlock_unit"
+
 // StatKind is one bounded statistic the engine computes per group for a
 // differentially private query. Go adds noise to each.
 type StatKind string
@@ -312,60 +319,77 @@ func (c *aggChecker) aggregateDP(f *Func) error {
 	return nil
 }
 
-// dpSQL writes the bounded-contribution query: per (unit, group)
-// pre-aggregation with clamped fixed-point sums, at most L0 groups per unit
-// chosen by a seeded hash, then per-group totals. One engine pass; only one
-// row per group reaches Go.
+// dpSQL writes the bounded-contribution query. One engine statement; only
+// one row per group reaches Go:
+//
+//	__t    the grant's rows after WHERE: unit, group keys, fixed-point values
+//	__kept at most L0 groups per unit, chosen by a hash seeded per query
+//	__pu   per unit and group: row count and clamped sums
+//	final  per group: totals with each unit's row count capped at L∞
+//
+// DuckDB drops the groups a unit may not keep before grouping by unit and
+// group, so the costly (unit, group) aggregation sees only kept rows; see
+// l0Filter. PostgreSQL samples after that aggregation (l0Sample).
 func (p Planner) dpSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPPlan, seed uint64) string {
 	m := src.Dataset
-	unit := QuoteIdent(src.Alias) + "." + QuoteIdent(m.PrivacyUnit)
+	alias := QuoteIdent(src.Alias)
+	// __t carries the raw columns; clamping and fixed-point conversion run
+	// in __pu, on kept rows only.
+	var cols []string
+	sums := map[int]string{}
+	for i, s := range dp.Stats {
+		if s.Kind != StatSum && s.Kind != StatSumSq {
+			continue
+		}
+		c := QuoteIdent("__c" + strconv.Itoa(i))
+		cols = append(cols, alias+"."+QuoteIdent(s.Column)+" AS "+c)
+		lo, hi := boundsOf(m, s.Column)
+		clamped := fmt.Sprintf("LEAST(GREATEST(%s, %s), %s)", c, num(lo), num(hi))
+		fixed := func(gran float64) string {
+			return "CAST(round(" + clamped + " / " + strconv.FormatFloat(gran, 'g', -1, 64) + ") AS BIGINT)"
+		}
+		if s.Kind == StatSum {
+			sums[i] = fixed(s.Scale)
+		} else {
+			sums[i] = fixed(math.Sqrt(s.Scale)) + " * " + fixed(math.Sqrt(s.Scale))
+		}
+	}
+	kq := keyNames(len(keys))
 	var b strings.Builder
 	w := func(s ...string) {
 		for _, x := range s {
 			b.WriteString(x)
 		}
 	}
-	// Stage 1: per unit and group.
-	w("WITH __pu AS (SELECT ", unit, " AS __unit")
-	for i, k := range keys {
-		w(", ", k, " AS ", QuoteIdent("__k"+strconv.Itoa(i)))
+	w("WITH ", p.dpRows(src, g, where, keys, seed, cols))
+	rows := "__t"
+	if len(keys) > 0 && p.Dialect == DuckDB {
+		w(p.l0Filter(dp.L0))
+		rows = "__kept"
+	}
+	w(", __pu AS (SELECT __unit")
+	for _, k := range kq {
+		w(", ", k)
 	}
 	w(", COUNT(*) AS __rows")
-	for i, s := range dp.Stats {
-		col := QuoteIdent(src.Alias) + "." + QuoteIdent(s.Column)
-		gran := strconv.FormatFloat(s.Scale, 'g', -1, 64)
-		lo, hi := boundsOf(m, s.Column)
-		clamped := fmt.Sprintf("LEAST(GREATEST(%s, %s), %s)", col, num(lo), num(hi))
-		switch s.Kind {
-		case StatSum:
-			w(", SUM(CAST(round(", clamped, " / ", gran, ") AS BIGINT)) AS ", QuoteIdent("__s"+strconv.Itoa(i)))
-		case StatSumSq:
-			g1 := strconv.FormatFloat(math.Sqrt(s.Scale), 'g', -1, 64)
-			w(", SUM(CAST(round(", clamped, " / ", g1, ") AS BIGINT) * CAST(round(", clamped, " / ", g1, ") AS BIGINT)) AS ", QuoteIdent("__s"+strconv.Itoa(i)))
+	for i := range dp.Stats {
+		if e, ok := sums[i]; ok {
+			w(", SUM(", e, ") AS ", QuoteIdent("__s"+strconv.Itoa(i)))
 		}
 	}
-	w(" FROM ", p.scanSQL(src, g))
-	if where != nil {
-		fg := &gen{d: p.Dialect}
-		fg.expr(where)
-		w(" WHERE ", fg.b.String())
-	}
-	w(" GROUP BY ", unit)
-	for _, k := range keys {
+	w(" FROM ", rows, " GROUP BY __unit")
+	for _, k := range kq {
 		w(", ", k)
 	}
 	w(")")
-	// Stage 2: at most L0 groups per unit. Skipped when there are no
-	// groups (each unit is then in exactly one group).
 	from := "__pu"
-	if len(keys) > 0 {
-		w(p.l0Stage(len(keys), dp.L0, seed))
+	if len(keys) > 0 && p.Dialect != DuckDB {
+		w(p.l0Sample(len(keys), dp.L0, seed))
 		from = "__b"
 	}
-	// Stage 3: per group, bounded totals.
 	w(" SELECT ")
-	for i := range keys {
-		w(QuoteIdent("__k"+strconv.Itoa(i)), ", ")
+	for _, k := range kq {
+		w(k, ", ")
 	}
 	for i, s := range dp.Stats {
 		if i > 0 {
@@ -388,121 +412,157 @@ func (p Planner) dpSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPP
 	}
 	w(" FROM ", from)
 	if len(keys) > 0 {
-		w(" GROUP BY ")
-		for i := range keys {
-			if i > 0 {
-				w(", ")
-			}
-			w(QuoteIdent("__k" + strconv.Itoa(i)))
-		}
+		w(" GROUP BY ", strings.Join(kq, ", "))
 	}
 	return b.String()
 }
 
-// l0Stage writes the CTEs that keep at most l0 of each unit's groups from
-// __pu(__unit, __k0, ...) into __b, chosen by a hash seeded per query. The
-// quantile pass uses the same text and seed, so it keeps the same groups.
-func (p Planner) l0Stage(nkeys, l0 int, seed uint64) string {
-	hashArgs := []string{"__unit"}
-	for i := 0; i < nkeys; i++ {
-		hashArgs = append(hashArgs, QuoteIdent("__k"+strconv.Itoa(i)))
+func keyNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = QuoteIdent("__k" + strconv.Itoa(i))
 	}
-	n := strconv.Itoa(l0)
-	if p.Dialect == Postgres {
-		var parts []string
-		for _, a := range hashArgs {
-			parts = append(parts, "COALESCE(CAST("+a+" AS text), '')")
-		}
-		// hashtextextended is PostgreSQL's seeded 64-bit text hash, much
-		// cheaper than md5 for ranking a unit's groups.
-		h := "hashtextextended(" + strings.Join(parts, " || '|' || ") + ", " + strconv.FormatInt(int64(seed>>1), 10) + ")"
-		return ", __b AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY __unit ORDER BY " + h + ") AS __rn FROM __pu) AS __r WHERE __rn <= " + n + ")"
-	}
-	// Bottom-L0 by a seeded hash without a sort: each unit's L0-th smallest
-	// hash is its threshold; units already within L0 keep everything.
-	// Faster in DuckDB than row_number() (see docs/benchmarks.md). A 64-bit
-	// hash tie at the threshold inside one unit (probability below 2^-50
-	// per query for units with up to ~1000 groups, seed unknown to the
-	// analyst) could keep one extra group; that is accounted as part of δ.
-	h := func(prefix string) string {
-		var args []string
-		for _, a := range hashArgs {
-			args = append(args, prefix+a)
-		}
-		return "hash(" + strings.Join(args, ", ") + ", " + strconv.FormatUint(seed, 10) + "::UBIGINT)"
-	}
-	return ", __kk AS (SELECT __unit, count(*) AS __ng, list_last(min(" + h("") + ", " + n + ")) AS __thr FROM __pu GROUP BY __unit)" +
-		", __b AS (SELECT __pu.* FROM __pu JOIN __kk ON __pu.__unit = __kk.__unit WHERE __kk.__ng <= " + n + " OR " + h("__pu.") + " <= __kk.__thr)"
+	return out
 }
 
-// dpQuantileSQL writes the quantile pass: per group, the histogram over
-// QuantileBins bins of the clamped column, where each unit keeps the same
-// L0 groups as in the main pass and at most L∞ rows per group (chosen by a
-// seeded hash).
-func (p Planner) dpQuantileSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPPlan, seed uint64, qt Quantile) string {
-	m := src.Dataset
-	unit := QuoteIdent(src.Alias) + "." + QuoteIdent(m.PrivacyUnit)
-	col := QuoteIdent(src.Alias) + "." + QuoteIdent(qt.Column)
-	width := (qt.Upper - qt.Lower) / QuantileBins
-	clamped := fmt.Sprintf("LEAST(GREATEST(%s, %s), %s)", col, num(qt.Lower), num(qt.Upper))
-	bin := fmt.Sprintf("LEAST(%d, CAST(floor((%s - %s) / %s) AS BIGINT))", QuantileBins-1, clamped, num(qt.Lower), num(width))
-	var kcols, kparts []string
-	for i, k := range keys {
-		kcols = append(kcols, k+" AS "+QuoteIdent("__k"+strconv.Itoa(i)))
-		kparts = append(kparts, k)
-	}
-	rowHash := "hash(" + strings.Join(append(append([]string{unit}, kparts...), col), ", ") + ", " + strconv.FormatUint(seed, 10) + "::UBIGINT)"
-	if p.Dialect == Postgres {
-		var parts []string
-		for _, a := range append(append([]string{unit}, kparts...), col) {
-			parts = append(parts, "COALESCE(CAST("+a+" AS text), '')")
-		}
-		rowHash = "hashtextextended(" + strings.Join(parts, " || '|' || ") + ", " + strconv.FormatInt(int64(seed>>2), 10) + ")"
+// dpRows writes the CTE __t: the rows the grant and WHERE admit, as
+// (__unit, __k0.., extra...). In DuckDB __unit is the dense surrogate
+// UnitIDColumn and __h the seeded hash of (unit, keys) that ranks a unit's
+// groups; __t is inlined at each use (NOT MATERIALIZED) so that scans keep
+// the column statistics perfect-hash aggregation needs.
+func (p Planner) dpRows(src *Source, g *Grant, where Expr, keys []string, seed uint64, extra []string) string {
+	alias := QuoteIdent(src.Alias)
+	unit := alias + "." + QuoteIdent(src.Dataset.PrivacyUnit)
+	var hidden []string
+	if p.Dialect == DuckDB {
+		unit = alias + "." + QuoteIdent(UnitIDColumn)
+		hidden = []string{UnitIDColumn}
 	}
 	var b strings.Builder
-	b.WriteString("WITH __rows AS (SELECT " + unit + " AS __unit")
-	for _, kc := range kcols {
-		b.WriteString(", " + kc)
+	b.WriteString("__t AS ")
+	if p.Dialect == DuckDB {
+		b.WriteString("NOT MATERIALIZED ")
 	}
-	b.WriteString(", CASE WHEN " + col + " IS NULL THEN NULL ELSE " + bin + " END AS __bin")
-	b.WriteString(", row_number() OVER (PARTITION BY " + strings.Join(append([]string{unit}, kparts...), ", ") + " ORDER BY " + rowHash + ") AS __r")
-	b.WriteString(" FROM " + p.scanSQL(src, g))
+	b.WriteString("(SELECT " + unit + " AS __unit")
+	for i, k := range keys {
+		b.WriteString(", " + k + " AS " + QuoteIdent("__k"+strconv.Itoa(i)))
+	}
+	if p.Dialect == DuckDB {
+		b.WriteString(", " + duckHash(append([]string{unit}, keys...), seed) + " AS __h")
+	}
+	for _, e := range extra {
+		b.WriteString(", " + e)
+	}
+	b.WriteString(" FROM " + p.scanSQL(src, g, hidden...))
 	if where != nil {
 		fg := &gen{d: p.Dialect}
 		fg.expr(where)
 		b.WriteString(" WHERE " + fg.b.String())
 	}
-	b.WriteString("), __pu AS (SELECT __unit")
-	var kq []string
-	for i := range keys {
-		kq = append(kq, QuoteIdent("__k"+strconv.Itoa(i)))
-	}
-	for _, k := range kq {
-		b.WriteString(", " + k)
-	}
-	b.WriteString(" FROM __rows GROUP BY __unit")
-	for _, k := range kq {
-		b.WriteString(", " + k)
-	}
 	b.WriteString(")")
-	from := "__pu"
+	return b.String()
+}
+
+func duckHash(args []string, seed uint64) string {
+	return "hash(" + strings.Join(args, ", ") + ", " + strconv.FormatUint(seed, 10) + "::UBIGINT)"
+}
+
+// l0RoundsMax is the largest L0 for which l0Filter finds each unit's
+// threshold by repeated minimums; each round costs one scan and one join,
+// so above it one pass over the distinct (unit, group) hashes with a
+// bottom-L0 list is cheaper (measured in docs/benchmarks.md).
+const l0RoundsMax = 8
+
+// l0Filter writes, for DuckDB, the CTEs that reduce __t to __kept: the rows
+// of each unit's L0 groups with the smallest seeded hash __h. __thr holds
+// the L0-th smallest distinct __h of every unit with more than L0 groups;
+// units absent from it keep every row. Both ways of computing __thr give
+// the same set, so the quantile pass (which uses the same text and seed)
+// keeps exactly the groups the main pass kept.
+//
+// A 64-bit hash tie between two groups of one unit (probability below
+// 2^-50 per query for units with up to ~1000 groups, seed unknown to the
+// analyst) could let that unit keep one extra group; that is accounted as
+// part of δ.
+func (p Planner) l0Filter(l0 int) string {
+	var b strings.Builder
+	if l0 <= l0RoundsMax {
+		// Round i: the smallest hash above round i-1's. A unit with fewer
+		// than i groups drops out of round i, hence out of __thr.
+		b.WriteString(", __r1 AS NOT MATERIALIZED (SELECT __unit, min(__h) AS __m FROM __t GROUP BY __unit)")
+		for i := 2; i <= l0; i++ {
+			prev, cur := "__r"+strconv.Itoa(i-1), "__r"+strconv.Itoa(i)
+			b.WriteString(", " + cur + " AS NOT MATERIALIZED (SELECT __t.__unit, min(__t.__h) AS __m FROM __t JOIN " + prev +
+				" ON __t.__unit = " + prev + ".__unit WHERE __t.__h > " + prev + ".__m GROUP BY __t.__unit)")
+		}
+		// A unit with exactly L0 groups has __m = its largest hash: all kept.
+		b.WriteString(", __thr AS (SELECT * FROM __r" + strconv.Itoa(l0) + ")")
+	} else {
+		n := strconv.Itoa(l0)
+		b.WriteString(", __thr AS (SELECT __unit, list_last(min(__h, " + n + ")) AS __m FROM (SELECT DISTINCT __unit, __h FROM __t) AS __d GROUP BY __unit HAVING count(*) > " + n + ")")
+	}
+	b.WriteString(", __kept AS NOT MATERIALIZED (SELECT __t.* FROM __t LEFT JOIN __thr ON __t.__unit = __thr.__unit WHERE __thr.__m IS NULL OR __t.__h <= __thr.__m)")
+	return b.String()
+}
+
+// l0Sample writes, for PostgreSQL, the CTE __b: at most l0 rows per unit of
+// __pu(__unit, __k0, ...), ranked by a hash seeded per query.
+// hashtextextended is PostgreSQL's seeded 64-bit text hash, much cheaper
+// than md5 for ranking a unit's groups.
+func (p Planner) l0Sample(nkeys, l0 int, seed uint64) string {
+	parts := []string{"COALESCE(CAST(__unit AS text), '')"}
+	for _, k := range keyNames(nkeys) {
+		parts = append(parts, "COALESCE(CAST("+k+" AS text), '')")
+	}
+	h := "hashtextextended(" + strings.Join(parts, " || '|' || ") + ", " + strconv.FormatInt(int64(seed>>1), 10) + ")"
+	return ", __b AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY __unit ORDER BY " + h + ") AS __rn FROM __pu) AS __r WHERE __rn <= " + strconv.Itoa(l0) + ")"
+}
+
+// dpQuantileSQL writes the quantile pass: per group, the histogram over
+// QuantileBins bins of the clamped column, where each unit keeps the same
+// L0 groups as in the main pass and at most L∞ rows per group (chosen by a
+// seeded hash of the row's unit, keys and value).
+func (p Planner) dpQuantileSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPPlan, seed uint64, qt Quantile) string {
+	width := (qt.Upper - qt.Lower) / QuantileBins
+	clamped := fmt.Sprintf("LEAST(GREATEST(__c, %s), %s)", num(qt.Lower), num(qt.Upper))
+	bin := fmt.Sprintf("LEAST(%d, CAST(floor((%s - %s) / %s) AS BIGINT))", QuantileBins-1, clamped, num(qt.Lower), num(width))
+	extra := []string{QuoteIdent(src.Alias) + "." + QuoteIdent(qt.Column) + " AS __c"}
+	kq := keyNames(len(keys))
+	partition := strings.Join(append([]string{"__unit"}, kq...), ", ")
+	var b strings.Builder
+	b.WriteString("WITH " + p.dpRows(src, g, where, keys, seed, extra))
+	rows := "__t"
 	if len(keys) > 0 {
-		b.WriteString(p.l0Stage(len(keys), dp.L0, seed))
-		from = "__b"
+		if p.Dialect == DuckDB {
+			b.WriteString(p.l0Filter(dp.L0))
+			rows = "__kept"
+		} else {
+			b.WriteString(", __pu AS (SELECT " + partition + " FROM __t GROUP BY " + partition + ")")
+			b.WriteString(p.l0Sample(len(keys), dp.L0, seed))
+			b.WriteString(", __tk AS (SELECT __t.* FROM __t JOIN __b ON __t.__unit = __b.__unit")
+			for _, k := range kq {
+				b.WriteString(" AND __t." + k + " IS NOT DISTINCT FROM __b." + k)
+			}
+			b.WriteString(")")
+			rows = "__tk"
+		}
 	}
-	b.WriteString(" SELECT ")
-	for _, k := range kq {
-		b.WriteString("__rows." + k + ", ")
+	// The row hash ranks a group's rows for the L∞ cap.
+	var rowHash string
+	if p.Dialect == DuckDB {
+		rowHash = duckHash(append(append([]string{"__unit"}, kq...), "__c"), seed)
+	} else {
+		var parts []string
+		for _, a := range append(append([]string{"__unit"}, kq...), "__c") {
+			parts = append(parts, "COALESCE(CAST("+a+" AS text), '')")
+		}
+		rowHash = "hashtextextended(" + strings.Join(parts, " || '|' || ") + ", " + strconv.FormatInt(int64(seed>>2), 10) + ")"
 	}
-	b.WriteString("__rows.__bin, count(*) FROM __rows JOIN " + from + " AS __s ON __rows.__unit = __s.__unit")
-	for _, k := range kq {
-		b.WriteString(" AND __rows." + k + " IS NOT DISTINCT FROM __s." + k)
-	}
-	b.WriteString(" WHERE __rows.__r <= " + strconv.Itoa(dp.Linf) + " AND __rows.__bin IS NOT NULL GROUP BY ")
-	for _, k := range kq {
-		b.WriteString("__rows." + k + ", ")
-	}
-	b.WriteString("__rows.__bin")
+	sel := append(append([]string{}, kq...), "CASE WHEN __c IS NULL THEN NULL ELSE "+bin+" END AS __bin",
+		"row_number() OVER (PARTITION BY "+partition+" ORDER BY "+rowHash+") AS __r")
+	b.WriteString(", __rows AS (SELECT " + strings.Join(sel, ", ") + " FROM " + rows + ")")
+	group := strings.Join(append(append([]string{}, kq...), "__bin"), ", ")
+	b.WriteString(" SELECT " + group + ", count(*) FROM __rows WHERE __r <= " + strconv.Itoa(dp.Linf) + " AND __bin IS NOT NULL GROUP BY " + group)
 	return b.String()
 }
 

@@ -291,8 +291,10 @@ func (p Planner) newGen(grants map[string]*Grant, extra func(*Select) []string) 
 }
 
 // scanSQL renders a dataset scan as a derived table that already carries the
-// grant: only the rows the row filter admits, and masked columns.
-func (p Planner) scanSQL(s *Source, g *Grant) string {
+// grant: only the rows the row filter admits, and masked columns. hidden
+// names engine-internal columns (UnitIDColumn) a DP plan also reads; no
+// analyst expression can refer to them.
+func (p Planner) scanSQL(s *Source, g *Grant, hidden ...string) string {
 	var b strings.Builder
 	b.WriteString("(SELECT ")
 	for i := range s.Dataset.Columns {
@@ -303,6 +305,9 @@ func (p Planner) scanSQL(s *Source, g *Grant) string {
 		b.WriteString(p.maskedColumn(c, g))
 		b.WriteString(" AS ")
 		b.WriteString(QuoteIdent(c.Name))
+	}
+	for _, h := range hidden {
+		b.WriteString(", " + QuoteIdent(h))
 	}
 	b.WriteString(" FROM ")
 	b.WriteString(g.Table)

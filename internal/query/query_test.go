@@ -98,6 +98,10 @@ func TestRefusals(t *testing.T) {
 		{"now", "SELECT count(*) FROM visits WHERE current_user = 'x'", aggGrant(), refusal.Forbidden, "sql.function"},
 		{"no from", "SELECT 1", aggGrant(), refusal.BadSQL, "sql.from"},
 		{"select into", "SELECT * INTO t FROM visits", listGrant(), refusal.BadSQL, "sql.select_into"},
+		// The engine's hidden surrogate of the privacy unit is not a column
+		// of the dataset, whatever the grant.
+		{"hidden unit id", "SELECT " + UnitIDColumn + " FROM visits", listGrant(), refusal.BadSQL, "sql.unknown_column"},
+		{"hidden unit id qualified", "SELECT count(*) FROM visits v WHERE v." + UnitIDColumn + " = 1", aggGrant(), refusal.BadSQL, "sql.unknown_column"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

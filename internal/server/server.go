@@ -191,7 +191,7 @@ func LoadEngine(ctx context.Context, ws *workspace.Workspace) (*duckdb.DB, error
 		}
 		var cols []duckdb.ColumnSpec
 		for _, c := range m.Columns {
-			cols = append(cols, duckdb.ColumnSpec{Name: c.Name, Type: c.Type})
+			cols = append(cols, duckdb.ColumnSpec{Name: c.Name, Type: c.Type, Unit: c.Name == m.PrivacyUnit})
 		}
 		file := m.Source.File
 		if !filepath.IsAbs(file) {

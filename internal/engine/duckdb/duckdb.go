@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"math/bits"
 	"path/filepath"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ type Config struct {
 type DB struct {
 	db     *sql.DB
 	locked bool
+	// unitBits is the widest surrogate unit id loaded, in bits; Lockdown
+	// sizes DuckDB's perfect-hash aggregation to it.
+	unitBits int
 }
 
 var _ engine.Engine = (*DB)(nil)
@@ -67,8 +71,14 @@ func Open(cfg Config) (*DB, error) {
 	return d, nil
 }
 
-// ColumnSpec is a manifest column to load.
-type ColumnSpec struct{ Name, Type string }
+// ColumnSpec is a manifest column to load. Unit marks the dataset's privacy
+// unit: LoadTable then also stores query.UnitIDColumn, the unit's dense
+// integer surrogate 0..n-1 that differentially private plans group and hash
+// by. It is not a manifest column, so analysts can neither name nor see it.
+type ColumnSpec struct {
+	Name, Type string
+	Unit       bool
+}
 
 // SQLType maps a manifest type to DuckDB's (one mapping, in package query).
 func SQLType(t string) string { return query.SQLType(query.DuckDB, t) }
@@ -77,17 +87,22 @@ func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`)
 func quoteLit(s string) string   { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // LoadTable (re)creates table name from a CSV (with header) or Parquet file,
-// with the manifest's columns and types. Errors are for the owner and may
-// quote the file's contents.
+// with the manifest's columns and types, plus the surrogate unit id when a
+// column is the privacy unit. Errors are for the owner and may quote the
+// file's contents.
 func (d *DB) LoadTable(ctx context.Context, name, file string, cols []ColumnSpec) error {
 	if d.locked {
 		return errors.New("duckdb: cannot load after lockdown")
 	}
 	var sel []string
 	var typed []string
+	unit := ""
 	for _, c := range cols {
 		sel = append(sel, fmt.Sprintf("CAST(%s AS %s) AS %s", quoteIdent(c.Name), SQLType(c.Type), quoteIdent(c.Name)))
 		typed = append(typed, fmt.Sprintf("%s: %s", quoteLit(c.Name), quoteLit(SQLType(c.Type))))
+		if c.Unit {
+			unit = quoteIdent(c.Name)
+		}
 	}
 	var src string
 	switch strings.ToLower(filepath.Ext(file)) {
@@ -99,8 +114,26 @@ func (d *DB) LoadTable(ctx context.Context, name, file string, cols []ColumnSpec
 		return fmt.Errorf("duckdb: %s: unsupported file type (want .csv or .parquet)", file)
 	}
 	q := fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT %s FROM %s", quoteIdent(name), strings.Join(sel, ", "), src)
+	if unit != "" {
+		// Dense ids make a unit's GROUP BY a perfect-hash aggregation and its
+		// joins integer joins (docs/benchmarks.md). They are numbered in the
+		// arbitrary order of DISTINCT and attached by a join, not by a sort:
+		// rows stay in about file order, so the order of a listed result
+		// (unit masked or not) says nothing about which rows share a unit.
+		q = fmt.Sprintf("CREATE OR REPLACE TABLE %s AS WITH __src AS MATERIALIZED (SELECT %s FROM %s), "+
+			"__ids AS (SELECT %s AS __unit, CAST(row_number() OVER () - 1 AS BIGINT) AS __id FROM (SELECT DISTINCT %s FROM __src) AS __d) "+
+			"SELECT __src.*, __ids.__id AS %s FROM __src JOIN __ids ON __src.%s IS NOT DISTINCT FROM __ids.__unit",
+			quoteIdent(name), strings.Join(sel, ", "), src, unit, unit, quoteIdent(query.UnitIDColumn), unit)
+	}
 	if _, err := d.db.ExecContext(ctx, q); err != nil {
 		return fmt.Errorf("loading %s into %s: %w", file, name, err)
+	}
+	if unit != "" {
+		var maxID sql.NullInt64
+		if err := d.db.QueryRowContext(ctx, fmt.Sprintf("SELECT max(%s) FROM %s", quoteIdent(query.UnitIDColumn), quoteIdent(name))).Scan(&maxID); err != nil {
+			return fmt.Errorf("loading %s into %s: %w", file, name, err)
+		}
+		d.unitBits = max(d.unitBits, bits.Len64(uint64(maxID.Int64)))
 	}
 	return nil
 }
@@ -151,11 +184,20 @@ func (d *DB) Exec(ctx context.Context, q string) error {
 // Lockdown ends the loading phase: no file, network or extension access,
 // and no setting can change afterwards.
 func (d *DB) Lockdown() error {
-	for _, s := range []string{
+	var stmts []string
+	// DuckDB aggregates by a perfect hash table (an array indexed by the
+	// key) when the group keys' value ranges fit this many bits; its default
+	// of 12 leaves unit ids of real tables on the slower generic hash table.
+	// Sized to the largest loaded unit id, capped at 2^24 slots so a GROUP
+	// BY on a sparse integer cannot allocate more than the data warrants.
+	if d.unitBits > defaultPerfectHashBits {
+		stmts = append(stmts, fmt.Sprintf("SET GLOBAL perfect_ht_threshold = %d", min(d.unitBits, maxPerfectHashBits)))
+	}
+	for _, s := range append(stmts,
 		"SET enable_external_access = false",
 		"SET allow_community_extensions = false",
 		"SET lock_configuration = true",
-	} {
+	) {
 		if _, err := d.db.Exec(s); err != nil {
 			return fmt.Errorf("duckdb: lockdown: %s: %w", s, err)
 		}
@@ -163,6 +205,11 @@ func (d *DB) Lockdown() error {
 	d.locked = true
 	return nil
 }
+
+const (
+	defaultPerfectHashBits = 12
+	maxPerfectHashBits     = 24
+)
 
 // Dialect implements engine.Engine.
 func (d *DB) Dialect() string { return "duckdb" }

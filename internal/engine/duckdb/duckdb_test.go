@@ -3,13 +3,17 @@ package duckdb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/engine"
+	"github.com/airlock-dev/airlock/internal/query"
 )
 
 const secret = "Zebulon-Secret-4711"
@@ -27,7 +31,7 @@ func lockedDB(t *testing.T) (*DB, string) {
 	}
 	t.Cleanup(func() { d.Close() })
 	ctx := context.Background()
-	cols := []ColumnSpec{{"id", "integer"}, {"name", "text"}, {"amount", "decimal"}, {"day", "date"}}
+	cols := []ColumnSpec{{Name: "id", Type: "integer"}, {Name: "name", Type: "text"}, {Name: "amount", Type: "decimal"}, {Name: "day", Type: "date"}}
 	if err := d.LoadTable(ctx, "people", csv, cols); err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +140,77 @@ func TestTimeoutStopsQuery(t *testing.T) {
 	}
 }
 
+// The privacy unit's surrogate id is dense (0..n-1, equal units share an
+// id), and Lockdown sizes perfect-hash aggregation so that grouping by it
+// on every pooled connection avoids the generic hash table.
+func TestUnitSurrogate(t *testing.T) {
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "v.csv")
+	var b strings.Builder
+	b.WriteString("u,g\n")
+	const units = 20000 // needs 15 bits, above DuckDB's default of 12
+	for i := 0; i < 3*units; i++ {
+		fmt.Fprintf(&b, "P%07d,%d\n", (i*7919)%units, i%5)
+	}
+	os.WriteFile(csv, []byte(b.String()), 0o600)
+	d, err := Open(Config{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	if err := d.LoadTable(ctx, "v", csv, []ColumnSpec{{Name: "u", Type: "text", Unit: true}, {Name: "g", Type: "integer"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Lockdown(); err != nil {
+		t.Fatal(err)
+	}
+	id := query.QuoteIdent(query.UnitIDColumn)
+	res, err := d.Query(ctx, "SELECT count(DISTINCT u), count(DISTINCT "+id+"), min("+id+"), max("+id+"), (SELECT count(*) FROM (SELECT u FROM v GROUP BY u HAVING count(DISTINCT "+id+") > 1)) FROM v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Rows[0]; got[0] != int64(units) || got[1] != int64(units) || got[2] != int64(0) || got[3] != int64(units-1) || got[4] != int64(0) {
+		t.Fatalf("surrogate: distinct units, distinct ids, min, max, units with >1 id = %v", got)
+	}
+	// The table is not reordered by unit: consecutive file rows belong to
+	// different units, and so must consecutive stored rows, or the order of
+	// a listed result would tell which rows share a (masked) unit.
+	res, err = d.Query(ctx, "SELECT count(*) FILTER (WHERE u = prev) FROM (SELECT u, lag(u) OVER () AS prev FROM v)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := res.Rows[0][0].(int64); n > units/100 {
+		t.Fatalf("%d of %d stored rows follow a row of the same unit: the load grouped rows by unit", n, 3*units)
+	}
+	// Hold several connections at once so the pool cannot hand back the one
+	// connection a session-local SET would have changed.
+	var wg sync.WaitGroup
+	plans := make([]string, 4)
+	errs := make([]error, 4)
+	for i := range plans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := d.Query(ctx, "EXPLAIN SELECT "+id+", min(g) FROM v GROUP BY "+id)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			plans[i] = fmt.Sprint(res.Rows)
+		}()
+	}
+	wg.Wait()
+	for i, p := range plans {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if !strings.Contains(p, "PERFECT_HASH_GROUP_BY") {
+			t.Fatalf("connection %d groups by the unit id without a perfect hash table:\n%s", i, p)
+		}
+	}
+}
+
 func BenchmarkSmallQuery(b *testing.B) {
 	d, err := Open(Config{})
 	if err != nil {
@@ -152,4 +227,50 @@ func BenchmarkSmallQuery(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkLoadTable measures what the privacy unit's surrogate id costs at
+// load time: the same Parquet file (AIRLOCK_BENCH_ROWS rows, default 1M,
+// rows/10 units) loaded with and without it, alternated.
+func BenchmarkLoadTable(b *testing.B) {
+	rows := 1_000_000
+	if s := os.Getenv("AIRLOCK_BENCH_ROWS"); s != "" {
+		fmt.Sscan(s, &rows)
+	}
+	ctx := context.Background()
+	pq := filepath.Join(b.TempDir(), "v.parquet")
+	gen, err := Open(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := gen.Exec(ctx, fmt.Sprintf(`COPY (SELECT 'P' || lpad(CAST(hash(i) %% %d AS VARCHAR), 8, '0') AS patient_id,
+		'D' || CAST(hash(i * 7) %% 50 AS VARCHAR) AS diagnosis, CAST((hash(i * 13) %% 5000000) / 100.0 AS DECIMAL(18,2)) AS cost
+		FROM range(%d) t(i)) TO '%s' (FORMAT parquet)`, rows/10, rows, pq)); err != nil {
+		b.Fatal(err)
+	}
+	gen.Close()
+	times := map[bool][]time.Duration{}
+	for i := 0; i < b.N; i++ {
+		for _, unit := range []bool{false, true} {
+			d, err := Open(Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			err = d.LoadTable(ctx, "visits", pq, []ColumnSpec{{Name: "patient_id", Type: "text", Unit: unit}, {Name: "diagnosis", Type: "text"}, {Name: "cost", Type: "decimal"}})
+			times[unit] = append(times[unit], time.Since(t0))
+			d.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	med := func(ds []time.Duration) time.Duration {
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	plain, unit := med(times[false]), med(times[true])
+	b.ReportMetric(float64(plain.Milliseconds()), "plain-p50-ms")
+	b.ReportMetric(float64(unit.Milliseconds()), "with-unit-id-p50-ms")
+	b.ReportMetric(float64(unit)/float64(plain), "ratio")
 }
