@@ -10,7 +10,9 @@ out=bench-results.txt
   echo "## gateway overhead (rows=$rows)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench GatewayOverhead -benchtime 30x -timeout 60m ./internal/server
   echo "## DP query (rows=$rows, units=rows/10, 50 groups)"
-  AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench DPQuery -benchtime 10x -timeout 60m ./internal/server
+  AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench '^BenchmarkDPQuery$' -benchtime 12x -timeout 60m ./internal/server
+  echo "## loading with the unit surrogate (rows=$rows)"
+  AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench LoadTable -benchtime 3x -timeout 60m ./internal/engine/duckdb
   echo "## DP query on a PostgreSQL-governed table (rows=$rows)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench PostgresDPQuery -benchtime 3x -timeout 60m ./internal/server
   echo "## audit log"

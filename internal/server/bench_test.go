@@ -163,6 +163,18 @@ func p50(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
+// pairedRatio is the median over iterations of a[i]/b[i]: variants timed
+// back to back in one iteration share the machine's load at that moment,
+// so their ratio is steadier than the ratio of two medians.
+func pairedRatio(a, b []time.Duration) float64 {
+	r := make([]float64, len(a))
+	for i := range a {
+		r[i] = float64(a[i]) / float64(b[i])
+	}
+	sort.Float64s(r)
+	return r[len(r)/2]
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func gatewayRequest(h *harness, sql string) gateway.Request {

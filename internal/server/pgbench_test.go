@@ -71,6 +71,6 @@ func BenchmarkPostgresDPQuery(b *testing.B) {
 		}
 		b.ReportMetric(ms(p50(tr)), "raw-pg-p50-ms")
 		b.ReportMetric(ms(p50(td)), "dp-pg-p50-ms")
-		b.ReportMetric(float64(p50(td))/float64(p50(tr)), "dp/raw")
+		b.ReportMetric(pairedRatio(td, tr), "dp/raw")
 	})
 }
