@@ -322,7 +322,7 @@ func (c *aggChecker) aggregateDP(f *Func) error {
 // dpSQL writes the bounded-contribution query. One engine statement; only
 // one row per group reaches Go:
 //
-//	__t    the grant's rows after WHERE: unit, group keys, fixed-point values
+//	__t    the grant's rows after WHERE: unit, group keys, summed columns
 //	__kept at most L0 groups per unit, chosen by a hash seeded per query
 //	__pu   per unit and group: row count and clamped sums
 //	final  per group: totals with each unit's row count capped at L∞
@@ -444,8 +444,8 @@ func (p Planner) dpRows(src *Source, g *Grant, where Expr, keys []string, seed u
 		b.WriteString("NOT MATERIALIZED ")
 	}
 	b.WriteString("(SELECT " + unit + " AS __unit")
-	for i, k := range keys {
-		b.WriteString(", " + k + " AS " + QuoteIdent("__k"+strconv.Itoa(i)))
+	for i, name := range keyNames(len(keys)) {
+		b.WriteString(", " + keys[i] + " AS " + name)
 	}
 	if p.Dialect == DuckDB {
 		b.WriteString(", " + duckHash(append([]string{unit}, keys...), seed) + " AS __h")
@@ -463,8 +463,19 @@ func (p Planner) dpRows(src *Source, g *Grant, where Expr, keys []string, seed u
 	return b.String()
 }
 
+// duckHash is DuckDB's seeded 64-bit hash of a tuple.
 func duckHash(args []string, seed uint64) string {
 	return "hash(" + strings.Join(args, ", ") + ", " + strconv.FormatUint(seed, 10) + "::UBIGINT)"
+}
+
+// pgHash is PostgreSQL's seeded 64-bit hash of a tuple: hashtextextended
+// over the values' text joined by '|', much cheaper than md5.
+func pgHash(args []string, seed int64) string {
+	var parts []string
+	for _, a := range args {
+		parts = append(parts, "COALESCE(CAST("+a+" AS text), '')")
+	}
+	return "hashtextextended(" + strings.Join(parts, " || '|' || ") + ", " + strconv.FormatInt(seed, 10) + ")"
 }
 
 // l0RoundsMax is the largest L0 for which l0Filter finds each unit's
@@ -507,14 +518,8 @@ func (p Planner) l0Filter(l0 int) string {
 
 // l0Sample writes, for PostgreSQL, the CTE __b: at most l0 rows per unit of
 // __pu(__unit, __k0, ...), ranked by a hash seeded per query.
-// hashtextextended is PostgreSQL's seeded 64-bit text hash, much cheaper
-// than md5 for ranking a unit's groups.
 func (p Planner) l0Sample(nkeys, l0 int, seed uint64) string {
-	parts := []string{"COALESCE(CAST(__unit AS text), '')"}
-	for _, k := range keyNames(nkeys) {
-		parts = append(parts, "COALESCE(CAST("+k+" AS text), '')")
-	}
-	h := "hashtextextended(" + strings.Join(parts, " || '|' || ") + ", " + strconv.FormatInt(int64(seed>>1), 10) + ")"
+	h := pgHash(append([]string{"__unit"}, keyNames(nkeys)...), int64(seed>>1))
 	return ", __b AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY __unit ORDER BY " + h + ") AS __rn FROM __pu) AS __r WHERE __rn <= " + strconv.Itoa(l0) + ")"
 }
 
@@ -552,11 +557,7 @@ func (p Planner) dpQuantileSQL(src *Source, g *Grant, where Expr, keys []string,
 	if p.Dialect == DuckDB {
 		rowHash = duckHash(append(append([]string{"__unit"}, kq...), "__c"), seed)
 	} else {
-		var parts []string
-		for _, a := range append(append([]string{"__unit"}, kq...), "__c") {
-			parts = append(parts, "COALESCE(CAST("+a+" AS text), '')")
-		}
-		rowHash = "hashtextextended(" + strings.Join(parts, " || '|' || ") + ", " + strconv.FormatInt(int64(seed>>2), 10) + ")"
+		rowHash = pgHash(append(append([]string{"__unit"}, kq...), "__c"), int64(seed>>2))
 	}
 	sel := append(append([]string{}, kq...), "CASE WHEN __c IS NULL THEN NULL ELSE "+bin+" END AS __bin",
 		"row_number() OVER (PARTITION BY "+partition+" ORDER BY "+rowHash+") AS __r")
