@@ -130,7 +130,7 @@ func checkContributionBounds(t *testing.T, load func([]string) boundsEngine) {
 }
 
 func TestL0SamplingIsUniform(t *testing.T) {
-	checkL0Uniform(t, func(rows []string) boundsEngine { return boundsEngine{loadBounds(t, rows), query.DuckDB, `"t"`} }, 600)
+	checkL0Uniform(t, func(rows []string) boundsEngine { return boundsEngine{loadBounds(t, rows), query.DuckDB, `"t"`} }, 1200)
 }
 
 func TestL0SamplingIsUniformPostgres(t *testing.T) {
@@ -138,27 +138,32 @@ func TestL0SamplingIsUniformPostgres(t *testing.T) {
 }
 
 func checkL0Uniform(t *testing.T, load func([]string) boundsEngine, runs int) {
-	// One unit in 6 groups, L0 = 3: each group must be kept half the time.
-	var rows []string
-	for g := 0; g < 6; g++ {
-		rows = append(rows, fmt.Sprintf("H,g%d,1", g))
-	}
-	d := load(rows)
-	kept := map[string]int{}
-	for seed := uint64(0); seed < uint64(runs); seed++ {
-		s := statsOn(t, d, 3, 1, seed*2654435761+1)
-		if len(s) != 3 {
-			t.Fatalf("seed %d kept %d groups, want exactly 3", seed, len(s))
+	// One unit in n groups, L0 = l0: each group must be kept l0/n of the
+	// time. (3, 1) caught DuckDB's hash(..., seed), whose seed only XORs
+	// in: one of the three groups was kept 51% of the time.
+	for _, c := range []struct{ groups, l0 int }{{6, 3}, {3, 1}} {
+		var rows []string
+		for g := 0; g < c.groups; g++ {
+			rows = append(rows, fmt.Sprintf("H,g%d,1", g))
 		}
-		for g := range s {
-			kept[g]++
+		d := load(rows)
+		kept := map[string]int{}
+		for seed := uint64(0); seed < uint64(runs); seed++ {
+			s := statsOn(t, d, c.l0, 1, seed*2654435761+1)
+			if len(s) != c.l0 {
+				t.Fatalf("seed %d kept %d groups, want exactly %d", seed, len(s), c.l0)
+			}
+			for g := range s {
+				kept[g]++
+			}
 		}
-	}
-	// Binomial(runs, 0.5): allow 5 sd.
-	for g := 0; g < 6; g++ {
-		n := kept[fmt.Sprintf("g%d", g)]
-		if math.Abs(float64(n)-float64(runs)/2) > 5*math.Sqrt(float64(runs)*0.25) {
-			t.Fatalf("group g%d kept %d of %d times; sampling is not uniform: %v", g, n, runs, kept)
+		// Binomial(runs, p): allow 5 sd.
+		p := float64(c.l0) / float64(c.groups)
+		for g := 0; g < c.groups; g++ {
+			n := kept[fmt.Sprintf("g%d", g)]
+			if math.Abs(float64(n)-float64(runs)*p) > 5*math.Sqrt(float64(runs)*p*(1-p)) {
+				t.Fatalf("%d groups, L0 %d: group g%d kept %d of %d times; sampling is not uniform: %v", c.groups, c.l0, g, n, runs, kept)
+			}
 		}
 	}
 }
@@ -234,7 +239,7 @@ func wholeQueryAudit(t *testing.T, mech string) {
 
 // TestL0KeepsExactlyTheLowestHashes checks the DuckDB plan's L0 selection
 // against its definition, computed directly: each unit keeps the L0 of its
-// groups with the smallest hash(unit id, group, seed), and all of them when
+// groups with the smallest hash(xor(hash(unit id, group), seed)), and all of them when
 // it has at most L0. Units have 1 to 12 groups and repeated rows; L0 covers
 // both ways the plan finds a unit's threshold (repeated minimums up to
 // l0RoundsMax, a bottom-L0 list above it).
@@ -255,7 +260,7 @@ func TestL0KeepsExactlyTheLowestHashes(t *testing.T) {
 			got := stats(t, d, l0, 1, seed)
 			res, err := d.Query(context.Background(), fmt.Sprintf(`SELECT g, count(*) FROM (
 				SELECT g, row_number() OVER (PARTITION BY u ORDER BY h) AS r
-				FROM (SELECT DISTINCT u, g, hash(%s, g, %d::UBIGINT) AS h FROM t)) WHERE r <= %d GROUP BY g`, id, seed, l0))
+				FROM (SELECT DISTINCT u, g, hash(xor(hash(%s, g), %d::UBIGINT)) AS h FROM t)) WHERE r <= %d GROUP BY g`, id, seed, l0))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -267,6 +272,50 @@ func TestL0KeepsExactlyTheLowestHashes(t *testing.T) {
 				if got[g] == nil || got[g][0] != want {
 					t.Fatalf("L0=%d seed=%d group %s: %v units kept, want %d", l0, seed, g, got[g], want)
 				}
+			}
+		}
+	}
+}
+
+// TestL0HoldsUnderHashCollisions is the attack on hash-ranked L0 sampling:
+// DuckDB's string hash collides for 'diagnosisgroupAA' and
+// 'okebaaaa^wU_ICJq' whatever the seed, and an analyst can map two groups
+// onto them with CASE. The colliding groups tie at the unit's threshold; the
+// unit must still count in at most L0 = 1 group.
+func TestL0HoldsUnderHashCollisions(t *testing.T) {
+	collide := "CASE WHEN g = 'g0' THEN 'diagnosisgroupAA' ELSE 'okebaaaa^wU_ICJq' END"
+	sql := "SELECT " + collide + " AS k, count(DISTINCT u) FROM t GROUP BY 1"
+	base := []string{"A,g0,1", "B,g1,1"}
+	heavy := append([]string{"H,g0,1", "H,g1,1"}, base...)
+	for name, load := range map[string]func([]string) boundsEngine{
+		"duckdb":   func(rows []string) boundsEngine { return boundsEngine{loadBounds(t, rows), query.DuckDB, `"t"`} },
+		"postgres": func(rows []string) boundsEngine { return loadBoundsPG(t, rows) },
+	} {
+		without, with := load(base), load(heavy)
+		for seed := uint64(1); seed <= 20; seed++ {
+			units := func(d boundsEngine) int64 {
+				q, err := query.Parse(sql, func(string) *workspace.Manifest { return boundsManifest }, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				grants := boundsGrant(1, 1)
+				grants["t"].Table = d.table
+				p, err := query.Planner{Dialect: d.dialect, Seed: func() uint64 { return seed }}.Plan(q, grants)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := d.Query(context.Background(), p.SQL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var n int64
+				for _, r := range res.Rows {
+					n += toBig(r[1]).Int64()
+				}
+				return n
+			}
+			if d := units(with) - units(without); d > 1 || d < 0 {
+				t.Fatalf("%s seed %d: the unit with two colliding groups changed the unit counts by %d in total; L0 = 1", name, seed, d)
 			}
 		}
 	}

@@ -412,6 +412,9 @@ func (p Planner) dpSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPP
 	}
 	w(" FROM ", from)
 	if len(keys) > 0 {
+		if p.Dialect == DuckDB {
+			w(" WHERE ", l0Exact("__pu", dp.L0))
+		}
 		w(" GROUP BY ", strings.Join(kq, ", "))
 	}
 	return b.String()
@@ -428,8 +431,9 @@ func keyNames(n int) []string {
 // dpRows writes the CTE __t: the rows the grant and WHERE admit, as
 // (__unit, __k0.., extra...). In DuckDB __unit is the dense surrogate
 // UnitIDColumn and __h the seeded hash of (unit, keys) that ranks a unit's
-// groups; __t is inlined at each use (NOT MATERIALIZED) so that scans keep
-// the column statistics perfect-hash aggregation needs.
+// groups; __t is inlined at each use (NOT MATERIALIZED): rescanning the
+// table is cheaper than the copy DuckDB would otherwise materialize for a
+// CTE used more than once.
 func (p Planner) dpRows(src *Source, g *Grant, where Expr, keys []string, seed uint64, extra []string) string {
 	alias := QuoteIdent(src.Alias)
 	unit := alias + "." + QuoteIdent(src.Dataset.PrivacyUnit)
@@ -463,9 +467,12 @@ func (p Planner) dpRows(src *Source, g *Grant, where Expr, keys []string, seed u
 	return b.String()
 }
 
-// duckHash is DuckDB's seeded 64-bit hash of a tuple.
+// duckHash is a seeded 64-bit hash of a tuple in DuckDB. DuckDB's own
+// hash(x, ..., seed) folds the seed in last by XOR, so the order it puts a
+// unit's groups in barely depends on the seed (one of three groups came
+// first half the time); hashing the XOR again mixes the seed into every bit.
 func duckHash(args []string, seed uint64) string {
-	return "hash(" + strings.Join(args, ", ") + ", " + strconv.FormatUint(seed, 10) + "::UBIGINT)"
+	return "hash(xor(hash(" + strings.Join(args, ", ") + "), " + strconv.FormatUint(seed, 10) + "::UBIGINT))"
 }
 
 // pgHash is PostgreSQL's seeded 64-bit hash of a tuple: hashtextextended
@@ -491,10 +498,11 @@ const l0RoundsMax = 8
 // the same set, so the quantile pass (which uses the same text and seed)
 // keeps exactly the groups the main pass kept.
 //
-// A 64-bit hash tie between two groups of one unit (probability below
-// 2^-50 per query for units with up to ~1000 groups, seed unknown to the
-// analyst) could let that unit keep one extra group; that is accounted as
-// part of δ.
+// Two groups of one unit with equal hashes would both pass a threshold.
+// That is not only chance: DuckDB's string hash collides for strings found
+// in seconds, the seed does not change which hashes are equal, and an
+// analyst can map groups to such strings with CASE. So __kept may hold more
+// than L0 groups of a unit; l0Exact drops such units.
 func (p Planner) l0Filter(l0 int) string {
 	var b strings.Builder
 	if l0 <= l0RoundsMax {
@@ -516,11 +524,23 @@ func (p Planner) l0Filter(l0 int) string {
 	return b.String()
 }
 
+// l0Exact is the condition, on rows of rel(__unit, ...) with one row per
+// kept (unit, group), that drops every unit with more than l0 of them. Only
+// a hash tie in l0Filter produces such a unit; it then contributes to no
+// group at all, which keeps the bound exact. The main and quantile passes
+// apply it to the same __kept rows, so they drop the same units.
+func l0Exact(rel string, l0 int) string {
+	return "__unit NOT IN (SELECT __unit FROM " + rel + " GROUP BY __unit HAVING count(*) > " + strconv.Itoa(l0) + ")"
+}
+
 // l0Sample writes, for PostgreSQL, the CTE __b: at most l0 rows per unit of
 // __pu(__unit, __k0, ...), ranked by a hash seeded per query.
+// The keys break hash ties, so both passes rank a unit's groups alike.
 func (p Planner) l0Sample(nkeys, l0 int, seed uint64) string {
-	h := pgHash(append([]string{"__unit"}, keyNames(nkeys)...), int64(seed>>1))
-	return ", __b AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY __unit ORDER BY " + h + ") AS __rn FROM __pu) AS __r WHERE __rn <= " + strconv.Itoa(l0) + ")"
+	keys := keyNames(nkeys)
+	h := pgHash(append([]string{"__unit"}, keys...), int64(seed>>1))
+	return ", __b AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY __unit ORDER BY " + strings.Join(append([]string{h}, keys...), ", ") +
+		") AS __rn FROM __pu) AS __r WHERE __rn <= " + strconv.Itoa(l0) + ")"
 }
 
 // dpQuantileSQL writes the quantile pass: per group, the histogram over
@@ -544,6 +564,9 @@ func (p Planner) dpQuantileSQL(src *Source, g *Grant, where Expr, keys []string,
 		} else {
 			b.WriteString(", __pu AS (SELECT " + partition + " FROM __t GROUP BY " + partition + ")")
 			b.WriteString(p.l0Sample(len(keys), dp.L0, seed))
+			// "=" on the unit keeps this a hash join in PostgreSQL (IS NOT
+			// DISTINCT FROM is not hashable); rows with a NULL unit, which
+			// validation flags, then stay out of the histogram.
 			b.WriteString(", __tk AS (SELECT __t.* FROM __t JOIN __b ON __t.__unit = __b.__unit")
 			for _, k := range kq {
 				b.WriteString(" AND __t." + k + " IS NOT DISTINCT FROM __b." + k)
@@ -561,9 +584,14 @@ func (p Planner) dpQuantileSQL(src *Source, g *Grant, where Expr, keys []string,
 	}
 	sel := append(append([]string{}, kq...), "CASE WHEN __c IS NULL THEN NULL ELSE "+bin+" END AS __bin",
 		"row_number() OVER (PARTITION BY "+partition+" ORDER BY "+rowHash+") AS __r")
-	b.WriteString(", __rows AS (SELECT " + strings.Join(sel, ", ") + " FROM " + rows + ")")
+	b.WriteString(", __rows AS (SELECT __unit, " + strings.Join(sel, ", ") + " FROM " + rows + ")")
 	group := strings.Join(append(append([]string{}, kq...), "__bin"), ", ")
-	b.WriteString(" SELECT " + group + ", count(*) FROM __rows WHERE __r <= " + strconv.Itoa(dp.Linf) + " AND __bin IS NOT NULL GROUP BY " + group)
+	b.WriteString(" SELECT " + group + ", count(*) FROM __rows WHERE __r <= " + strconv.Itoa(dp.Linf) + " AND __bin IS NOT NULL")
+	if len(keys) > 0 && p.Dialect == DuckDB {
+		// __r = 1 is one row per kept (unit, group), as __pu is in the main pass.
+		b.WriteString(" AND " + l0Exact("(SELECT __unit FROM __rows WHERE __r = 1) AS __g", dp.L0))
+	}
+	b.WriteString(" GROUP BY " + group)
 	return b.String()
 }
 

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"math/bits"
 	"path/filepath"
 	"strings"
 	"time"
@@ -37,9 +36,6 @@ type Config struct {
 type DB struct {
 	db     *sql.DB
 	locked bool
-	// unitBits is the widest surrogate unit id loaded, in bits; Lockdown
-	// sizes DuckDB's perfect-hash aggregation to it.
-	unitBits int
 }
 
 var _ engine.Engine = (*DB)(nil)
@@ -115,11 +111,12 @@ func (d *DB) LoadTable(ctx context.Context, name, file string, cols []ColumnSpec
 	}
 	q := fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT %s FROM %s", quoteIdent(name), strings.Join(sel, ", "), src)
 	if unit != "" {
-		// Dense ids make a unit's GROUP BY a perfect-hash aggregation and its
-		// joins integer joins (docs/benchmarks.md). They are numbered in the
-		// arbitrary order of DISTINCT and attached by a join, not by a sort:
-		// rows stay in about file order, so the order of a listed result
-		// (unit masked or not) says nothing about which rows share a unit.
+		// Grouping and joining by a dense integer instead of the text unit
+		// makes DP plans about 1.5x faster (docs/benchmarks.md). Ids are
+		// numbered in the arbitrary order of DISTINCT and attached by a
+		// join, not by a sort: rows stay in about file order, so the order
+		// of a listed result (unit masked or not) says nothing about which
+		// rows share a unit.
 		q = fmt.Sprintf("CREATE OR REPLACE TABLE %s AS WITH __src AS MATERIALIZED (SELECT %s FROM %s), "+
 			"__ids AS (SELECT %s AS __unit, CAST(row_number() OVER () - 1 AS BIGINT) AS __id FROM (SELECT DISTINCT %s FROM __src) AS __d) "+
 			"SELECT __src.*, __ids.__id AS %s FROM __src JOIN __ids ON __src.%s IS NOT DISTINCT FROM __ids.__unit",
@@ -127,13 +124,6 @@ func (d *DB) LoadTable(ctx context.Context, name, file string, cols []ColumnSpec
 	}
 	if _, err := d.db.ExecContext(ctx, q); err != nil {
 		return fmt.Errorf("loading %s into %s: %w", file, name, err)
-	}
-	if unit != "" {
-		var maxID sql.NullInt64
-		if err := d.db.QueryRowContext(ctx, fmt.Sprintf("SELECT max(%s) FROM %s", quoteIdent(query.UnitIDColumn), quoteIdent(name))).Scan(&maxID); err != nil {
-			return fmt.Errorf("loading %s into %s: %w", file, name, err)
-		}
-		d.unitBits = max(d.unitBits, bits.Len64(uint64(maxID.Int64)))
 	}
 	return nil
 }
@@ -183,21 +173,18 @@ func (d *DB) Exec(ctx context.Context, q string) error {
 
 // Lockdown ends the loading phase: no file, network or extension access,
 // and no setting can change afterwards.
+//
+// DuckDB's perfect_ht_threshold stays at its default (12 bits) on purpose:
+// perfect-hash aggregation allocates 2^bits slots per thread outside
+// memory_limit, so raising it (which would speed up grouping by the unit
+// id) would let one analyst GROUP BY over two 12-bit integer columns
+// allocate gigabytes.
 func (d *DB) Lockdown() error {
-	var stmts []string
-	// DuckDB aggregates by a perfect hash table (an array indexed by the
-	// key) when the group keys' value ranges fit this many bits; its default
-	// of 12 leaves unit ids of real tables on the slower generic hash table.
-	// Sized to the largest loaded unit id, capped at 2^24 slots so a GROUP
-	// BY on a sparse integer cannot allocate more than the data warrants.
-	if d.unitBits > defaultPerfectHashBits {
-		stmts = append(stmts, fmt.Sprintf("SET GLOBAL perfect_ht_threshold = %d", min(d.unitBits, maxPerfectHashBits)))
-	}
-	for _, s := range append(stmts,
+	for _, s := range []string{
 		"SET enable_external_access = false",
 		"SET allow_community_extensions = false",
 		"SET lock_configuration = true",
-	) {
+	} {
 		if _, err := d.db.Exec(s); err != nil {
 			return fmt.Errorf("duckdb: lockdown: %s: %w", s, err)
 		}
@@ -205,11 +192,6 @@ func (d *DB) Lockdown() error {
 	d.locked = true
 	return nil
 }
-
-const (
-	defaultPerfectHashBits = 12
-	maxPerfectHashBits     = 24
-)
 
 // Dialect implements engine.Engine.
 func (d *DB) Dialect() string { return "duckdb" }
