@@ -64,7 +64,21 @@ func stats(t *testing.T, d *duckdb.DB, l0, linf int, seed uint64) map[string][]i
 
 func statsOn(t *testing.T, d boundsEngine, l0, linf int, seed uint64) map[string][]int64 {
 	t.Helper()
-	q, err := query.Parse("SELECT g, count(DISTINCT u), count(*), sum(v) FROM t GROUP BY g", func(string) *workspace.Manifest { return boundsManifest }, nil)
+	out := map[string][]int64{}
+	for _, r := range boundedRows(t, d, "SELECT g, count(DISTINCT u), count(*), sum(v) FROM t GROUP BY g", l0, linf, seed) {
+		var vals []int64
+		for _, v := range r[1:] {
+			vals = append(vals, toBig(v).Int64())
+		}
+		out[r[0].(string)] = vals
+	}
+	return out
+}
+
+// boundedRows runs sql's bounded-contribution SQL (before noise) on d.
+func boundedRows(t *testing.T, d boundsEngine, sql string, l0, linf int, seed uint64) [][]any {
+	t.Helper()
+	q, err := query.Parse(sql, func(string) *workspace.Manifest { return boundsManifest }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,15 +92,7 @@ func statsOn(t *testing.T, d boundsEngine, l0, linf int, seed uint64) map[string
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]int64{}
-	for _, r := range res.Rows {
-		var vals []int64
-		for _, v := range r[1:] {
-			vals = append(vals, toBig(v).Int64())
-		}
-		out[r[0].(string)] = vals
-	}
-	return out
+	return res.Rows
 }
 
 func TestContributionBounds(t *testing.T) {
@@ -294,22 +300,8 @@ func TestL0HoldsUnderHashCollisions(t *testing.T) {
 		without, with := load(base), load(heavy)
 		for seed := uint64(1); seed <= 20; seed++ {
 			units := func(d boundsEngine) int64 {
-				q, err := query.Parse(sql, func(string) *workspace.Manifest { return boundsManifest }, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				grants := boundsGrant(1, 1)
-				grants["t"].Table = d.table
-				p, err := query.Planner{Dialect: d.dialect, Seed: func() uint64 { return seed }}.Plan(q, grants)
-				if err != nil {
-					t.Fatal(err)
-				}
-				res, err := d.Query(context.Background(), p.SQL)
-				if err != nil {
-					t.Fatal(err)
-				}
 				var n int64
-				for _, r := range res.Rows {
+				for _, r := range boundedRows(t, d, sql, 1, 1, seed) {
 					n += toBig(r[1]).Int64()
 				}
 				return n
