@@ -528,7 +528,8 @@ func (p Planner) l0Filter(l0 int) string {
 // kept (unit, group), that drops every unit with more than l0 of them. Only
 // a hash tie in l0Filter produces such a unit; it then contributes to no
 // group at all, which keeps the bound exact. The main and quantile passes
-// apply it to the same __kept rows, so they drop the same units.
+// apply it to the same __kept rows, so they drop the same units. (NOT IN
+// is safe here: the surrogate __unit is never NULL.)
 func l0Exact(rel string, l0 int) string {
 	return "__unit NOT IN (SELECT __unit FROM " + rel + " GROUP BY __unit HAVING count(*) > " + strconv.Itoa(l0) + ")"
 }
