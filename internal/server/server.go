@@ -189,10 +189,7 @@ func LoadEngine(ctx context.Context, ws *workspace.Workspace) (*duckdb.DB, error
 		if m.Source.File == "" {
 			continue // governed in place in the owner's PostgreSQL
 		}
-		var cols []duckdb.ColumnSpec
-		for _, c := range m.Columns {
-			cols = append(cols, duckdb.ColumnSpec{Name: c.Name, Type: c.Type, Unit: c.Name == m.PrivacyUnit})
-		}
+		cols := loadSpecs(m)
 		file := m.Source.File
 		if !filepath.IsAbs(file) {
 			file = filepath.Join(ws.Dir, file)
@@ -207,6 +204,16 @@ func LoadEngine(ctx context.Context, ws *workspace.Workspace) (*duckdb.DB, error
 		return nil, err
 	}
 	return eng, nil
+}
+
+// loadSpecs is how a manifest's columns load into DuckDB; the privacy unit
+// also gets its hidden surrogate id.
+func loadSpecs(m *workspace.Manifest) []duckdb.ColumnSpec {
+	var cols []duckdb.ColumnSpec
+	for _, c := range m.Columns {
+		cols = append(cols, duckdb.ColumnSpec{Name: c.Name, Type: c.Type, Unit: c.Name == m.PrivacyUnit})
+	}
+	return cols
 }
 
 func sortedDatasets(ws *workspace.Workspace) []*workspace.Manifest {

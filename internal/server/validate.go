@@ -89,10 +89,7 @@ func checkData(ctx context.Context, eng *duckdb.DB, ws *workspace.Workspace, m *
 	if missing {
 		return ps
 	}
-	var cols []duckdb.ColumnSpec
-	for _, c := range m.Columns {
-		cols = append(cols, duckdb.ColumnSpec{Name: c.Name, Type: c.Type, Unit: c.Name == m.PrivacyUnit})
-	}
+	cols := loadSpecs(m)
 	if err := eng.LoadTable(ctx, m.Name, file, cols); err != nil {
 		return append(ps, workspace.Problem{File: m.Source.File, Msg: "does not match the declared column types: " + firstLine(err.Error()), Fix: "fix the type in " + m.File + " or the data"})
 	}
