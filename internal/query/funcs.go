@@ -1,6 +1,7 @@
 package query
 
 import (
+	"sort"
 	"strconv"
 	"strings"
 
@@ -163,4 +164,29 @@ func (p *parser) aggregate(name string, f *pg.FuncCall, sc *scope, ctx exprCtx) 
 	}
 	out.Args = args
 	return out, nil
+}
+
+// AllowedScalarFunctions lists the scalar functions the IR accepts, sorted;
+// the totality test requires an adversarial case for each.
+func AllowedScalarFunctions() []string { return sortedNames(scalarFuncs) }
+
+// AllowedAggregates lists the aggregate functions the IR accepts, sorted.
+func AllowedAggregates() []string { return sortedNames(aggregateFuncs) }
+
+// AllowedOperators lists the binary operators the IR accepts, sorted.
+func AllowedOperators() []string {
+	seen := map[string]bool{}
+	for _, c := range binaryOps {
+		seen[c] = true
+	}
+	return sortedNames(seen)
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -911,6 +911,9 @@ func constant(c *pg.A_Const) (Expr, error) {
 		}
 		return &Lit{Kind: LitFloat, Value: v.Fval.Fval}, nil
 	case *pg.A_Const_Sval:
+		if strings.ContainsRune(v.Sval.Sval, 0) {
+			return nil, bad("sql.literal", "string constants cannot contain a NUL character")
+		}
 		return &Lit{Kind: LitString, Value: v.Sval.Sval}, nil
 	case *pg.A_Const_Boolval:
 		return &Lit{Kind: LitBool, Value: strconv.FormatBool(v.Boolval.Boolval)}, nil

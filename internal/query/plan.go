@@ -2,6 +2,7 @@ package query
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/airlock-dev/airlock/internal/refusal"
@@ -34,8 +35,10 @@ type Grant struct {
 // Plan is a governed query ready to run: engine SQL plus the output
 // controls Go applies to its (small) result.
 type Plan struct {
-	Kind    Access
-	SQL     string
+	Kind Access
+	SQL  string
+	// Args are SQL's bind parameters ($1, ...): mask keys in PostgreSQL.
+	Args    []any
 	Columns []string // visible output names
 	// Types are the visible columns' manifest-style types (text, integer,
 	// double, date, timestamp, boolean), for wire protocols that describe
@@ -62,10 +65,48 @@ type Planner struct {
 	Dialect Dialect
 	// Seed returns the per-query seed of DP contribution sampling.
 	Seed func() uint64
+	// args collects the bind parameters of one Plan call.
+	args *[]any
 }
 
-// Plan applies each dataset's grant to q and generates engine SQL.
+// bind renders a secret string (a mask key) for the plan's SQL: in
+// PostgreSQL a bind parameter $n (Plan.Args), elsewhere a literal.
+func (p Planner) bind(s string) string {
+	if p.Dialect != Postgres || p.args == nil {
+		return quoteLiteral(p.Dialect, s)
+	}
+	*p.args = append(*p.args, s)
+	return "$" + strconv.Itoa(len(*p.args))
+}
+
+// Plan applies each dataset's grant to q and generates engine SQL. The SQL
+// is total (see total.go): it cannot fail on data.
 func (p Planner) Plan(q *Select, grants map[string]*Grant) (*Plan, error) {
+	typeOf := func(e Expr) string { return exprType(e, grants) }
+	makeConversionsExplicit(q, typeOf)
+	p.args = &[]any{}
+	plan, err := p.plan(q, grants)
+	if err != nil {
+		return nil, err
+	}
+	// After the analysis rules, whose refusals say more.
+	if err := checkTotal(q, p.Dialect, typeOf); err != nil {
+		return nil, err
+	}
+	plan.Args = *p.args
+	size := len(plan.SQL)
+	if plan.DP != nil {
+		for _, s := range plan.DP.QuantileSQL {
+			size += len(s)
+		}
+	}
+	if size > MaxGeneratedSQL {
+		return nil, refusal.New(refusal.Limit, "limit.sql_size", "the query is too complex: its safe engine form exceeds %d bytes", MaxGeneratedSQL)
+	}
+	return plan, nil
+}
+
+func (p Planner) plan(q *Select, grants map[string]*Grant) (*Plan, error) {
 	scans := collectScans(q)
 	kind := AccessOwner
 	for _, s := range scans {
@@ -285,7 +326,7 @@ func sortedKeys(m map[string]bool) []string {
 
 // newGen returns a generator whose dataset scans apply each grant.
 func (p Planner) newGen(grants map[string]*Grant, extra func(*Select) []string) *gen {
-	g := &gen{d: p.Dialect, extraItems: extra}
+	g := &gen{d: p.Dialect, extraItems: extra, grants: grants}
 	g.scan = func(s *Source) string { return p.scanSQL(s, grants[s.Dataset.Name]) }
 	return g
 }
@@ -334,7 +375,7 @@ func (p Planner) maskedColumn(c *workspace.Column, g *Grant) string {
 	case workspace.MaskRedact:
 		return "CAST(NULL AS " + SQLType(p.Dialect, c.Type) + ")"
 	case workspace.MaskHMAC:
-		return KeyedHashSQL(p.Dialect, g.HMACKey, col)
+		return KeyedHashSQL(p.Dialect, g.HMACKey, col, p.bind)
 	case workspace.MaskYear:
 		return "CAST(date_trunc('year', " + col + ") AS DATE)"
 	case workspace.MaskMonth:
@@ -382,6 +423,14 @@ func exprType(e Expr, grants map[string]*Grant) string {
 	switch x := e.(type) {
 	case *Col:
 		if x.Origin == nil {
+			// A derived table's computed column has its expression's type.
+			if x.Source != nil && x.Source.Sub != nil {
+				for _, it := range x.Source.Sub.Items {
+					if it.Name == x.Name {
+						return exprType(it.Expr, grants)
+					}
+				}
+			}
 			return "text"
 		}
 		if g := grants[x.Origin.Scan.Dataset.Name]; g != nil && g.Access == AccessList {
@@ -433,8 +482,14 @@ func exprType(e Expr, grants map[string]*Grant) string {
 			if l == "integer" && r == "integer" && x.Op != "/" {
 				return "integer"
 			}
-			if l == "date" || l == "timestamp" {
+			if (l == "date" || l == "timestamp") && isNumberType(r) {
 				return l
+			}
+			if l == "date" && r == "date" && x.Op == "-" {
+				return "integer"
+			}
+			if !isNumberType(l) || !isNumberType(r) {
+				return "text"
 			}
 			return "double"
 		case "||":

@@ -21,9 +21,21 @@ func QuoteIdent(s string) string {
 }
 
 // QuoteString quotes a string literal for both dialects (standard
-// conforming strings: only the quote is special).
+// conforming strings: only the quote is special). It is for text Airlock
+// parses itself (row filters); engine SQL uses quoteLiteral.
 func QuoteString(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// quoteLiteral writes a string constant of engine SQL. PostgreSQL gets an
+// escape string E'...', whose meaning does not depend on the connection's
+// standard_conforming_strings: under 'off', a plain '...' literal treats
+// backslash as an escape, and an analyst's \' would end the literal early.
+func quoteLiteral(d Dialect, s string) string {
+	if d == Postgres {
+		return "E'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", "''") + "'"
+	}
+	return QuoteString(s)
 }
 
 // gen writes engine SQL from the IR. Every identifier and literal it writes
@@ -36,7 +48,9 @@ type gen struct {
 	colName func(c *Col) string
 	// hidden decides the extra items a derived table carries (unit columns).
 	extraItems func(q *Select) []string
-	b          strings.Builder
+	// grants type masked columns (see exprType).
+	grants map[string]*Grant
+	b      strings.Builder
 }
 
 func (g *gen) w(parts ...string) {
@@ -178,6 +192,10 @@ var opSQL = map[string]string{
 }
 
 func (g *gen) expr(e Expr) {
+	if partialNode(e) {
+		g.partial(e)
+		return
+	}
 	switch x := e.(type) {
 	case *Col:
 		if g.colName != nil {
@@ -206,7 +224,7 @@ func (g *gen) expr(e Expr) {
 		g.expr(x.X)
 		g.w(")")
 	case *Func:
-		g.fn(x)
+		g.fnCall(x)
 	case *Cast:
 		g.cast(x)
 	case *Case:
@@ -297,12 +315,20 @@ func (g *gen) lit(l *Lit) {
 			g.w("FALSE")
 		}
 	case LitString:
-		g.w(QuoteString(l.Value))
+		g.w(quoteLiteral(g.d, l.Value))
 	}
 }
 
+func (g *gen) aggArg(f *Func, a Expr) {
+	if g.d == Postgres {
+		g.w(g.pgAggArg(f, a))
+		return
+	}
+	g.expr(a)
+}
+
 var castSQL = map[Dialect]map[string]string{
-	DuckDB:   {"integer": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE", "numeric": "DECIMAL(38,6)", "text": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP", "boolean": "BOOLEAN"},
+	DuckDB:   {"integer": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE", "numeric": "DECIMAL(18,6)", "text": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP", "boolean": "BOOLEAN"},
 	Postgres: {"integer": "integer", "bigint": "bigint", "double": "double precision", "numeric": "numeric", "text": "text", "date": "date", "timestamp": "timestamp", "boolean": "boolean"},
 }
 
@@ -311,26 +337,32 @@ func (g *gen) cast(c *Cast) {
 	// A failed conversion would put the offending value into the engine's
 	// error text; in DuckDB TRY_CAST yields NULL instead. PostgreSQL errors
 	// are sanitized by the engine adapter.
+	// Literals were checked by checkTotal; DuckDB still uses TRY_CAST for
+	// them, as belt and braces.
 	if g.d == DuckDB {
-		if _, isLit := c.X.(*Lit); !isLit {
-			g.w("TRY_CAST(")
-			g.expr(c.X)
-			g.w(" AS ", t, ")")
-			return
-		}
+		g.w("TRY_CAST(")
+		g.expr(c.X)
+		g.w(" AS ", t, ")")
+		return
+	}
+	if _, isLit := c.X.(*Lit); !isLit {
+		g.pgCast(c, t)
+		return
 	}
 	g.w("CAST(")
 	g.expr(c.X)
 	g.w(" AS ", t, ")")
 }
 
-func (g *gen) fn(f *Func) {
+// fnCall writes a function call as is; partial functions reach it through
+// total rendering (total.go), which has already made its arguments safe.
+func (g *gen) fnCall(f *Func) {
 	name := f.Name
 	switch {
 	case f.Name == "median" || f.Name == "percentile_cont":
 		frac := strconv.FormatFloat(f.Fraction, 'g', -1, 64)
 		g.w("percentile_cont(", frac, ") WITHIN GROUP (ORDER BY ")
-		g.expr(f.Args[0])
+		g.aggArg(f, f.Args[0])
 		g.w(")")
 		return
 	case f.Name == "stddev":
@@ -343,8 +375,6 @@ func (g *gen) fn(f *Func) {
 		name = "min"
 	case f.Name == "length" || f.Name == "char_length":
 		name = "length"
-	case f.Name == "avg" && g.d == DuckDB:
-		name = "avg"
 	}
 	g.w(name, "(")
 	if f.Star {
@@ -358,11 +388,8 @@ func (g *gen) fn(f *Func) {
 		if i > 0 {
 			g.w(", ")
 		}
-		// PostgreSQL's round(double, int) does not exist; cast to numeric.
-		if g.d == Postgres && f.Name == "round" && i == 0 && len(f.Args) == 2 {
-			g.w("CAST(")
-			g.expr(a)
-			g.w(" AS numeric)")
+		if f.Agg {
+			g.aggArg(f, a)
 			continue
 		}
 		g.expr(a)
