@@ -3,6 +3,7 @@ package query
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/airlock-dev/airlock/internal/refusal"
 	"github.com/airlock-dev/airlock/internal/workspace"
@@ -72,11 +73,29 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 		}
 		plan.MinUnits = append(plan.MinUnits, min)
 	}
+	// The threshold is part of HAVING, and the analyst's HAVING is
+	// evaluated only on groups that meet it (CASE evaluates lazily), so no
+	// condition, error or count ever reads a group that is withheld. Go
+	// checks the counts again on the small result.
+	var met []string
+	for k := range top {
+		met = append(met, "COUNT(DISTINCT "+top[k].sql+") >= "+strconv.Itoa(plan.MinUnits[k]))
+	}
+	having := q.Having
+	if len(met) > 0 {
+		cond := &Raw{SQL: map[string]string{string(DuckDB): strings.Join(met, " AND "), string(Postgres): strings.Join(met, " AND ")}}
+		if having == nil {
+			q.Having = cond
+		} else {
+			q.Having = &Case{Whens: []When{{Cond: cond, Then: having}}, Else: &Lit{Kind: LitBool, Value: "false"}}
+		}
+	}
 	// LIMIT and OFFSET count released rows, so they run after suppression.
 	lim, off := q.Limit, q.Offset
 	q.Limit, q.Offset = nil, nil
 	g.selectSQL(q, extra)
 	q.Limit, q.Offset = lim, off
+	q.Having = having
 	plan.Limit, plan.Offset = lim, off
 	plan.SQL = g.b.String()
 	plan.Columns = visibleNames(q.Items)
@@ -295,13 +314,15 @@ func contains(xs []string, x string) bool {
 // with two keys derived from the agreement's key, truncated to 96 bits. The
 // same value gives the same pseudonym under one agreement (so masked columns
 // still join and count) and unrelated ones across agreements. Both engines
-// produce identical text.
-func KeyedHashSQL(d Dialect, key []byte, col string) string {
+// produce identical text. bind renders a key: in PostgreSQL as a bind
+// parameter, so the keys never appear in the owner's statement text, logs
+// or pg_stat_statements; in the embedded DuckDB as a literal.
+func KeyedHashSQL(d Dialect, key []byte, col string, bind func(string) string) string {
 	k1, k2 := deriveMaskKeys(key)
 	if d == Postgres {
-		inner := fmt.Sprintf("encode(sha256(convert_to(%s || CAST(%s AS text), 'UTF8')), 'hex')", QuoteString(k1), col)
-		return fmt.Sprintf("substr(encode(sha256(convert_to(%s || %s, 'UTF8')), 'hex'), 1, 24)", QuoteString(k2), inner)
+		inner := fmt.Sprintf("encode(sha256(convert_to(CAST(%s AS text) || CAST(%s AS text), 'UTF8')), 'hex')", bind(k1), col)
+		return fmt.Sprintf("substr(encode(sha256(convert_to(CAST(%s AS text) || %s, 'UTF8')), 'hex'), 1, 24)", bind(k2), inner)
 	}
-	inner := fmt.Sprintf("sha256(%s || CAST(%s AS VARCHAR))", QuoteString(k1), col)
-	return fmt.Sprintf("substr(sha256(%s || %s), 1, 24)", QuoteString(k2), inner)
+	inner := fmt.Sprintf("sha256(%s || CAST(%s AS VARCHAR))", bind(k1), col)
+	return fmt.Sprintf("substr(sha256(%s || %s), 1, 24)", bind(k2), inner)
 }

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +35,12 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("postgres engine: %w", err)
 	}
 	cfg.MaxConns = 8
+	// Generated SQL writes E'...' literals, which mean the same under any
+	// setting; the settings are still pinned, and a connection whose role
+	// or database overrides them is refused.
+	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
+	cfg.ConnConfig.RuntimeParams["client_encoding"] = "UTF8"
+	cfg.AfterConnect = checkSettings
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -42,6 +50,22 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("postgres engine: %w", err)
 	}
 	return &DB{pool: pool}, nil
+}
+
+// checkSettings refuses a connection on which string literals or text
+// would not mean what the generated SQL says.
+func checkSettings(ctx context.Context, c *pgx.Conn) error {
+	want := map[string]string{"standard_conforming_strings": "on", "client_encoding": "UTF8"}
+	for name, v := range want {
+		var got string
+		if err := c.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&got); err != nil {
+			return fmt.Errorf("postgres engine: reading %s: %w", name, err)
+		}
+		if !strings.EqualFold(got, v) {
+			return fmt.Errorf("postgres engine: %s is %q on this connection, want %q", name, got, v)
+		}
+	}
+	return nil
 }
 
 // Dialect implements engine.Engine.
@@ -75,14 +99,12 @@ func (d *DB) Query(ctx context.Context, sql string, args ...any) (*engine.Result
 		return nil, sanitize(ctx, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	timeout := "0"
 	if dl, ok := ctx.Deadline(); ok {
-		ms := time.Until(dl).Milliseconds()
-		if ms < 1 {
-			ms = 1
-		}
-		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", ms)); err != nil {
-			return nil, sanitize(ctx, err)
-		}
+		timeout = strconv.FormatInt(max(1, time.Until(dl).Milliseconds()), 10)
+	}
+	if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), set_config('standard_conforming_strings', 'on', true)", timeout); err != nil {
+		return nil, sanitize(ctx, err)
 	}
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
