@@ -6,7 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
+	"github.com/airlock-dev/airlock/internal/keys"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -256,29 +256,26 @@ func ParseCheckpoint(signed []byte, verifierKey string) (*Checkpoint, error) {
 // creating one named name on first use, and returns it with its verifier key.
 func LoadOrCreateKey(dir, name string) (signer, verifier string, err error) {
 	path := filepath.Join(dir, "node.key")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	b, err := keys.LoadOrCreate(path, func() ([]byte, error) {
 		skey, vkey, err := note.GenerateKey(rand.Reader, name)
-		if err != nil {
-			return "", "", err
+		return []byte(skey + "\n" + vkey + "\n"), err
+	}, func(b []byte) error {
+		parts := strings.Fields(string(b))
+		if len(parts) != 2 {
+			return errors.New("want a signer key and a verifier key")
 		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return "", "", err
+		if _, err := note.NewSigner(parts[0]); err != nil {
+			return err
 		}
-		if err := os.WriteFile(path, []byte(skey+"\n"+vkey+"\n"), 0o600); err != nil {
-			return "", "", err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "node.pub"), []byte(vkey+"\n"), 0o644); err != nil {
-			return "", "", err
-		}
-		return skey, vkey, nil
-	}
+		_, err := note.NewVerifier(parts[1])
+		return err
+	})
 	if err != nil {
 		return "", "", err
 	}
 	parts := strings.Fields(string(b))
-	if len(parts) != 2 {
-		return "", "", fmt.Errorf("audit: %s is malformed", path)
+	if err := keys.WriteFile(filepath.Join(dir, "node.pub"), []byte(parts[1]+"\n"), 0o644); err != nil {
+		return "", "", err
 	}
 	return parts[0], parts[1], nil
 }

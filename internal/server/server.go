@@ -8,8 +8,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"errors"
 	"fmt"
+	"github.com/airlock-dev/airlock/internal/keys"
 	"log/slog"
 	"net"
 	"net/http"
@@ -234,21 +234,16 @@ func qualifiedName(table string) string {
 }
 
 func loadOrCreateSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil && len(b) == 32 {
-		return b, nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	b = make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	return b, os.WriteFile(path, b, 0o600)
+	return keys.LoadOrCreate(path, func() ([]byte, error) {
+		b := make([]byte, 32)
+		_, err := rand.Read(b)
+		return b, err
+	}, func(b []byte) error {
+		if len(b) != 32 {
+			return fmt.Errorf("%d bytes, want 32", len(b))
+		}
+		return nil
+	})
 }
 
 // Listen binds the HTTP address (so callers learn the port before Serve).
