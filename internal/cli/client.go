@@ -73,7 +73,6 @@ func call(method, url, token string, body, out any) error {
 type queryResult struct {
 	Columns        []string       `json:"columns"`
 	Rows           [][]any        `json:"rows"`
-	RowsSuppressed int64          `json:"rows_suppressed"`
 	Access         string         `json:"access"`
 	Agreement      string         `json:"agreement"`
 	PolicyVersion  string         `json:"policy_version"`
@@ -107,9 +106,6 @@ func printTable(w io.Writer, r *queryResult) {
 	fmt.Fprintf(w, "(%d row(s); access %s", len(r.Rows), r.Access)
 	if r.Agreement != "" {
 		fmt.Fprintf(w, " under %s", r.Agreement)
-	}
-	if r.RowsSuppressed > 0 {
-		fmt.Fprintf(w, "; %d suppressed", r.RowsSuppressed)
 	}
 	fmt.Fprintf(w, "; audit #%d)\n", r.AuditIndex)
 	for _, n := range r.Notes {

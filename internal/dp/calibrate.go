@@ -88,10 +88,43 @@ func SelectionThreshold(sigma2 float64, l0 int, delta float64) float64 {
 	return 1 + math.Sqrt(sigma2)*math.Sqrt(2*math.Log(float64(l0)/delta))
 }
 
-// GaussianCI95 is a half-width h with P(|X| >= h) <= 5% for discrete
-// Gaussian noise of variance σ², from its subgaussian tail 2·exp(−h²/2σ²).
-func GaussianCI95(sigma2 float64) float64 {
-	return math.Sqrt(2 * sigma2 * math.Log(2/0.05))
+// DiscreteGaussianCI95 is the exact 95% half-width of discrete Gaussian
+// noise N_Z(0, σ²): the smallest integer h with P(|X| ≤ h) ≥ 0.95, summed
+// from the pmf. (The subgaussian tail bound 2·exp(−h²/2σ²) ≤ 5% gives a
+// width of 2.72σ, a 99% interval.) Above σ = 10⁴ the pmf is the continuous
+// density to within 10⁻⁸ and the normal quantile 1.959964σ is used.
+func DiscreteGaussianCI95(sigma2 float64) float64 {
+	sigma := math.Sqrt(sigma2)
+	if sigma > 1e4 {
+		return math.Ceil(1.959963984540054 * sigma)
+	}
+	lim := int(40*sigma) + 40
+	mass := make([]float64, lim+1)
+	var z float64
+	for x := 0; x <= lim; x++ {
+		mass[x] = math.Exp(-float64(x) * float64(x) / (2 * sigma2))
+		if x == 0 {
+			z += mass[x]
+		} else {
+			z += 2 * mass[x]
+		}
+	}
+	inside := mass[0] / z
+	h := 0
+	for inside < 0.95 && h < lim {
+		h++
+		inside += 2 * mass[h] / z
+	}
+	return float64(h)
+}
+
+// DiscreteLaplaceCI95 is the exact 95% half-width of discrete Laplace
+// noise of scale b (pmf ∝ q^|x| with q = e^(−1/b)): the smallest integer h
+// with P(|X| > h) = 2·q^(h+1)/(1+q) ≤ 5%.
+func DiscreteLaplaceCI95(b float64) float64 {
+	q := math.Exp(-1 / b)
+	h := math.Ceil(math.Log(0.05*(1+q)/2)/math.Log(q)) - 1
+	return math.Max(0, h)
 }
 
 // DiscreteGaussianVariance is the exact variance of N_Z(0, σ²), summed from

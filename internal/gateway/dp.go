@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/big"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,9 @@ type DPReport struct {
 	RemainingEps  float64    `json:"remaining_epsilon"`
 	BudgetRefresh time.Time  `json:"budget_refresh"`
 	ContribBounds string     `json:"contribution_bounds"`
+	// BoundingBias says how contribution bounding moves answers; the
+	// intervals above cover the noise only.
+	BoundingBias string `json:"bounding_bias"`
 }
 
 // dpCost is what one DP query spends.
@@ -113,7 +117,7 @@ func quantileHistograms(ctx context.Context, eng engine.Engine, d *query.DPPlan)
 		}
 		h := map[string][]int64{}
 		for _, row := range res.Rows {
-			k := fmt.Sprint(row[:nk]...)
+			k := groupKey(row[:nk])
 			if h[k] == nil {
 				h[k] = make([]int64, query.QuantileBins)
 			}
@@ -172,12 +176,12 @@ func (n noiseSpec) sd(i int) float64 {
 	return math.Sqrt(n.scale[i])
 }
 
-// ci95 is a half-width h with P(|noise| >= h) <= 5%.
+// ci95 is the exact 95% half-width of the noise, in integer units.
 func (n noiseSpec) ci95(i int) float64 {
 	if n.laplace {
-		return n.scale[i] * math.Log(2/0.05) // P(|X| >= h) <= 2·exp(-h/b)
+		return dp.DiscreteLaplaceCI95(n.scale[i])
 	}
-	return dp.GaussianCI95(n.scale[i])
+	return dp.DiscreteGaussianCI95(n.scale[i])
 }
 
 // threshold is the partition-selection threshold on the unit count (stat 0).
@@ -205,7 +209,7 @@ func periodStart(now time.Time, b *workspace.Budget) time.Time {
 
 // runDP executes a DP plan: bounded statistics from the engine, the charge,
 // then noise, selection and post-processing in Go.
-func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *workspace.Agreement, plan *query.Plan, now time.Time, limits workspace.LimitsConfig, eng engine.Engine) (*Response, *DPReport, error) {
+func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *workspace.Agreement, plan, canonical *query.Plan, now time.Time, limits workspace.LimitsConfig, eng engine.Engine) (*Response, *DPReport, error) {
 	d := plan.DP
 	rule := ag.Rules[d.Dataset]
 	cost := dpCostOf(rule, len(d.Stats)+len(d.Quantiles), needsSelection(d))
@@ -220,7 +224,9 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	}
 	report := &DPReport{Epsilon: cost.eps, Delta: cost.delta, Rho: cost.rho, BudgetEpsilon: ag.Budget.Epsilon,
 		BudgetRefresh: pstart.Add(periodOf(ag.Budget)),
-		ContribBounds: fmt.Sprintf("at most %d group(s) per %s, at most %d row(s) per group", d.L0, snap.WS.Datasets[d.Dataset].PrivacyUnit, d.Linf)}
+		ContribBounds: fmt.Sprintf("at most %d group(s) per %s, at most %d row(s) per group", d.L0, snap.WS.Datasets[d.Dataset].PrivacyUnit, d.Linf),
+		BoundingBias: fmt.Sprintf("the 95%% intervals cover the noise only; bounding can only lower counts (a %s beyond %d group(s) or %d row(s) per group is not fully counted), "+
+			"pulls sums toward zero where values fall outside the column bounds, and weighs averages by each %s's mean over at most %d row(s)", snap.WS.Datasets[d.Dataset].PrivacyUnit, d.L0, d.Linf, snap.WS.Datasets[d.Dataset].PrivacyUnit, d.Linf)}
 	noise := newNoise(rule, d, cost)
 	var tau float64
 	if needsSelection(d) {
@@ -234,7 +240,7 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	if req.DryRun || req.Describe {
 		return &Response{Columns: plan.Columns, Rows: [][]any{}}, report, nil
 	}
-	fp := dpFingerprint(req, ag, key)
+	fp := dpFingerprint(ag, key, canonical)
 	if cached, err := g.Store.CachedResult(ctx, ag.ID, fp, pstart); err == nil {
 		var out struct {
 			Resp   Response
@@ -247,23 +253,29 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 			return &out.Resp, &out.Report, nil
 		}
 	}
-	qctx, cancel := context.WithTimeout(ctx, limits.QueryTimeout)
-	defer cancel()
-	res, err := eng.Query(qctx, plan.SQL)
-	if err != nil {
-		return nil, nil, engineRefusal(err)
-	}
-	// Charge before anything derived from the data is released.
+	// Reserve the cost before the engine runs: whatever happens next (an
+	// engine failure, a timeout, a crash) the charge stays spent, and a
+	// query refused for budget never reaches the data.
 	st, err := g.Store.ChargeBudget(ctx, store.Charge{Key: key, Rho: cost.rho, Epsilon: cost.eps, Delta: cost.selDelta, LimitRho: limRho, LimitDelta: limDelta})
 	if errors.Is(err, store.ErrBudgetExhausted) {
 		left := math.Max(0, ag.Budget.Epsilon-dp.EpsilonForRho(st.Rho, ag.Budget.Delta/2))
 		e := refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "the privacy budget of agreement %s is exhausted for this period: this query needs ε=%.3g, %.3g is left; it refreshes at %s",
 			ag.ID, cost.eps, left, report.BudgetRefresh.Format(time.RFC3339))
+		if st.Delta+cost.selDelta > limDelta {
+			e = refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "the privacy budget of agreement %s is exhausted for this period: its δ for partition selection is spent; it refreshes at %s",
+				ag.ID, report.BudgetRefresh.Format(time.RFC3339))
+		}
 		e.Details = map[string]any{"remaining_epsilon": left, "refresh": report.BudgetRefresh}
 		return nil, nil, e
 	}
 	if err != nil {
 		return nil, nil, refusal.New(refusal.Internal, "store.unavailable", "the state store is unavailable")
+	}
+	qctx, cancel := context.WithTimeout(ctx, limits.QueryTimeout)
+	defer cancel()
+	res, err := eng.Query(qctx, plan.SQL, plan.Args...)
+	if err != nil {
+		return nil, nil, engineRefusal(err)
 	}
 	report.SpentEpsilon = dp.EpsilonForRho(st.Rho, ag.Budget.Delta/2)
 	report.RemainingEps = math.Max(0, ag.Budget.Epsilon-report.SpentEpsilon)
@@ -277,8 +289,8 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 		return nil, nil, err
 	}
 	resp.Columns = plan.Columns
-	if limit := limits.MaxResultRows; len(resp.Rows) > limit {
-		resp.Rows = resp.Rows[:limit]
+	if err := checkRowLimit(len(resp.Rows), limits.MaxResultRows); err != nil {
+		return nil, nil, err
 	}
 	body, _ := json.Marshal(struct {
 		Resp   Response
@@ -308,10 +320,22 @@ func hasKeys(d *query.DPPlan) bool { return len(d.GroupBy) > 0 }
 
 func needsSelection(d *query.DPPlan) bool { return hasKeys(d) && d.Public == nil }
 
-func dpFingerprint(req Request, ag *workspace.Agreement, key store.BudgetKey) string {
+// dpFingerprint keys the answer cache by what decides the answer: the
+// agreement and budget holder, the rule (noise, ε, bounds), and the bound
+// query itself, rendered as engine SQL with a fixed sampling seed, so
+// literals and parameters count exactly as written (two queries share an
+// answer only if they compute the same statistics).
+func dpFingerprint(ag *workspace.Agreement, key store.BudgetKey, canonical *query.Plan) string {
 	h := sha256.New()
-	norm := strings.Join(strings.Fields(strings.ToLower(req.SQL)), " ")
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v", ag.ID, key.Principal, norm, req.Params)
+	rule, _ := json.Marshal(ag.Rules[canonical.DP.Dataset])
+	part := func(s string) { fmt.Fprintf(h, "%d:%s", len(s), s) }
+	part(ag.ID)
+	part(key.Principal)
+	part(string(rule))
+	part(canonical.SQL)
+	for _, q := range canonical.DP.QuantileSQL {
+		part(q)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -364,7 +388,7 @@ func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, 
 		for i := range d.Stats {
 			gr.stats = append(gr.stats, toBig(row[nk+i]))
 		}
-		byKey[fmt.Sprint(gr.keys...)] = len(groups)
+		byKey[groupKey(gr.keys)] = len(groups)
 		groups = append(groups, gr)
 	}
 	if d.Public != nil {
@@ -374,7 +398,7 @@ func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, 
 		rec = func(i int, prefix []any) {
 			if i == nk {
 				k := append([]any(nil), prefix...)
-				if j, ok := byKey[fmt.Sprint(k...)]; ok {
+				if j, ok := byKey[groupKey(k)]; ok {
 					all = append(all, groups[j])
 				} else {
 					z := make([]*big.Int, len(d.Stats))
@@ -407,7 +431,7 @@ func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, 
 			noisy[i] = f
 		}
 		if nk > 0 && d.Public == nil && noisy[0] < tau {
-			out.RowsSuppressed++
+			out.RowsSuppressed++ // audit only: never in the response
 			continue
 		}
 		row := make([]any, len(d.Outputs))
@@ -418,7 +442,7 @@ func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, 
 			}
 			if o.Agg == "quantile" {
 				counts := make([]int64, query.QuantileBins)
-				if h := hists[o.Quantile][fmt.Sprint(gr.keys...)]; h != nil {
+				if h := hists[o.Quantile][groupKey(gr.keys)]; h != nil {
 					counts = h
 				}
 				qt := d.Quantiles[o.Quantile]
@@ -442,10 +466,38 @@ func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, 
 	if d.Limit != nil && int(*d.Limit) < len(out.Rows) {
 		out.Rows = out.Rows[:*d.Limit]
 	}
-	if out.RowsSuppressed > 0 {
-		out.Notes = append(out.Notes, fmt.Sprintf("%d group(s) did not pass DP partition selection and were dropped", out.RowsSuppressed))
+	if nk > 0 && d.Public == nil {
+		// Said of every such answer, whether or not a group was dropped:
+		// how many were is a function of the hidden data.
+		out.Notes = append(out.Notes, "groups with few distinct units may have been dropped by DP partition selection")
 	}
 	return out, nil
+}
+
+// groupKey encodes a tuple of group-key values injectively: each value's
+// text is quoted (so no separator can be forged) and NULL has its own
+// token. Values of one column share one engine type, so text is enough, and
+// public group keys (strings from the workspace) match the engine's values.
+func groupKey(vals []any) string {
+	var b strings.Builder
+	for _, v := range vals {
+		switch x := v.(type) {
+		case nil:
+			b.WriteString("N;")
+			continue
+		case time.Time:
+			if x.Equal(x.Truncate(24 * time.Hour)) {
+				v = x.Format("2006-01-02")
+			} else {
+				v = x.Format(time.RFC3339Nano)
+			}
+		case float64:
+			v = strconv.FormatFloat(x, 'g', -1, 64)
+		}
+		b.WriteString(strconv.Quote(fmt.Sprint(v)))
+		b.WriteString(";")
+	}
+	return b.String()
 }
 
 func value(o query.DPOutput, d *query.DPPlan, noisy []float64) any {

@@ -98,7 +98,10 @@ type Request struct {
 type Response struct {
 	Columns        []string  `json:"columns"`
 	Rows           [][]any   `json:"rows"`
-	RowsSuppressed int64     `json:"rows_suppressed"`
+	// RowsSuppressed is how many groups the output controls withheld. It
+	// is a count of hidden data, so it goes to the audit log (read only by
+	// stewards and auditors) and never to the client.
+	RowsSuppressed int64     `json:"-"`
 	Access         string    `json:"access"`
 	Agreement      string    `json:"agreement,omitempty"`
 	PolicyVersion  string    `json:"policy_version"`
@@ -175,6 +178,16 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 	if len(req.SQL) > ws.Config.Limits.MaxSQLBytes {
 		return nil, refusal.New(refusal.Limit, "limit.sql_size", "query text exceeds %d bytes", ws.Config.Limits.MaxSQLBytes)
 	}
+	// The parser stops at a NUL while the audit log and fingerprint keep
+	// the whole text: what is audited must be what runs.
+	if strings.ContainsRune(req.SQL, 0) {
+		return nil, refusal.New(refusal.BadSQL, "sql.nul", "the query text contains a NUL byte")
+	}
+	for _, p := range req.Params {
+		if s, ok := p.(string); ok && strings.ContainsRune(s, 0) {
+			return nil, refusal.New(refusal.BadSQL, "sql.nul", "a parameter contains a NUL byte")
+		}
+	}
 	full := func(name string) *workspace.Manifest { return ws.Datasets[name] }
 	q, err := query.Parse(req.SQL, full, req.Params)
 	if err != nil {
@@ -214,6 +227,14 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 	if err != nil {
 		return nil, err
 	}
+	var canonical *query.Plan
+	if plan.Kind == query.AccessDP {
+		// The same plan with a fixed seed: the bound query, for the answer cache.
+		fixed := query.Planner{Dialect: planner.Dialect, Seed: func() uint64 { return 0 }}
+		if canonical, err = fixed.Plan(q, grants); err != nil {
+			return nil, err
+		}
+	}
 	ent.Columns = plan.Touched
 	kind := map[query.Access]string{query.AccessOwner: "rows", query.AccessList: "rows", query.AccessAggregation: "aggregate", query.AccessDP: "dp"}[plan.Kind]
 	action := "query"
@@ -228,7 +249,7 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 		}
 	}
 	if plan.Kind == query.AccessDP {
-		resp, rep, err := g.runDP(ctx, snap, req, ag, plan, now, ws.Config.Limits, eng)
+		resp, rep, err := g.runDP(ctx, snap, req, ag, plan, canonical, now, ws.Config.Limits, eng)
 		if err != nil {
 			return nil, err
 		}
@@ -248,7 +269,7 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 	}
 	qctx, cancel := context.WithTimeout(ctx, ws.Config.Limits.QueryTimeout)
 	defer cancel()
-	res, err := eng.Query(qctx, plan.SQL)
+	res, err := eng.Query(qctx, plan.SQL, plan.Args...)
 	if err != nil {
 		return nil, engineRefusal(err)
 	}
@@ -273,7 +294,11 @@ func reasonSuffix(r []string) string {
 	return " (decided by " + strings.Join(r, ", ") + ")"
 }
 
-// engineRefusal turns an engine failure into a refusal that names only its kind.
+// engineRefusal turns an engine failure into a refusal. A binder or syntax
+// error is raised before any row is read, so it depends on the query text
+// only and is the client's to fix. Any other failure could depend on data;
+// generated SQL is total (query/total.go), so one should not happen, and if
+// it does the refusal is the same whatever the kind.
 func engineRefusal(err error) error {
 	switch {
 	case errors.Is(err, engine.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
@@ -282,10 +307,19 @@ func engineRefusal(err error) error {
 		return refusal.New(refusal.Limit, "limit.memory", "the query exceeded its memory limit")
 	}
 	var se *engine.SanitizedError
-	if errors.As(err, &se) {
-		return refusal.New(refusal.Engine, "engine."+se.Kind, "the engine could not run the query (%s error)", se.Kind)
+	if errors.As(err, &se) && (se.Kind == "binder" || se.Kind == "syntax") {
+		return refusal.New(refusal.BadSQL, "sql.invalid", "the engine rejected the query before reading any data (%s error: check column types and grouping)", se.Kind)
 	}
 	return refusal.New(refusal.Engine, "engine", "the engine could not run the query")
+}
+
+// checkRowLimit is the one row-count rule for every answer: a result with
+// more released rows than the limit is refused, never silently cut.
+func checkRowLimit(rows, limit int) error {
+	if rows > limit {
+		return refusal.New(refusal.Limit, "limit.rows", "the result exceeds %d rows; narrow the query or add LIMIT", limit)
+	}
+	return nil
 }
 
 // applyOutputControls suppresses rows below the unit threshold, applies
@@ -320,21 +354,29 @@ func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, ma
 		if plan.Limit != nil && int(*plan.Limit) < len(rows) {
 			rows = rows[:*plan.Limit]
 		}
-		if out.RowsSuppressed > 0 {
-			out.Notes = append(out.Notes, fmt.Sprintf("%d group(s) below the minimum number of distinct privacy units were suppressed", out.RowsSuppressed))
-		}
+		// Said of every such answer: whether a group was withheld, and how
+		// many, are functions of the hidden data.
+		out.Notes = append(out.Notes, fmt.Sprintf("groups covering fewer than %d distinct privacy units are never shown", minOf(plan.MinUnits)))
 	}
 	if plan.MaxRows > 0 && len(rows) > plan.MaxRows {
 		return refusal.New(refusal.Limit, "list.max_rows", "the result exceeds the agreement's %d-row cap; narrow the query or add LIMIT", plan.MaxRows)
 	}
-	if len(rows) > maxResult {
-		return refusal.New(refusal.Limit, "limit.rows", "the result exceeds %d rows; narrow the query or add LIMIT", maxResult)
+	if err := checkRowLimit(len(rows), maxResult); err != nil {
+		return err
 	}
 	if rows == nil {
 		rows = [][]any{}
 	}
 	out.Rows = rows
 	return nil
+}
+
+func minOf(xs []int) int {
+	m := xs[0]
+	for _, x := range xs[1:] {
+		m = min(m, x)
+	}
+	return m
 }
 
 func toInt(v any) int64 {

@@ -87,8 +87,10 @@ func TestDPQueryReleasesNoisyAnswersWithAccuracy(t *testing.T) {
 			}
 		}
 	}
-	if !found || d.RowsSuppressed == 0 {
-		t.Fatalf("I10 released %v; %d rare groups dropped (want > 0): %s", found, d.RowsSuppressed, d.Body)
+	// The demo has 40 diagnoses; the rarest are dropped by selection, and
+	// the answer does not say how many.
+	if !found || len(d.Rows) >= 40 || strings.Contains(string(d.Body), "suppressed") || !strings.Contains(string(d.Body), "may have been dropped") {
+		t.Fatalf("I10 released %v; %d of 40 groups released (want fewer, with the fixed note only): %s", found, len(d.Rows), d.Body)
 	}
 	// The same question again costs nothing and returns the same answer.
 	again := dpQuery(t, h, "SELECT diagnosis, count(*) AS n, avg(cost) AS mean_cost FROM visits GROUP BY diagnosis")

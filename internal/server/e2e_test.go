@@ -139,7 +139,6 @@ type apiResponse struct {
 	Body           []byte
 	Columns        []string `json:"columns"`
 	Rows           [][]any  `json:"rows"`
-	RowsSuppressed int64    `json:"rows_suppressed"`
 	AuditIndex     uint64   `json:"audit_index"`
 	Error          struct {
 		Code, Rule, Message string
@@ -183,7 +182,6 @@ type attackCase struct {
 type expectation struct {
 	Status        int                `yaml:"status"`
 	Rule          string             `yaml:"rule"`
-	SuppressedMin int64              `yaml:"suppressed_min"`
 	MaxRows       *int               `yaml:"max_rows"`
 	RowsMin       int                `yaml:"rows_min"`
 	RowsExactly   *int               `yaml:"rows_exactly"`
@@ -250,8 +248,8 @@ func runAttacks(t *testing.T, h *harness, cases []attackCase) {
 				}
 				return
 			}
-			if r.RowsSuppressed < e.SuppressedMin {
-				t.Fatalf("suppressed %d, want >= %d", r.RowsSuppressed, e.SuppressedMin)
+			if strings.Contains(string(r.Body), "suppressed") {
+				t.Fatalf("the answer tells how much was withheld: %s", r.Body)
 			}
 			if e.MaxRows != nil && len(r.Rows) > *e.MaxRows {
 				t.Fatalf("%d rows, want <= %d: %s", len(r.Rows), *e.MaxRows, r.Body)

@@ -113,8 +113,8 @@ func TestPostgresDatasetsGovernedInPlace(t *testing.T) {
 	})
 	t.Run("differential privacy in PostgreSQL", func(t *testing.T) {
 		r := h.query(t, "analyst@partner", "research", "", "SELECT diagnosis, count(*), avg(cost) FROM visits GROUP BY diagnosis")
-		if r.Status != 200 || len(r.Rows) < 10 || r.RowsSuppressed == 0 {
-			t.Fatalf("%d rows, %d dropped: %s", len(r.Rows), r.RowsSuppressed, r.Body)
+		if r.Status != 200 || len(r.Rows) < 10 || len(r.Rows) >= 40 {
+			t.Fatalf("%d of 40 groups released, want some dropped: %s", len(r.Rows), r.Body)
 		}
 	})
 }
