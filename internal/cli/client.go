@@ -71,16 +71,16 @@ func call(method, url, token string, body, out any) error {
 }
 
 type queryResult struct {
-	Columns        []string       `json:"columns"`
-	Rows           [][]any        `json:"rows"`
-	Access         string         `json:"access"`
-	Agreement      string         `json:"agreement"`
-	PolicyVersion  string         `json:"policy_version"`
-	AuditIndex     uint64         `json:"audit_index"`
-	Notes          []string       `json:"notes"`
-	Plan           map[string]any `json:"plan"`
-	DP             *dpReport      `json:"dp"`
-	Budget         map[string]any `json:"budget"`
+	Columns       []string       `json:"columns"`
+	Rows          [][]any        `json:"rows"`
+	Access        string         `json:"access"`
+	Agreement     string         `json:"agreement"`
+	PolicyVersion string         `json:"policy_version"`
+	AuditIndex    uint64         `json:"audit_index"`
+	Notes         []string       `json:"notes"`
+	Plan          map[string]any `json:"plan"`
+	DP            *dpReport      `json:"dp"`
+	Budget        map[string]any `json:"budget"`
 }
 
 func printTable(w io.Writer, r *queryResult) {

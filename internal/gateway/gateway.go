@@ -96,8 +96,8 @@ type Request struct {
 
 // Response is a governed answer.
 type Response struct {
-	Columns        []string  `json:"columns"`
-	Rows           [][]any   `json:"rows"`
+	Columns []string `json:"columns"`
+	Rows    [][]any  `json:"rows"`
 	// RowsSuppressed is how many groups the output controls withheld. It
 	// is a count of hidden data, so it goes to the audit log (read only by
 	// stewards and auditors) and never to the client.

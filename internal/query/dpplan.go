@@ -31,7 +31,7 @@ const (
 // Stat is one noisy statistic: a hidden column of the engine result.
 type Stat struct {
 	Kind   StatKind
-	Column string // for sums
+	Column string // for sums, and for COUNT(col) (rows where col is not NULL)
 	// Linf is the most one unit can change this statistic in one group, in
 	// the statistic's integer units.
 	Linf float64
@@ -173,6 +173,9 @@ func (p Planner) dp(q *Select, grants map[string]*Grant, scans []*Source, plan *
 			return nil, ruleErr("dp.function", "%s is not available under differential privacy", f.Name)
 		}
 		count := func() int { return stat(Stat{Kind: StatCount, Linf: float64(dp.Linf), Scale: 1}) }
+		countOf := func(column string) int {
+			return stat(Stat{Kind: StatCount, Column: column, Linf: float64(dp.Linf), Scale: 1})
+		}
 		if f.Star {
 			if f.Name != "count" {
 				return nil, ruleErr("dp.function", "only COUNT(*) takes *")
@@ -189,7 +192,7 @@ func (p Planner) dp(q *Select, grants map[string]*Grant, scans []*Source, plan *
 			} else if f.Distinct {
 				return nil, ruleErr("dp.function", "COUNT(DISTINCT) is only available on the privacy unit %s", m.PrivacyUnit)
 			} else {
-				out.Stats = []int{count()} // COUNT(col): rows, nulls included (bounded like COUNT(*))
+				out.Stats = []int{countOf(col.Name)} // COUNT(col): rows where col is not NULL
 			}
 			dp.Outputs = append(dp.Outputs, out)
 			continue
@@ -216,10 +219,10 @@ func (p Planner) dp(q *Select, grants map[string]*Grant, scans []*Source, plan *
 		case "sum":
 			out.Stats = []int{sum}
 		case "avg":
-			out.Stats = []int{sum, count()}
+			out.Stats = []int{sum, countOf(col.Name)}
 		case "variance", "stddev", "var_pop", "stddev_pop":
 			sq := stat(Stat{Kind: StatSumSq, Column: col.Name, Linf: float64(dp.Linf) * math.Ceil(maxAbs/gran) * math.Ceil(maxAbs/gran), Scale: gran * gran})
-			out.Stats = []int{sum, sq, count()}
+			out.Stats = []int{sum, sq, countOf(col.Name)}
 		}
 		dp.Outputs = append(dp.Outputs, out)
 	}
@@ -335,24 +338,32 @@ func (p Planner) dpSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPP
 	alias := QuoteIdent(src.Alias)
 	// __t carries the raw columns; clamping and fixed-point conversion run
 	// in __pu, on kept rows only.
+	// SQL NULL semantics: a NULL value is not a row of that column. Its
+	// sum skips it (GREATEST and LEAST would otherwise turn NULL into the
+	// lower bound) and COUNT(col) does not count it.
 	var cols []string
-	sums := map[int]string{}
+	perUnit := map[int][]string{} // stat -> its per-unit aggregates in __pu
 	for i, s := range dp.Stats {
-		if s.Kind != StatSum && s.Kind != StatSumSq {
+		if s.Column == "" {
 			continue
 		}
 		c := QuoteIdent("__c" + strconv.Itoa(i))
 		cols = append(cols, alias+"."+QuoteIdent(s.Column)+" AS "+c)
+		si, ni := QuoteIdent("__s"+strconv.Itoa(i)), QuoteIdent("__n"+strconv.Itoa(i))
+		if s.Kind == StatCount {
+			perUnit[i] = []string{"COUNT(" + c + ") AS " + si}
+			continue
+		}
 		lo, hi := boundsOf(m, s.Column)
 		clamped := fmt.Sprintf("LEAST(GREATEST(%s, %s), %s)", c, num(lo), num(hi))
 		fixed := func(gran float64) string {
 			return "CAST(round(" + clamped + " / " + strconv.FormatFloat(gran, 'g', -1, 64) + ") AS BIGINT)"
 		}
-		if s.Kind == StatSum {
-			sums[i] = fixed(s.Scale)
-		} else {
-			sums[i] = fixed(math.Sqrt(s.Scale)) + " * " + fixed(math.Sqrt(s.Scale))
+		e := fixed(s.Scale)
+		if s.Kind == StatSumSq {
+			e = fixed(math.Sqrt(s.Scale)) + " * " + fixed(math.Sqrt(s.Scale))
 		}
+		perUnit[i] = []string{"SUM(CASE WHEN " + c + " IS NOT NULL THEN " + e + " END) AS " + si, "COUNT(" + c + ") AS " + ni}
 	}
 	kq := keyNames(len(keys))
 	var b strings.Builder
@@ -373,8 +384,8 @@ func (p Planner) dpSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPP
 	}
 	w(", COUNT(*) AS __rows")
 	for i := range dp.Stats {
-		if e, ok := sums[i]; ok {
-			w(", SUM(", e, ") AS ", QuoteIdent("__s"+strconv.Itoa(i)))
+		for _, e := range perUnit[i] {
+			w(", ", e)
 		}
 	}
 	w(" FROM ", rows, " GROUP BY __unit")
@@ -399,14 +410,24 @@ func (p Planner) dpSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPP
 		case StatUnits:
 			w("COUNT(*)")
 		case StatCount:
-			w("SUM(LEAST(__rows, ", strconv.Itoa(dp.Linf), "))")
+			rows := "__rows"
+			if s.Column != "" {
+				rows = QuoteIdent("__s" + strconv.Itoa(i))
+			}
+			w("SUM(LEAST(", rows, ", ", strconv.Itoa(dp.Linf), "))")
 		case StatSum, StatSumSq:
+			// One bounding for every statistic of a group: the count takes at
+			// most L∞ of a unit's rows, so the sum takes the unit's mean times
+			// that many rows (the expected sum of L∞ rows drawn from them).
+			// Summing all rows instead made AVG about twice too high.
 			lim := strconv.FormatFloat(s.Linf, 'f', 0, 64)
 			lower := "-" + lim
 			if s.Kind == StatSumSq || boundsNonNeg(m, s.Column) {
 				lower = "0"
 			}
-			w("SUM(LEAST(GREATEST(", QuoteIdent("__s"+strconv.Itoa(i)), ", ", lower, "), ", lim, "))")
+			si, ni := QuoteIdent("__s"+strconv.Itoa(i)), QuoteIdent("__n"+strconv.Itoa(i))
+			scaled := "CAST(round(COALESCE(" + si + ", 0) * LEAST(" + ni + ", " + strconv.Itoa(dp.Linf) + ") / GREATEST(" + ni + ", 1)) AS BIGINT)"
+			w("SUM(LEAST(GREATEST(", scaled, ", ", lower, "), ", lim, "))")
 		}
 		w(" AS ", QuoteIdent("__t"+strconv.Itoa(i)))
 	}

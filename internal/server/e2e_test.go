@@ -135,12 +135,12 @@ func identifierValues(dir string) []string {
 }
 
 type apiResponse struct {
-	Status         int
-	Body           []byte
-	Columns        []string `json:"columns"`
-	Rows           [][]any  `json:"rows"`
-	AuditIndex     uint64   `json:"audit_index"`
-	Error          struct {
+	Status     int
+	Body       []byte
+	Columns    []string `json:"columns"`
+	Rows       [][]any  `json:"rows"`
+	AuditIndex uint64   `json:"audit_index"`
+	Error      struct {
 		Code, Rule, Message string
 	} `json:"error"`
 }
