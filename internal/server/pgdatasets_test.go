@@ -23,8 +23,9 @@ var pgTypes = map[string]string{"text": "text", "integer": "bigint", "double": "
 // pgWorkspace writes the demo workspace with both datasets left in
 // PostgreSQL: the CSVs are copied into tables of a fresh schema and the
 // manifests point at them. It shares the mask key of keyFrom, so keyed
-// pseudonyms match the DuckDB copy's.
-func pgWorkspace(t *testing.T, keyFrom string) string {
+// pseudonyms match the DuckDB copy's. prepare, if set, edits the demo
+// workspace before its data is copied.
+func pgWorkspace(t *testing.T, keyFrom string, prepare func(dir string)) string {
 	t.Helper()
 	ctx := context.Background()
 	schema := fmt.Sprintf("owner_%d", time.Now().UnixNano())
@@ -42,6 +43,9 @@ func pgWorkspace(t *testing.T, keyFrom string) string {
 	dir := t.TempDir()
 	if err := demo.Init(dir); err != nil {
 		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(dir)
 	}
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatal(err)
@@ -76,7 +80,7 @@ func pgWorkspace(t *testing.T, keyFrom string) string {
 }
 
 func TestPostgresDatasetsGovernedInPlace(t *testing.T) {
-	dir := pgWorkspace(t, shared.dir)
+	dir := pgWorkspace(t, shared.dir, nil)
 	h, err := startHarness(dir, "")
 	if err != nil {
 		t.Fatal(err)
