@@ -109,6 +109,7 @@ type Response struct {
 	Notes          []string  `json:"notes,omitempty"`
 	Plan           *PlanInfo `json:"plan,omitempty"`
 	DP             *DPReport `json:"dp,omitempty"`
+	Quota          *RowQuota `json:"row_quota,omitempty"`
 }
 
 // PlanInfo describes a dry run.
@@ -262,10 +263,16 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 		return resp, nil
 	}
 	if req.DryRun || req.Describe {
-		return &Response{
+		out := &Response{
 			Access: string(plan.Kind), Agreement: agID(ag), Columns: plan.Columns, Rows: [][]any{},
 			Plan: &PlanInfo{Access: string(plan.Kind), Datasets: plan.Datasets, Columns: plan.Touched, MinUnits: plan.MinUnits, MaxRows: plan.MaxRows, SQL: plan.SQL, Types: plan.Types},
-		}, nil
+		}
+		if plan.MaxRows > 0 && ag != nil && req.DryRun {
+			if out.Quota, err = g.quotaState(ctx, ag, plan.MaxRows, now); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
 	}
 	qctx, cancel := context.WithTimeout(ctx, ws.Config.Limits.QueryTimeout)
 	defer cancel()
@@ -276,6 +283,12 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 	out := &Response{Access: string(plan.Kind), Agreement: agID(ag), Columns: plan.Columns}
 	if err := applyOutputControls(plan, res, out, ws.Config.Limits.MaxResultRows); err != nil {
 		return nil, err
+	}
+	if plan.MaxRows > 0 && ag != nil {
+		// Charged before release, like a DP budget.
+		if out.Quota, err = g.chargeRows(ctx, ag, plan.MaxRows, len(out.Rows), now); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -357,9 +370,6 @@ func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, ma
 		// Said of every such answer: whether a group was withheld, and how
 		// many, are functions of the hidden data.
 		out.Notes = append(out.Notes, fmt.Sprintf("groups covering fewer than %d distinct privacy units are never shown", minOf(plan.MinUnits)))
-	}
-	if plan.MaxRows > 0 && len(rows) > plan.MaxRows {
-		return refusal.New(refusal.Limit, "list.max_rows", "the result exceeds the agreement's %d-row cap; narrow the query or add LIMIT", plan.MaxRows)
 	}
 	if err := checkRowLimit(len(rows), maxResult); err != nil {
 		return err

@@ -50,7 +50,8 @@ type Plan struct {
 	MinUnits    []int
 	// Limit and Offset are applied in Go after suppression (aggregation).
 	Limit, Offset *int64
-	// MaxRows: a result with more rows is refused (list rule).
+	// MaxRows is the list rule's quota of released rows per period; the
+	// engine fetches at most one more, since no answer can exceed it.
 	MaxRows int
 	// DP is set for a differentially private plan.
 	DP *DPPlan

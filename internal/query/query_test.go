@@ -186,7 +186,7 @@ func TestParamsBind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(p.SQL, `= 'north'`) || p.Limit == nil || *p.Limit != 3 {
+	if !strings.Contains(p.SQL, `= E'north'`) || p.Limit == nil || *p.Limit != 3 {
 		t.Fatalf("params not bound: %s limit %v", p.SQL, p.Limit)
 	}
 }

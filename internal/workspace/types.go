@@ -123,7 +123,8 @@ type Rule struct {
 	// RowFilter is a SQL predicate every row must satisfy; it may reference
 	// principal attributes as {principal.region}, {principal.org}, ...
 	RowFilter string `yaml:"row_filter,omitempty"`
-	// MaxRows caps rows returned by a list rule.
+	// MaxRows is a list rule's quota: the rows its agreement may release
+	// per period (the budget's period, or a day) over all answers.
 	MaxRows int `yaml:"max_rows,omitempty"`
 
 	// DP rule settings.
