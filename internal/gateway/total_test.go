@@ -77,6 +77,9 @@ var opCases = map[string][]string{
 var typedLiterals = []string{
 	"dt > 'abc'", "dt = '2024-02-30'", "i = 'x'", "d < '1e999'", "i IN (1, 2)", "dt BETWEEN '2024-01-01' AND '2024-12-31'",
 	"CASE WHEN b THEN i ELSE 0 END", "coalesce(dt, DATE '2024-01-01')", "b = 'yes'", "i + '1'",
+	// Text meeting another type: DuckDB converts the text at run time.
+	"s = 1", "s > i", "i IN (1, s)", "s BETWEEN 1 AND 2", "CASE WHEN b THEN s ELSE i END", "coalesce(s, i)", "greatest(s, d)",
+	"nullif(s, i)", "s = dt", "b = s", "s IS DISTINCT FROM i", "CASE s WHEN 1 THEN 1 END", "(s || i) = 'x'",
 }
 
 var castTargets = []string{"integer", "bigint", "double precision", "numeric", "text", "date", "timestamp", "boolean"}

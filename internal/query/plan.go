@@ -447,7 +447,10 @@ func exprType(e Expr, grants map[string]*Grant) string {
 			return "integer"
 		case "avg", "stddev", "stddev_pop", "variance", "var_pop", "median", "percentile_cont", "sqrt", "ln", "exp", "power":
 			return "double"
-		case "sum", "min", "max", "abs", "round", "floor", "ceil", "coalesce", "greatest", "least", "any_value", "first", "last":
+		case "bool_and", "bool_or":
+			return "boolean"
+		case "sum", "min", "max", "abs", "round", "floor", "ceil", "coalesce", "greatest", "least", "any_value", "first", "last",
+			"nullif", "mod", "mode", "arg_min", "arg_max":
 			if len(x.Args) > 0 {
 				return exprType(x.Args[0], grants)
 			}

@@ -131,9 +131,33 @@ func checkTotal(q *Select, d Dialect, typeOf func(Expr) string) error {
 				case *Op:
 					if strings.Contains(y.Op, "LIKE") {
 						err = checkLikePattern(y.R)
+					} else if isComparison(y.Op) {
+						err = checkSameKind(typeOf, y.L, y.R)
+					}
+				case *In:
+					err = checkSameKind(typeOf, append([]Expr{y.X}, y.List...)...)
+				case *Between:
+					err = checkSameKind(typeOf, y.X, y.Lo, y.Hi)
+				case *Case:
+					var results []Expr
+					for _, w := range y.Whens {
+						results = append(results, w.Then)
+						if y.Operand != nil && err == nil {
+							err = checkSameKind(typeOf, y.Operand, w.Cond)
+						}
+					}
+					if y.Else != nil {
+						results = append(results, y.Else)
+					}
+					if err == nil {
+						err = checkSameKind(typeOf, results...)
 					}
 				case *Func:
-					if y.Name == "round" && len(y.Args) == 2 {
+					switch y.Name {
+					case "coalesce", "nullif", "greatest", "least":
+						err = checkSameKind(typeOf, y.Args...)
+					}
+					if err == nil && y.Name == "round" && len(y.Args) == 2 {
 						l, ok := y.Args[1].(*Lit)
 						if !ok || l.Kind != LitInt || len(l.Value) > 3 {
 							err = bad("sql.function", "round(x, n) needs a constant n between -99 and 999")
@@ -579,6 +603,38 @@ func (g *gen) pgAggArg(f *Func, a Expr) string {
 		}
 	}
 	return s
+}
+
+func isComparison(op string) bool {
+	switch op {
+	case "=", "<>", "<", "<=", ">", ">=", "IS DISTINCT FROM", "IS NOT DISTINCT FROM":
+		return true
+	}
+	return false
+}
+
+// checkSameKind refuses text meeting another type in one comparison, list
+// or choice of values. PostgreSQL refuses such a query outright; DuckDB
+// would convert every text value on the fly (country = 5 casts country to
+// an integer) and fail only on rows whose text does not convert. String
+// constants were already made explicit casts (typeLiterals), so what is
+// left here is text computed from data.
+func checkSameKind(typeOf func(Expr) string, xs ...Expr) error {
+	text, other := false, ""
+	for _, x := range xs {
+		if l, ok := x.(*Lit); ok && (l.Kind == LitNull || l.Kind == LitString) {
+			continue
+		}
+		if t := typeOf(x); t == "text" {
+			text = true
+		} else {
+			other = t
+		}
+	}
+	if text && other != "" {
+		return bad("sql.types", "text is compared with or mixed with %s; convert one side explicitly (CAST(... AS text), or compare with a constant)", other)
+	}
+	return nil
 }
 
 // checkLiteralCast refuses a literal the target type cannot hold, with the
