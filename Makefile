@@ -4,9 +4,9 @@ GO ?= go
 BIN := bin/airlock
 DEMO ?= demo
 # Packages with goroutines shared between requests run under the race detector.
-RACE_PKGS := ./internal/audit/... ./internal/store/... ./internal/gateway/... ./internal/dp/... ./internal/engine/...
+RACE_PKGS := ./internal/audit/... ./internal/store/... ./internal/gateway/... ./internal/dp/... ./internal/engine/... ./internal/keys/...
 
-.PHONY: help build run test test-race vet fmt-check bench stress clean
+.PHONY: help build run deps test test-race vet fmt-check bench stress clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,15 +24,19 @@ fmt-check: ## fail if gofmt would change a file
 vet: ## go vet
 	$(GO) vet ./...
 
-test: fmt-check vet ## the whole suite: unit, integration (DuckDB, PostgreSQL, psql), attack suite, race
+deps: ## install and start what the tests need (PostgreSQL, psql, psycopg2) if missing
+	scripts/ensure-postgres.sh
+
+test: deps fmt-check vet ## the whole suite: unit, integration (DuckDB, PostgreSQL, psql), attack and oracle suites, race
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 
 bench: build ## benchmarks; figures go to docs/benchmarks.md
 	scripts/bench.sh
 
-stress: ## long statistical and concurrency runs
+stress: deps ## long statistical and concurrency runs (the end-to-end privacy test with 10x the samples)
 	AIRLOCK_STRESS=1 $(GO) test -count=1 -timeout 60m ./internal/dp/... ./internal/audit/... ./internal/store/...
+	AIRLOCK_STRESS=1 $(GO) test -count=1 -timeout 60m -run TestEmpiricalPrivacyThroughTheServer ./internal/server/
 
 clean: ## remove build output
 	rm -rf bin

@@ -35,29 +35,42 @@ func pgTestDSN() string {
 // loadBoundsPG loads rows "u,g,v" into a fresh PostgreSQL schema.
 func loadBoundsPG(t *testing.T, rows []string) boundsEngine {
 	t.Helper()
+	schema, conn := pgScratch(t, "CREATE TABLE %[1]s.t (u text, g text, v numeric(18,2))")
 	ctx := context.Background()
-	schema := fmt.Sprintf("bounds_%d", time.Now().UnixNano())
+	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(strings.Join(rows, "\n")+"\n"), "COPY "+schema+".t FROM STDIN (FORMAT csv)"); err != nil {
+		t.Fatal(err)
+	}
+	return boundsEngine{pgTestEngine(t), query.Postgres, schema + `."t"`}
+}
+
+// pgScratch creates a fresh schema in the test PostgreSQL, runs setup in
+// it (%[1]s is the schema name) and drops it when the test ends. The
+// connection it returns closes with the test.
+func pgScratch(t *testing.T, setup string) (string, *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	schema := fmt.Sprintf("scratch_%d", time.Now().UnixNano())
 	conn, err := pgx.Connect(ctx, pgTestDSN())
 	if err != nil {
 		t.Fatalf("PostgreSQL at %s: %v", pgTestDSN(), err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE SCHEMA %s; CREATE TABLE %s.t (u text, g text, v numeric(18,2))", schema, schema)); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), pgTestDSN()); err == nil {
-			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(context.Background())
-		}
+		conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		conn.Close(context.Background())
 	})
-	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(strings.Join(rows, "\n")+"\n"), "COPY "+schema+".t FROM STDIN (FORMAT csv)"); err != nil {
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema+"; "+fmt.Sprintf(setup, schema)); err != nil {
 		t.Fatal(err)
 	}
-	e, err := pgengine.Open(ctx, pgTestDSN())
+	return schema, conn
+}
+
+// pgTestEngine is the PostgreSQL engine adapter on the test database.
+func pgTestEngine(t *testing.T) *pgengine.DB {
+	t.Helper()
+	e, err := pgengine.Open(context.Background(), pgTestDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	return boundsEngine{e, query.Postgres, schema + `."t"`}
+	return e
 }

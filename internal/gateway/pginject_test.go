@@ -2,12 +2,8 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	pgengine "github.com/airlock-dev/airlock/internal/engine/postgres"
 	"github.com/airlock-dev/airlock/internal/query"
@@ -21,23 +17,8 @@ import (
 // setting, and the engine must refuse connections that turn it off.
 func TestLiteralsStayLiteralWithoutStandardConformingStrings(t *testing.T) {
 	ctx := context.Background()
-	schema := fmt.Sprintf("inject_%d", time.Now().UnixNano())
-	conn, err := pgx.Connect(ctx, pgTestDSN())
-	if err != nil {
-		t.Fatalf("PostgreSQL at %s: %v", pgTestDSN(), err)
-	}
-	defer conn.Close(ctx)
-	setup := fmt.Sprintf(`CREATE SCHEMA %[1]s; CREATE TABLE %[1]s.x (u text, s text); INSERT INTO %[1]s.x VALUES ('u1', 'a'), ('u2', 'b');
-		CREATE TABLE %[1]s.other (secret text); INSERT INTO %[1]s.other VALUES ('OTHER-TABLE-SECRET')`, schema)
-	if _, err := conn.Exec(ctx, setup); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), pgTestDSN()); err == nil {
-			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(context.Background())
-		}
-	})
+	schema, conn := pgScratch(t, `CREATE TABLE %[1]s.x (u text, s text); INSERT INTO %[1]s.x VALUES ('u1', 'a'), ('u2', 'b');
+		CREATE TABLE %[1]s.other (secret text); INSERT INTO %[1]s.other VALUES ('OTHER-TABLE-SECRET')`)
 	m := &workspace.Manifest{Name: "x", Owner: "o", PrivacyUnit: "u", Columns: []workspace.Column{
 		{Name: "u", Type: "text", Class: workspace.ClassIdentifier}, {Name: "s", Type: "text", Class: workspace.ClassAttribute}}}
 	attacks := []string{

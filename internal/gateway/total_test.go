@@ -2,17 +2,12 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
-	pgengine "github.com/airlock-dev/airlock/internal/engine/postgres"
 	"github.com/airlock-dev/airlock/internal/query"
 	"github.com/airlock-dev/airlock/internal/refusal"
 	"github.com/airlock-dev/airlock/internal/workspace"
@@ -263,30 +258,12 @@ func duckTotal(t *testing.T) *totalEngine {
 
 func pgTotal(t *testing.T) *totalEngine {
 	ctx := context.Background()
-	schema := fmt.Sprintf("total_%d", time.Now().UnixNano())
-	conn, err := pgx.Connect(ctx, pgTestDSN())
-	if err != nil {
-		t.Fatalf("PostgreSQL at %s: %v", pgTestDSN(), err)
-	}
-	defer conn.Close(ctx)
 	ddl := "(u text, i bigint, d double precision, n numeric(18,2), s text, dt date, b boolean)"
-	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE SCHEMA %[1]s; CREATE TABLE %[1]s.x %[2]s; CREATE TABLE %[1]s.x0 %[2]s", schema, ddl)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), pgTestDSN()); err == nil {
-			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(context.Background())
-		}
-	})
+	schema, conn := pgScratch(t, "CREATE TABLE %[1]s.x "+ddl+"; CREATE TABLE %[1]s.x0 "+ddl)
 	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(strings.Join(totalRows, "\n")+"\n"), "COPY "+schema+".x FROM STDIN (FORMAT csv)"); err != nil {
 		t.Fatal(err)
 	}
-	e, err := pgengine.Open(ctx, pgTestDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
+	e := pgTestEngine(t)
 	return &totalEngine{name: "postgres", dialect: query.Postgres, table: schema + `."x"`, empty: schema + `."x0"`, run: func(sql string) error {
 		_, err := e.Query(ctx, sql)
 		return err
