@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,6 +179,7 @@ type totalEngine struct {
 	table    string // x with the adversarial rows
 	empty    string // x with no rows
 	refusals int
+	collect  func([][]any) // if set, receives each run's rows
 }
 
 // TestGeneratedSQLIsTotal: whatever the analyst writes, whether the engine
@@ -250,10 +252,15 @@ func duckTotal(t *testing.T) *totalEngine {
 		}
 	}
 	d.Lockdown()
-	return &totalEngine{name: "duckdb", dialect: query.DuckDB, table: `"x"`, empty: `"x0"`, run: func(sql string) error {
-		_, err := d.Query(context.Background(), sql)
+	e := &totalEngine{name: "duckdb", dialect: query.DuckDB, table: `"x"`, empty: `"x0"`}
+	e.run = func(sql string) error {
+		r, err := d.Query(context.Background(), sql)
+		if err == nil && e.collect != nil {
+			e.collect(r.Rows)
+		}
 		return err
-	}}
+	}
+	return e
 }
 
 func pgTotal(t *testing.T) *totalEngine {
@@ -263,9 +270,42 @@ func pgTotal(t *testing.T) *totalEngine {
 	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(strings.Join(totalRows, "\n")+"\n"), "COPY "+schema+".x FROM STDIN (FORMAT csv)"); err != nil {
 		t.Fatal(err)
 	}
-	e := pgTestEngine(t)
-	return &totalEngine{name: "postgres", dialect: query.Postgres, table: schema + `."x"`, empty: schema + `."x0"`, run: func(sql string) error {
-		_, err := e.Query(ctx, sql)
+	pg := pgTestEngine(t)
+	e := &totalEngine{name: "postgres", dialect: query.Postgres, table: schema + `."x"`, empty: schema + `."x0"`}
+	e.run = func(sql string) error {
+		r, err := pg.Query(ctx, sql)
+		if err == nil && e.collect != nil {
+			e.collect(r.Rows)
+		}
 		return err
-	}}
+	}
+	return e
+}
+
+// Non-finite results (DOUBLE division by zero above aggregates) are
+// released as NULL by both engine adapters: JSON cannot carry them, and an
+// encoder failing mid-answer would be one more data-dependent outcome.
+func TestNonFiniteResultsAreNull(t *testing.T) {
+	for _, e := range []*totalEngine{duckTotal(t), pgTotal(t)} {
+		for _, sql := range []string{
+			"SELECT sum(d) / (count(*) - count(*)) AS r FROM x",
+			"SELECT max(d) * max(d) AS r FROM x",
+			"SELECT CAST(max(d) AS double precision) * 1e10 AS r FROM x",
+		} {
+			full, err := e.plan(sql, e.table)
+			if err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+			var rows [][]any
+			e.collect = func(r [][]any) { rows = r }
+			if err := e.run(full); err != nil {
+				t.Fatalf("%s on %s: %v", sql, e.name, err)
+			}
+			for _, r := range rows {
+				if f, ok := r[0].(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
+					t.Fatalf("%s on %s released %v", sql, e.name, f)
+				}
+			}
+		}
+	}
 }

@@ -132,6 +132,10 @@ func (s *Server) query(dry bool) Handler {
 		dec.UseNumber()
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return refusal.New(refusal.TooLarge, "http.body_size", "the request body exceeds %d bytes", maxBody)
+			}
 			return refusal.New(refusal.BadSQL, "http.body", "the body must be JSON {\"sql\": ..., \"purpose\": ..., \"agreement\": ...}")
 		}
 		params, err := jsonParams(req.Params)

@@ -23,6 +23,8 @@ const (
 	NotFound        Code = "not_found"        // 404
 	Engine          Code = "engine_error"     // 500: the engine failed; details only in server logs
 	Internal        Code = "internal"         // 500
+	TooLarge        Code = "too_large"        // 413: a request body or statement over its size limit
+	Unavailable     Code = "unavailable"      // 503: overloaded, or a dependency (the state store) is down; retry
 )
 
 // Error is a refusal. Message is safe to show to the client: it names
@@ -73,6 +75,10 @@ func (c Code) HTTPStatus() int {
 		return 422
 	case Limit, BudgetExhausted:
 		return 429
+	case TooLarge:
+		return 413
+	case Unavailable:
+		return 503
 	default:
 		return 500
 	}
@@ -95,6 +101,10 @@ func (c Code) SQLState() string {
 		return "53000" // insufficient_resources
 	case BudgetExhausted:
 		return "53000"
+	case TooLarge:
+		return "54000" // program_limit_exceeded
+	case Unavailable:
+		return "57P03" // cannot_connect_now
 	default:
 		return "XX000"
 	}

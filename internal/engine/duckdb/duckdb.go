@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"path/filepath"
 	"strings"
@@ -256,7 +257,12 @@ func normalize(v any) any {
 	case uint64:
 		return new(big.Int).SetUint64(x)
 	case float32:
-		return float64(x)
+		return finite(float64(x))
+	case float64:
+		// ±Inf and NaN (DOUBLE arithmetic that the total SQL lets through
+		// instead of failing) are released as NULL, as errors are; JSON
+		// cannot carry them.
+		return finite(x)
 	case duck.Decimal:
 		f, _ := new(big.Float).Quo(new(big.Float).SetInt(x.Value), new(big.Float).SetFloat64(pow10(x.Scale))).Float64()
 		return f
@@ -314,4 +320,11 @@ func sanitize(ctx context.Context, err error) error {
 		return engine.ErrTimeout
 	}
 	return engine.NewSanitized(kind, msg)
+}
+
+func finite(f float64) any {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return nil
+	}
+	return f
 }

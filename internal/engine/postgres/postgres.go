@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
@@ -138,9 +139,14 @@ func normalize(v any) any {
 	case int32:
 		return int64(x)
 	case float32:
-		return float64(x)
+		return finite(float64(x))
+	case float64:
+		// ±Inf and NaN (DOUBLE arithmetic that the total SQL lets through
+		// instead of failing) are released as NULL, as errors are; JSON
+		// cannot carry them.
+		return finite(x)
 	case pgtype.Numeric:
-		if !x.Valid {
+		if !x.Valid || x.NaN || x.InfinityModifier != pgtype.Finite {
 			return nil
 		}
 		if x.Exp >= 0 {
@@ -151,7 +157,7 @@ func normalize(v any) any {
 			return n
 		}
 		f, _ := x.Float64Value()
-		return f.Float64
+		return finite(f.Float64)
 	case time.Time:
 		return x.UTC()
 	}
@@ -181,4 +187,11 @@ func sanitize(ctx context.Context, err error) error {
 		return engine.NewSanitized("internal", pe.Message)
 	}
 	return engine.NewSanitized("internal", err.Error())
+}
+
+func finite(f float64) any {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return nil
+	}
+	return f
 }
