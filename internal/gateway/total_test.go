@@ -76,6 +76,13 @@ var typedLiterals = []string{
 	// Text meeting another type: DuckDB converts the text at run time.
 	"s = 1", "s > i", "i IN (1, s)", "s BETWEEN 1 AND 2", "CASE WHEN b THEN s ELSE i END", "coalesce(s, i)", "greatest(s, d)",
 	"nullif(s, i)", "s = dt", "b = s", "s IS DISTINCT FROM i", "CASE s WHEN 1 THEN 1 END", "(s || i) = 'x'",
+	// A NULL first argument or branch must not hide the type of the rest.
+	"coalesce(NULL, dt) = 'garbage'", "greatest(NULL, dt) IN ('garbage')", "least(NULL, i) = 'x'", "nullif(NULL, b) = 'x'",
+	"CASE WHEN b THEN NULL ELSE b END = 'garbage'", "coalesce(NULL, NULL, d) > 'x'",
+	// Intervals: timestamp minus timestamp.
+	"(date_trunc('day', dt) - date_trunc('day', dt)) = 'garbage'", "(CAST(dt AS timestamp) - CAST(dt AS timestamp)) > 'x'",
+	// Dates far from the data's own.
+	"(dt - 3000000) IS NULL", "(dt + 3000000) IS NULL", "(dt - 2451000) IS NULL",
 }
 
 var castTargets = []string{"integer", "bigint", "double precision", "numeric", "text", "date", "timestamp", "boolean"}

@@ -264,7 +264,7 @@ func (p Planner) dp(q *Select, grants map[string]*Grant, scans []*Source, plan *
 		plan.Columns = append(plan.Columns, o.Name)
 		switch {
 		case o.Key >= 0:
-			plan.Types = append(plan.Types, exprType(q.GroupBy[o.Key], grants))
+			plan.Types = append(plan.Types, describedType(exprType(q.GroupBy[o.Key], grants)))
 		case o.Agg == "count" || o.Agg == "count_distinct":
 			plan.Types = append(plan.Types, "integer")
 		default:

@@ -414,10 +414,20 @@ func itemTypes(items []Item, grants map[string]*Grant) []string {
 	var out []string
 	for _, it := range items {
 		if !it.Hidden {
-			out = append(out, exprType(it.Expr, grants))
+			out = append(out, describedType(exprType(it.Expr, grants)))
 		}
 	}
 	return out
+}
+
+// describedType is how the wire endpoint describes a column of IR type t:
+// an unknown (bare NULL) or interval column as text, as PostgreSQL
+// describes an unknown.
+func describedType(t string) string {
+	if t == "unknown" || t == "interval" {
+		return "text"
+	}
+	return t
 }
 
 func exprType(e Expr, grants map[string]*Grant) string {
@@ -449,8 +459,11 @@ func exprType(e Expr, grants map[string]*Grant) string {
 			return "double"
 		case "bool_and", "bool_or":
 			return "boolean"
-		case "sum", "min", "max", "abs", "round", "floor", "ceil", "coalesce", "greatest", "least", "any_value", "first", "last",
-			"nullif", "mod", "mode", "arg_min", "arg_max":
+		case "coalesce", "greatest", "least", "nullif":
+			// The first argument that is not a bare NULL decides.
+			return firstKnownType(x.Args, grants)
+		case "sum", "min", "max", "abs", "round", "floor", "ceil", "any_value", "first", "last",
+			"mod", "mode", "arg_min", "arg_max":
 			if len(x.Args) > 0 {
 				return exprType(x.Args[0], grants)
 			}
@@ -471,6 +484,8 @@ func exprType(e Expr, grants map[string]*Grant) string {
 		return x.Type
 	case *Lit:
 		switch x.Kind {
+		case LitNull:
+			return "unknown"
 		case LitInt:
 			return "integer"
 		case LitFloat:
@@ -492,6 +507,12 @@ func exprType(e Expr, grants map[string]*Grant) string {
 			if l == "date" && r == "date" && x.Op == "-" {
 				return "integer"
 			}
+			if l == "timestamp" && r == "timestamp" && x.Op == "-" {
+				return "interval"
+			}
+			if l == "interval" || r == "interval" {
+				return "interval"
+			}
 			if !isNumberType(l) || !isNumberType(r) {
 				return "text"
 			}
@@ -505,11 +526,28 @@ func exprType(e Expr, grants map[string]*Grant) string {
 	case *Neg:
 		return exprType(x.X, grants)
 	case *Case:
-		if len(x.Whens) > 0 {
-			return exprType(x.Whens[0].Then, grants)
+		results := make([]Expr, 0, len(x.Whens)+1)
+		for _, w := range x.Whens {
+			results = append(results, w.Then)
 		}
+		if x.Else != nil {
+			results = append(results, x.Else)
+		}
+		return firstKnownType(results, grants)
 	}
 	return "text"
+}
+
+// firstKnownType is the type of the first expression that is not a bare
+// NULL: the type an engine gives coalesce(NULL, x) or CASE ... THEN NULL
+// ELSE x END.
+func firstKnownType(xs []Expr, grants map[string]*Grant) string {
+	for _, e := range xs {
+		if t := exprType(e, grants); t != "unknown" {
+			return t
+		}
+	}
+	return "unknown"
 }
 
 // wireType folds manifest types into the few the wire endpoint describes.

@@ -494,12 +494,23 @@ func (g *gen) dateDays(e Expr, double bool) string {
 	return "CAST(CASE WHEN " + v + " BETWEEN -3650000 AND 3650000 THEN " + v + " END AS INTEGER)"
 }
 
+// The days from 2000-01-01 to PostgreSQL's first and last dates.
+const pgFirstDay, pgLastDay = "-2451507", "2145031948"
+
 // pgPartial renders a partial operation for PostgreSQL.
 func (g *gen) pgPartial(e Expr) {
 	switch x := e.(type) {
 	case *Op:
 		if g.isDateArith(x) {
-			g.w("(", g.sub(x.L), " ", x.Op, " ", g.dateDays(x.R, false), ")")
+			days := g.dateDays(x.R, false)
+			if g.typeOf(x.L) != "date" {
+				g.w("(", g.sub(x.L), " ", x.Op, " ", days, ")")
+				return
+			}
+			// PostgreSQL's dates end at 4713 BC and 5874897 AD: the result
+			// is NULL unless it falls between them.
+			d := g.sub(x.L)
+			g.w("(CASE WHEN (", d, " - DATE '2000-01-01') ", x.Op, " ", days, " BETWEEN ", pgFirstDay, " AND ", pgLastDay, " THEN ", d, " ", x.Op, " ", days, " END)")
 			return
 		}
 		l, r := g.num(x.L, false), g.num(x.R, false)
@@ -620,19 +631,27 @@ func isComparison(op string) bool {
 // constants were already made explicit casts (typeLiterals), so what is
 // left here is text computed from data.
 func checkSameKind(typeOf func(Expr) string, xs ...Expr) error {
-	text, other := false, ""
+	text, constant, other := false, false, ""
 	for _, x := range xs {
 		if l, ok := x.(*Lit); ok && (l.Kind == LitNull || l.Kind == LitString) {
+			constant = constant || l.Kind == LitString
 			continue
 		}
-		if t := typeOf(x); t == "text" {
+		switch t := typeOf(x); t {
+		case "text":
 			text = true
-		} else {
+		case "unknown":
+		default:
 			other = t
 		}
 	}
 	if text && other != "" {
 		return bad("sql.types", "text is compared with or mixed with %s; convert one side explicitly (CAST(... AS text), or compare with a constant)", other)
+	}
+	// typeLiterals turned every constant next to a type it can check into a
+	// cast; one still here meets a type it cannot (an interval).
+	if constant && other != "" {
+		return bad("sql.types", "a string constant is compared with or mixed with %s, which it cannot be checked against", other)
 	}
 	return nil
 }
