@@ -10,10 +10,13 @@
 package pgwire
 
 import (
+	"encoding/binary"
+
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/airlock-dev/airlock/internal/netlimit"
 	"log/slog"
 	"math/big"
 	"net"
@@ -39,6 +42,15 @@ type Server struct {
 	Auth    *identity.Authenticator
 	Log     *slog.Logger
 	wire    *wire.Server
+	limits  Limits
+	lis     *netlimit.Listener
+}
+
+// Limits bound the endpoint (see workspace.LimitsConfig).
+type Limits struct {
+	MaxConns, MaxConnsPerClient int
+	HandshakeTimeout            time.Duration
+	MaxMessageBytes             int
 }
 
 type ctxKey int
@@ -46,9 +58,11 @@ type ctxKey int
 const identityKey ctxKey = 1
 
 // New builds the endpoint; tlsConfig may be nil (plain TCP on loopback).
-func New(g *gateway.Gateway, auth *identity.Authenticator, log *slog.Logger, tlsConfig *tls.Config) (*Server, error) {
-	s := &Server{Gateway: g, Auth: auth, Log: log}
+func New(g *gateway.Gateway, auth *identity.Authenticator, log *slog.Logger, tlsConfig *tls.Config, limits Limits) (*Server, error) {
+	s := &Server{Gateway: g, Auth: auth, Log: log, limits: limits}
 	opts := []wire.OptionFn{
+		// psql-wire's default is 16 MiB per connection, allocated up front.
+		wire.MessageBufferSize(limits.MaxMessageBytes),
 		wire.SessionAuthStrategy(wire.ClearTextPassword(s.authenticate)),
 		wire.Version("15.0 (Airlock)"),
 		wire.Logger(log),
@@ -65,8 +79,41 @@ func New(g *gateway.Gateway, auth *identity.Authenticator, log *slog.Logger, tls
 	return s, nil
 }
 
-// Serve accepts connections until the listener closes.
-func (s *Server) Serve(l net.Listener) error { return s.wire.Serve(l) }
+// Serve accepts connections until the listener closes, within the limits:
+// connections over them get a FATAL too_many_connections, and one that has
+// not authenticated within the handshake timeout is dropped.
+func (s *Server) Serve(l net.Listener) error {
+	lis, err := netlimit.Wrap(l, netlimit.Config{
+		MaxConns: s.limits.MaxConns, MaxConnsPerClient: s.limits.MaxConnsPerClient,
+		HandshakeTimeout: s.limits.HandshakeTimeout, Reject: rejectStartup,
+	})
+	if err != nil {
+		return err
+	}
+	s.lis = lis
+	return s.wire.Serve(lis)
+}
+
+// Stats reports the endpoint's open and refused connections.
+func (s *Server) Stats() netlimit.Stats {
+	if s.lis == nil {
+		return netlimit.Stats{}
+	}
+	return s.lis.Stats()
+}
+
+// rejectStartup answers a connection over the limits with the ErrorResponse
+// PostgreSQL sends in that case (FATAL 53300), before reading anything.
+func rejectStartup(c net.Conn, reason string) {
+	var body []byte
+	for _, f := range [][2]string{{"S", "FATAL"}, {"V", "FATAL"}, {"C", "53300"}, {"M", reason}} {
+		body = append(append(append(body, f[0][0]), f[1]...), 0)
+	}
+	body = append(body, 0)
+	msg := append([]byte{'E', 0, 0, 0, 0}, body...)
+	binary.BigEndian.PutUint32(msg[1:5], uint32(4+len(body)))
+	c.Write(msg)
+}
 
 // Close stops the endpoint.
 func (s *Server) Close() error { return s.wire.Close() }
@@ -75,6 +122,9 @@ func (s *Server) authenticate(ctx context.Context, _, user, password string) (co
 	id, err := s.Auth.Authenticate(ctx, password)
 	if err != nil || id.Principal != user {
 		return ctx, false, nil
+	}
+	if s.lis != nil {
+		s.lis.Authenticated(wire.RemoteAddress(ctx))
 	}
 	return context.WithValue(ctx, identityKey, id), true, nil
 }

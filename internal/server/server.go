@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"github.com/airlock-dev/airlock/internal/keys"
+	"github.com/airlock-dev/airlock/internal/netlimit"
 	"log/slog"
 	"net"
 	"net/http"
@@ -265,7 +266,11 @@ func (n *Node) ListenPG() (net.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := pgwire.New(n.Gateway, n.Auth, n.opts.Log.With("component", "pgwire"), n.opts.PGTLS)
+	lim := n.WS.Config.Limits
+	srv, err := pgwire.New(n.Gateway, n.Auth, n.opts.Log.With("component", "pgwire"), n.opts.PGTLS, pgwire.Limits{
+		MaxConns: lim.MaxConnections, MaxConnsPerClient: lim.MaxConnectionsPerClient,
+		HandshakeTimeout: lim.HandshakeTimeout, MaxMessageBytes: lim.WireMessageBytes,
+	})
 	if err != nil {
 		l.Close()
 		return nil, err
@@ -289,13 +294,27 @@ func (n *Node) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	n.http = &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	lim := n.WS.Config.Limits
+	// A slow or idle client is dropped: the header within 10 s, the whole
+	// request (body at most 1 MiB) within the read timeout, the answer
+	// within the query timeout plus a margin, an idle keep-alive
+	// connection after the idle timeout.
+	n.http = &http.Server{Handler: n.Handler(), ReadHeaderTimeout: min(10*time.Second, lim.HTTPReadTimeout), ReadTimeout: lim.HTTPReadTimeout,
+		WriteTimeout: lim.QueryTimeout + 30*time.Second, IdleTimeout: lim.HTTPIdleTimeout, MaxHeaderBytes: 64 << 10}
+	httpLis, err := netlimit.Wrap(n.listener, netlimit.Config{MaxConns: lim.MaxConnections, MaxConnsPerClient: lim.MaxConnectionsPerClient,
+		Reject: func(c net.Conn, _ string) {
+			body := `{"error":{"code":"unavailable","rule":"limit.connections","message":"too many connections; retry"}}`
+			fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		}})
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go n.Audit.RunCheckpointer(ctx, n.WS.Config.Node.CheckpointInterval)
 	go n.reloadLoop(ctx)
 	errc := make(chan error, 2)
-	go func() { errc <- n.http.Serve(n.listener) }()
+	go func() { errc <- n.http.Serve(httpLis) }()
 	if n.pg != nil {
 		go func() { errc <- n.pg.Serve(n.pgLis) }()
 	}

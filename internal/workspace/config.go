@@ -49,6 +49,20 @@ type LimitsConfig struct {
 	Threads       int           `yaml:"threads"`         // DuckDB threads, default = cores
 	MaxResultRows int           `yaml:"max_result_rows"` // default 100000
 	MaxSQLBytes   int           `yaml:"max_sql_bytes"`   // default 64 KiB
+	// MaxConnections is the most connections each listener (HTTP, wire)
+	// holds at once; MaxConnectionsPerClient the most from one IP address.
+	MaxConnections          int `yaml:"max_connections"`            // default 1024
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"` // default 256
+	// HandshakeTimeout is how long a wire connection has to authenticate.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"` // default 10s
+	// WireMessageBytes is the largest wire protocol message accepted. The
+	// wire library allocates a read buffer of this size per connection, so
+	// the endpoint's memory is bounded by MaxConnections × WireMessageBytes.
+	WireMessageBytes int `yaml:"wire_message_bytes"` // default 256 KiB
+	// HTTPReadTimeout bounds reading one request, body included;
+	// HTTPIdleTimeout how long an idle keep-alive connection is kept.
+	HTTPReadTimeout time.Duration `yaml:"http_read_timeout"` // default 1m
+	HTTPIdleTimeout time.Duration `yaml:"http_idle_timeout"` // default 2m
 }
 
 // CheckAndSetDefaults fills unset fields with their defaults.
@@ -76,6 +90,24 @@ func (c *Config) CheckAndSetDefaults() {
 	}
 	if c.Limits.MaxSQLBytes == 0 {
 		c.Limits.MaxSQLBytes = 64 << 10
+	}
+	if c.Limits.MaxConnections == 0 {
+		c.Limits.MaxConnections = 1024
+	}
+	if c.Limits.MaxConnectionsPerClient == 0 {
+		c.Limits.MaxConnectionsPerClient = 256
+	}
+	if c.Limits.HandshakeTimeout == 0 {
+		c.Limits.HandshakeTimeout = 10 * time.Second
+	}
+	if c.Limits.HTTPReadTimeout == 0 {
+		c.Limits.HTTPReadTimeout = time.Minute
+	}
+	if c.Limits.HTTPIdleTimeout == 0 {
+		c.Limits.HTTPIdleTimeout = 2 * time.Minute
+	}
+	if c.Limits.WireMessageBytes == 0 {
+		c.Limits.WireMessageBytes = max(256<<10, 2*c.Limits.MaxSQLBytes)
 	}
 	if c.Auth.JWT != nil {
 		if c.Auth.JWT.PrincipalClaim == "" {
