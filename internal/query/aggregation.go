@@ -147,12 +147,37 @@ func (c *aggChecker) block(q *Select, top bool) error {
 			return ruleErr("aggregation.subquery_limit", "LIMIT and OFFSET are only allowed on the outer query")
 		}
 	}
+	for i, s := range q.From {
+		// A join's size is a function of the data; one with no equality
+		// (a cross join) can make a query run out of time only when some
+		// hidden row matches, as in AWS Clean Rooms joins need one.
+		if i > 0 && !hasEquiJoin(s.On) {
+			return ruleErr("aggregation.join", "joins need an equality between columns of both sides (JOIN ... ON a.x = b.y); cross joins are not allowed")
+		}
+	}
 	for _, ce := range blockExprs(q) {
 		if err := c.expr(ce.e, ce.ctx, top); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// hasEquiJoin reports whether a join condition requires two columns to be
+// equal (at its top level or in a conjunct).
+func hasEquiJoin(on Expr) bool {
+	switch x := on.(type) {
+	case *Op:
+		switch x.Op {
+		case "AND":
+			return hasEquiJoin(x.L) || hasEquiJoin(x.R)
+		case "=", "IS NOT DISTINCT FROM":
+			_, l := x.L.(*Col)
+			_, r := x.R.(*Col)
+			return l && r
+		}
+	}
+	return false
 }
 
 // expr checks one expression and everything below it.
