@@ -88,7 +88,7 @@ func boundedRows(t *testing.T, d boundsEngine, sql string, l0, linf int, seed ui
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := d.Query(context.Background(), p.SQL)
+	res, err := d.Query(context.Background(), p.SQL, p.Args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func wholeQueryAudit(t *testing.T, mech string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := d.Query(context.Background(), p.SQL)
+		res, err := d.Query(context.Background(), p.SQL, p.Args...)
 		if err != nil {
 			t.Fatal(err)
 		}

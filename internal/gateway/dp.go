@@ -110,8 +110,8 @@ func (c dpCost) quantileEpsilon(r workspace.Rule) float64 {
 func quantileHistograms(ctx context.Context, eng engine.Engine, d *query.DPPlan) ([]map[string][]int64, error) {
 	var out []map[string][]int64
 	nk := len(d.GroupBy)
-	for _, sql := range d.QuantileSQL {
-		res, err := eng.Query(ctx, sql)
+	for i, sql := range d.QuantileSQL {
+		res, err := eng.Query(ctx, sql, d.QuantileArgs[i]...)
 		if err != nil {
 			return nil, engineRefusal(err)
 		}
@@ -332,9 +332,16 @@ func dpFingerprint(ag *workspace.Agreement, key store.BudgetKey, canonical *quer
 	part(ag.ID)
 	part(key.Principal)
 	part(string(rule))
+	args := func(as []any) {
+		for _, a := range as {
+			part(fmt.Sprintf("%T:%v", a, a))
+		}
+	}
 	part(canonical.SQL)
-	for _, q := range canonical.DP.QuantileSQL {
+	args(canonical.Args)
+	for i, q := range canonical.DP.QuantileSQL {
 		part(q)
+		args(canonical.DP.QuantileArgs[i])
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -38,7 +38,10 @@ func TestLiteralsStayLiteralWithoutStandardConformingStrings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := conn.Query(ctx, p.SQL)
+		if len(p.Args) != 2 || p.Args[0] != lit || strings.Contains(p.SQL, lit) {
+			t.Fatalf("literal %q is not a bind parameter: %s %v", lit, p.SQL, p.Args)
+		}
+		rows, err := conn.Query(ctx, p.SQL, p.Args...)
 		if err != nil {
 			t.Fatalf("literal %q: the generated SQL failed under standard_conforming_strings=off: %v\n%s", lit, err, p.SQL)
 		}
@@ -54,7 +57,8 @@ func TestLiteralsStayLiteralWithoutStandardConformingStrings(t *testing.T) {
 		}
 		// And it is the analyst's text exactly: a row holding it matches.
 		var n int
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM (SELECT $1::text AS s) x WHERE "+strings.SplitN(p.SQL, " WHERE ", 2)[1], lit).Scan(&n); err != nil || n != 1 {
+		where := strings.SplitN(p.SQL, " WHERE ", 2)[1]
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM (SELECT $3::text AS s) x WHERE "+where, append(p.Args, lit)...).Scan(&n); err != nil || n != 1 {
 			t.Fatalf("literal %q does not match its own text: %v, %d rows", lit, err, n)
 		}
 	}

@@ -182,7 +182,7 @@ func totalQueries(t *testing.T) []string {
 type totalEngine struct {
 	name     string
 	dialect  query.Dialect
-	run      func(sql string) error
+	run      func(sql string, args ...any) error
 	table    string // x with the adversarial rows
 	empty    string // x with no rows
 	refusals int
@@ -201,7 +201,7 @@ func TestGeneratedSQLIsTotal(t *testing.T) {
 		t.Run(e.name, func(t *testing.T) {
 			static := 0
 			for _, sql := range qs {
-				full, ferr := e.plan(sql, e.table)
+				full, args, ferr := e.plan(sql, e.table)
 				if ferr != nil {
 					if refusal.As(ferr).Code == refusal.Internal {
 						t.Fatalf("%s: %v", sql, ferr)
@@ -209,8 +209,8 @@ func TestGeneratedSQLIsTotal(t *testing.T) {
 					e.refusals++ // refused before anything ran: static
 					continue
 				}
-				empty, _ := e.plan(sql, e.empty)
-				errFull, errEmpty := e.run(full), e.run(empty)
+				empty, emptyArgs, _ := e.plan(sql, e.empty)
+				errFull, errEmpty := e.run(full, args...), e.run(empty, emptyArgs...)
 				switch {
 				case errFull != nil && errEmpty == nil:
 					t.Errorf("data-dependent engine error (an oracle):\n  query %s\n  engine SQL %s\n  error %v", sql, full, errFull)
@@ -226,16 +226,16 @@ func TestGeneratedSQLIsTotal(t *testing.T) {
 	}
 }
 
-func (e *totalEngine) plan(sql, table string) (string, error) {
+func (e *totalEngine) plan(sql, table string) (string, []any, error) {
 	q, err := query.Parse(sql, func(string) *workspace.Manifest { return totalManifest }, nil)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	p, err := query.Planner{Dialect: e.dialect}.Plan(q, map[string]*query.Grant{"x": {Access: query.AccessOwner, Table: table}})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return p.SQL, nil
+	return p.SQL, p.Args, nil
 }
 
 func duckTotal(t *testing.T) *totalEngine {
@@ -260,8 +260,8 @@ func duckTotal(t *testing.T) *totalEngine {
 	}
 	d.Lockdown()
 	e := &totalEngine{name: "duckdb", dialect: query.DuckDB, table: `"x"`, empty: `"x0"`}
-	e.run = func(sql string) error {
-		r, err := d.Query(context.Background(), sql)
+	e.run = func(sql string, args ...any) error {
+		r, err := d.Query(context.Background(), sql, args...)
 		if err == nil && e.collect != nil {
 			e.collect(r.Rows)
 		}
@@ -279,8 +279,8 @@ func pgTotal(t *testing.T) *totalEngine {
 	}
 	pg := pgTestEngine(t)
 	e := &totalEngine{name: "postgres", dialect: query.Postgres, table: schema + `."x"`, empty: schema + `."x0"`}
-	e.run = func(sql string) error {
-		r, err := pg.Query(ctx, sql)
+	e.run = func(sql string, args ...any) error {
+		r, err := pg.Query(ctx, sql, args...)
 		if err == nil && e.collect != nil {
 			e.collect(r.Rows)
 		}
@@ -299,13 +299,13 @@ func TestNonFiniteResultsAreNull(t *testing.T) {
 			"SELECT max(d) * max(d) AS r FROM x",
 			"SELECT CAST(max(d) AS double precision) * 1e10 AS r FROM x",
 		} {
-			full, err := e.plan(sql, e.table)
+			full, args, err := e.plan(sql, e.table)
 			if err != nil {
 				t.Fatalf("%s: %v", sql, err)
 			}
 			var rows [][]any
 			e.collect = func(r [][]any) { rows = r }
-			if err := e.run(full); err != nil {
+			if err := e.run(full, args...); err != nil {
 				t.Fatalf("%s on %s: %v", sql, e.name, err)
 			}
 			for _, r := range rows {

@@ -73,6 +73,8 @@ type DPPlan struct {
 	// bounded per-group histograms in a second engine pass each.
 	Quantiles   []Quantile
 	QuantileSQL []string
+	// QuantileArgs are each quantile statement's bind parameters.
+	QuantileArgs [][]any
 }
 
 // Quantile is one DP quantile of a column.
@@ -130,8 +132,6 @@ func (p Planner) dp(q *Select, grants map[string]*Grant, scans []*Source, plan *
 	if dp.Linf < 1 {
 		dp.Linf = 1
 	}
-	keySQL := make([]string, len(q.GroupBy))
-	fg := &gen{d: p.Dialect}
 	for i, k := range q.GroupBy {
 		if err := c.expr(k, ctxGroup, true); err != nil {
 			return nil, err
@@ -139,9 +139,6 @@ func (p Planner) dp(q *Select, grants map[string]*Grant, scans []*Source, plan *
 		if HasAggregate(k) {
 			return nil, ruleErr("dp.shape", "GROUP BY cannot contain an aggregate")
 		}
-		fg.b.Reset()
-		fg.expr(k)
-		keySQL[i] = fg.b.String()
 		dp.GroupBy = append(dp.GroupBy, "__k"+strconv.Itoa(i))
 	}
 	statIdx := map[string]int{}
@@ -255,9 +252,13 @@ func (p Planner) dp(q *Select, grants map[string]*Grant, scans []*Source, plan *
 			dp.Public = pub
 		}
 	}
-	plan.SQL = p.dpSQL(src, g, q.Where, keySQL, dp, seed)
+	plan.SQL = p.dpSQL(src, g, q.Where, q.GroupBy, dp, seed)
 	for _, qt := range dp.Quantiles {
-		dp.QuantileSQL = append(dp.QuantileSQL, p.dpQuantileSQL(src, g, q.Where, keySQL, dp, seed, qt))
+		// Each statement has its own bind parameters.
+		qp := p
+		qp.args = &[]any{}
+		dp.QuantileSQL = append(dp.QuantileSQL, qp.dpQuantileSQL(src, g, q.Where, q.GroupBy, dp, seed, qt))
+		dp.QuantileArgs = append(dp.QuantileArgs, *qp.args)
 	}
 	plan.DP = dp
 	for _, o := range dp.Outputs {
@@ -333,7 +334,7 @@ func (c *aggChecker) aggregateDP(f *Func) error {
 // DuckDB drops the groups a unit may not keep before grouping by unit and
 // group, so the costly (unit, group) aggregation sees only kept rows; see
 // l0Filter. PostgreSQL samples after that aggregation (l0Sample).
-func (p Planner) dpSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPPlan, seed uint64) string {
+func (p Planner) dpSQL(src *Source, g *Grant, where Expr, keys []Expr, dp *DPPlan, seed uint64) string {
 	m := src.Dataset
 	alias := QuoteIdent(src.Alias)
 	// __t carries the raw columns; clamping and fixed-point conversion run
@@ -455,7 +456,13 @@ func keyNames(n int) []string {
 // groups; __t is inlined at each use (NOT MATERIALIZED): rescanning the
 // table is cheaper than the copy DuckDB would otherwise materialize for a
 // CTE used more than once.
-func (p Planner) dpRows(src *Source, g *Grant, where Expr, keys []string, seed uint64, extra []string) string {
+func (p Planner) dpRows(src *Source, g *Grant, where Expr, keyExprs []Expr, seed uint64, extra []string) string {
+	keys := make([]string, len(keyExprs))
+	for i, k := range keyExprs {
+		kg := &gen{d: p.Dialect, bind: p.bind}
+		kg.expr(k)
+		keys[i] = kg.b.String()
+	}
 	alias := QuoteIdent(src.Alias)
 	unit := alias + "." + QuoteIdent(src.Dataset.PrivacyUnit)
 	var hidden []string
@@ -480,7 +487,7 @@ func (p Planner) dpRows(src *Source, g *Grant, where Expr, keys []string, seed u
 	}
 	b.WriteString(" FROM " + p.scanSQL(src, g, hidden...))
 	if where != nil {
-		fg := &gen{d: p.Dialect}
+		fg := &gen{d: p.Dialect, bind: p.bind}
 		fg.expr(where)
 		b.WriteString(" WHERE " + fg.b.String())
 	}
@@ -569,7 +576,7 @@ func (p Planner) l0Sample(nkeys, l0 int, seed uint64) string {
 // QuantileBins bins of the clamped column, where each unit keeps the same
 // L0 groups as in the main pass and at most L∞ rows per group (chosen by a
 // seeded hash of the row's unit, keys and value).
-func (p Planner) dpQuantileSQL(src *Source, g *Grant, where Expr, keys []string, dp *DPPlan, seed uint64, qt Quantile) string {
+func (p Planner) dpQuantileSQL(src *Source, g *Grant, where Expr, keys []Expr, dp *DPPlan, seed uint64, qt Quantile) string {
 	width := (qt.Upper - qt.Lower) / QuantileBins
 	clamped := fmt.Sprintf("LEAST(GREATEST(__c, %s), %s)", num(qt.Lower), num(qt.Upper))
 	bin := fmt.Sprintf("LEAST(%d, CAST(floor((%s - %s) / %s) AS BIGINT))", QuantileBins-1, clamped, num(qt.Lower), num(width))

@@ -37,7 +37,8 @@ type Grant struct {
 type Plan struct {
 	Kind Access
 	SQL  string
-	// Args are SQL's bind parameters ($1, ...): mask keys in PostgreSQL.
+	// Args are SQL's bind parameters ($1, ...): in PostgreSQL, every string
+	// constant and mask key.
 	Args    []any
 	Columns []string // visible output names
 	// Types are the visible columns' manifest-style types (text, integer,
@@ -70,8 +71,10 @@ type Planner struct {
 	args *[]any
 }
 
-// bind renders a secret string (a mask key) for the plan's SQL: in
-// PostgreSQL a bind parameter $n (Plan.Args), elsewhere a literal.
+// bind renders a string constant of the plan's SQL (an analyst literal, a
+// row-filter value, a mask key): in PostgreSQL a bind parameter $n
+// (Plan.Args), so no constant is ever parsed as SQL text in the owner's
+// database or written to its statement log; in DuckDB a literal.
 func (p Planner) bind(s string) string {
 	if p.Dialect != Postgres || p.args == nil {
 		return quoteLiteral(p.Dialect, s)
@@ -327,7 +330,7 @@ func sortedKeys(m map[string]bool) []string {
 
 // newGen returns a generator whose dataset scans apply each grant.
 func (p Planner) newGen(grants map[string]*Grant, extra func(*Select) []string) *gen {
-	g := &gen{d: p.Dialect, extraItems: extra, grants: grants}
+	g := &gen{d: p.Dialect, extraItems: extra, grants: grants, bind: p.bind}
 	g.scan = func(s *Source) string { return p.scanSQL(s, grants[s.Dataset.Name]) }
 	return g
 }
@@ -354,7 +357,7 @@ func (p Planner) scanSQL(s *Source, g *Grant, hidden ...string) string {
 	b.WriteString(" FROM ")
 	b.WriteString(g.Table)
 	if g.RowFilter != nil {
-		fg := &gen{d: p.Dialect, colName: func(c *Col) string { return QuoteIdent(c.Name) }}
+		fg := &gen{d: p.Dialect, colName: func(c *Col) string { return QuoteIdent(c.Name) }, bind: p.bind}
 		fg.expr(g.RowFilter)
 		b.WriteString(" WHERE ")
 		b.WriteString(fg.b.String())

@@ -186,7 +186,7 @@ func TestParamsBind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(p.SQL, `= E'north'`) || p.Limit == nil || *p.Limit != 3 {
+	if !strings.Contains(p.SQL, `= CAST($1 AS text)`) || len(p.Args) != 1 || p.Args[0] != "north" || p.Limit == nil || *p.Limit != 3 {
 		t.Fatalf("params not bound: %s limit %v", p.SQL, p.Limit)
 	}
 }

@@ -57,6 +57,8 @@ type gen struct {
 	extraItems func(q *Select) []string
 	// grants type masked columns (see exprType).
 	grants map[string]*Grant
+	// bind, if set, renders a string constant as a bind parameter.
+	bind func(string) string
 	b      strings.Builder
 }
 
@@ -326,6 +328,12 @@ func (g *gen) lit(l *Lit) {
 			g.w("FALSE")
 		}
 	case LitString:
+		if g.bind != nil && g.d == Postgres {
+			// Typed text: every constant next to another type became a
+			// Cast (typeLiterals), so the rest are text.
+			g.w("CAST(", g.bind(l.Value), " AS text)")
+			return
+		}
 		g.w(quoteLiteral(g.d, l.Value))
 	}
 }
