@@ -59,7 +59,7 @@ type gen struct {
 	grants map[string]*Grant
 	// bind, if set, renders a string constant as a bind parameter.
 	bind func(string) string
-	b      strings.Builder
+	b    strings.Builder
 }
 
 func (g *gen) w(parts ...string) {
