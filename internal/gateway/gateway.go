@@ -131,6 +131,37 @@ type PlanInfo struct {
 func (g *Gateway) Query(ctx context.Context, req Request) (*Response, error) {
 	snap := g.snap.Load()
 	now := g.Now().UTC()
+	ent := entryFor(snap, req, now)
+	if req.Describe {
+		req.DryRun = false
+		return g.run(ctx, snap, req, now, &ent)
+	}
+	resp, err := g.run(ctx, snap, req, now, &ent)
+	if err != nil {
+		return nil, g.deny(ctx, ent, refusal.As(err))
+	}
+	ent.Decision = "allow"
+	ent.RowsReturned = int64(len(resp.Rows))
+	ent.RowsSuppressed = resp.RowsSuppressed
+	idx, aerr := g.Audit.Append(context.WithoutCancel(ctx), ent)
+	if aerr != nil {
+		return nil, refusal.New(refusal.Internal, "audit.unavailable", "the audit log is unavailable; nothing can be answered")
+	}
+	resp.AuditIndex = idx
+	resp.PolicyVersion = ent.PolicyVersion
+	return resp, nil
+}
+
+// Refuse audits a refusal decided at a channel's edge, before the request
+// reached the pipeline (a parameter that does not decode, a Bind that does
+// not match its statement, a recovered panic), and returns it.
+func (g *Gateway) Refuse(ctx context.Context, req Request, r *refusal.Error) error {
+	snap := g.snap.Load()
+	return g.deny(ctx, entryFor(snap, req, g.Now().UTC()), r)
+}
+
+// entryFor is the audit entry of a request before it is decided.
+func entryFor(snap *Snapshot, req Request, now time.Time) audit.Entry {
 	ent := audit.Entry{
 		Time:          now,
 		Principal:     req.Identity.Principal,
@@ -149,29 +180,17 @@ func (g *Gateway) Query(ctx context.Context, req Request) (*Response, error) {
 	if fp, err := pg.Fingerprint(req.SQL); err == nil {
 		ent.Fingerprint = fp
 	}
-	if req.Describe {
-		req.DryRun = false
-		return g.run(ctx, snap, req, now, &ent)
+	return ent
+}
+
+// deny appends a refusal to the audit log before it is returned; if the
+// log cannot take it, the client learns only that.
+func (g *Gateway) deny(ctx context.Context, ent audit.Entry, r *refusal.Error) error {
+	ent.Decision, ent.Code, ent.Rule, ent.Message = "deny", string(r.Code), r.Rule, r.Message
+	if _, aerr := g.Audit.Append(context.WithoutCancel(ctx), ent); aerr != nil {
+		return refusal.New(refusal.Internal, "audit.unavailable", "the audit log is unavailable; nothing can be answered")
 	}
-	resp, err := g.run(ctx, snap, req, now, &ent)
-	if err != nil {
-		r := refusal.As(err)
-		ent.Decision, ent.Code, ent.Rule, ent.Message = "deny", string(r.Code), r.Rule, r.Message
-		if _, aerr := g.Audit.Append(context.WithoutCancel(ctx), ent); aerr != nil {
-			return nil, refusal.New(refusal.Internal, "audit.unavailable", "the audit log is unavailable; nothing can be answered")
-		}
-		return nil, r
-	}
-	ent.Decision = "allow"
-	ent.RowsReturned = int64(len(resp.Rows))
-	ent.RowsSuppressed = resp.RowsSuppressed
-	idx, aerr := g.Audit.Append(context.WithoutCancel(ctx), ent)
-	if aerr != nil {
-		return nil, refusal.New(refusal.Internal, "audit.unavailable", "the audit log is unavailable; nothing can be answered")
-	}
-	resp.AuditIndex = idx
-	resp.PolicyVersion = ent.PolicyVersion
-	return resp, nil
+	return r
 }
 
 func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time.Time, ent *audit.Entry) (*Response, error) {

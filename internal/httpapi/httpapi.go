@@ -8,11 +8,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/gateway"
@@ -74,11 +77,22 @@ func (s *Server) wrap(h Handler) http.Handler {
 			return
 		}
 		id, err := s.Auth.Authenticate(r.Context(), strings.TrimSpace(bearer))
+		if err != nil && !errors.Is(err, identity.ErrUnauthenticated) {
+			// The credential could not be checked: the state store is down.
+			// That is not the client's fault and must not read as one.
+			if s.Log != nil {
+				s.Log.Error("authentication could not be checked", "err", err)
+			}
+			w.Header().Set("Retry-After", "1")
+			WriteError(w, refusal.New(refusal.Unavailable, "store.unavailable", "the state store is unavailable; retry shortly"))
+			return
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="airlock", error="invalid_token"`)
 			WriteError(w, refusal.New(refusal.Unauthenticated, "authn.invalid", "%s", authMessage(err)))
 			return
 		}
+		defer s.recoverPanic(w, r, id)
 		if err := h(w, r, id); err != nil {
 			r := refusal.As(err)
 			if r.Code == refusal.Internal && s.Log != nil {
@@ -87,6 +101,26 @@ func (s *Server) wrap(h Handler) http.Handler {
 			WriteError(w, r)
 		}
 	})
+}
+
+// Panics counts the panics recovered in HTTP handlers.
+var Panics atomic.Int64
+
+// recoverPanic turns a handler's panic into an audited, logged, counted
+// 500 whose body says nothing of it.
+func (s *Server) recoverPanic(w http.ResponseWriter, r *http.Request, id identity.Identity) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	Panics.Add(1)
+	if s.Log != nil {
+		s.Log.Error("panic in an HTTP handler", "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	err := s.Gateway.Refuse(r.Context(), gateway.Request{Channel: "http", ClientAddr: host, Identity: id},
+		refusal.New(refusal.Internal, "internal.panic", "internal error; see the server log"))
+	WriteError(w, refusal.As(err))
 }
 
 func authMessage(err error) string {

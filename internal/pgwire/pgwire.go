@@ -11,6 +11,8 @@ package pgwire
 
 import (
 	"encoding/binary"
+	"runtime/debug"
+	"sync/atomic"
 
 	"context"
 	"crypto/tls"
@@ -66,7 +68,7 @@ func New(g *gateway.Gateway, auth *identity.Authenticator, log *slog.Logger, tls
 		wire.SessionAuthStrategy(wire.ClearTextPassword(s.authenticate)),
 		wire.Version("15.0 (Airlock)"),
 		wire.Logger(log),
-		wire.ErrorSanitizer(func(err error) error { return err }),
+		wire.ErrorSanitizer(s.sanitize),
 	}
 	if tlsConfig != nil {
 		opts = append(opts, wire.TLSConfig(tlsConfig))
@@ -120,6 +122,12 @@ func (s *Server) Close() error { return s.wire.Close() }
 
 func (s *Server) authenticate(ctx context.Context, _, user, password string) (context.Context, bool, error) {
 	id, err := s.Auth.Authenticate(ctx, password)
+	if err != nil && !errors.Is(err, identity.ErrUnauthenticated) {
+		// The credential could not be checked (the state store is down):
+		// say so, rather than that the password is wrong.
+		s.Log.Error("authentication could not be checked", "err", err)
+		return ctx, false, pgError(refusal.New(refusal.Unavailable, "store.unavailable", "the state store is unavailable; retry shortly"))
+	}
 	if err != nil || id.Principal != user {
 		return ctx, false, nil
 	}
@@ -154,6 +162,48 @@ func setting(ctx context.Context, name string) string {
 		}
 	}
 	return ""
+}
+
+// Panics counts the panics recovered on this endpoint.
+var Panics atomic.Int64
+
+// recoverPanic turns a panic in a statement into an audited, logged,
+// counted generic refusal; the client never sees its text.
+func (s *Server) recoverPanic(ctx context.Context, req gateway.Request, err *error) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	Panics.Add(1)
+	s.Log.Error("panic in a wire statement", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	*err = pgError(s.Gateway.Refuse(ctx, req, refusal.New(refusal.Internal, "internal.panic", "internal error; see the server log")))
+}
+
+// sanitize is the last word on every error the wire library sends: ours
+// (refusals with their SQLSTATE) and the protocol's own pass; anything
+// else, such as a panic the library recovered, is logged and counted and
+// leaves as a generic error without its text.
+func (s *Server) sanitize(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	// The library's own recovered panics (cache.go, command.go of psql-wire).
+	if strings.HasPrefix(msg, "unexpected panic") || strings.HasPrefix(msg, "panic during execution") {
+		Panics.Add(1)
+		s.Log.Error("panic recovered by the wire library", "err", msg)
+		return pgError(refusal.New(refusal.Internal, "internal.panic", "internal error; see the server log"))
+	}
+	return err
+}
+
+func oidName(oid uint32) string {
+	for name, o := range typeOID {
+		if o == oid {
+			return name
+		}
+	}
+	return fmt.Sprintf("type %d", oid)
 }
 
 // pgError turns a refusal into a Postgres error with its SQLSTATE.
@@ -305,13 +355,17 @@ func (s *Server) governed(ctx context.Context, id identity.Identity, text string
 		}
 		cols = append(cols, wire.Column{Name: name, Oid: typeOID[t], Width: -1})
 	}
-	run := func(ctx context.Context, w wire.DataWriter, params []wire.Parameter) error {
+	run := func(ctx context.Context, w wire.DataWriter, params []wire.Parameter) (err error) {
 		r := req
+		defer s.recoverPanic(ctx, r, &err)
+		if len(params) != nparams {
+			return pgError(s.Gateway.Refuse(ctx, r, refusal.New(refusal.BadSQL, "sql.parameter", "the statement takes %d parameter(s); %d were bound", nparams, len(params))))
+		}
 		r.Params = make([]any, len(params))
 		for i, p := range params {
 			v, err := p.Scan(paramOIDs[i])
 			if err != nil {
-				return pgError(refusal.New(refusal.BadSQL, "sql.parameter", "parameter $%d cannot be decoded", i+1))
+				return pgError(s.Gateway.Refuse(ctx, r, refusal.New(refusal.BadSQL, "sql.parameter", "parameter $%d cannot be decoded as %s", i+1, oidName(paramOIDs[i]))))
 			}
 			r.Params[i] = normalizeParam(v)
 		}

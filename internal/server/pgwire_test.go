@@ -197,3 +197,35 @@ func TestWireEndpointOverTLS(t *testing.T) {
 		t.Fatalf("query over TLS: %d %v", n, err)
 	}
 }
+
+// A Bind with more (or fewer) values than the statement has parameters
+// used to panic inside the statement; the client saw the runtime error and
+// nothing was audited. It is a refusal now, audited, and the session goes on.
+func TestWireBindMismatchIsARefusal(t *testing.T) {
+	h := shared
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, h.pgConnString("fraud@partnerbank", "fraud_detection"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	pc := conn.PgConn()
+	if _, err := pc.Prepare(ctx, "s1", "SELECT country, count(*) FROM transactions WHERE country = $1 GROUP BY country", nil); err != nil {
+		t.Fatal(err)
+	}
+	before := h.node.Audit.Tree().Size()
+	for _, values := range [][][]byte{{[]byte("DE"), []byte("x"), []byte("y")}, {}} {
+		res := pc.ExecPrepared(ctx, "s1", values, nil, nil).Read()
+		var pe *pgconn.PgError
+		if !errors.As(res.Err, &pe) || pe.Code != "42601" || !strings.Contains(pe.Message, "rule sql.parameter") || strings.Contains(pe.Message, "runtime") {
+			t.Fatalf("%d values bound: got %v, want 42601 naming sql.parameter", len(values), res.Err)
+		}
+	}
+	if got := h.node.Audit.Tree().Size() - before; got != 2 {
+		t.Fatalf("%d audit entries for two refused binds, want 2", got)
+	}
+	res := pc.ExecPrepared(ctx, "s1", [][]byte{[]byte("DE")}, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 {
+		t.Fatalf("the session after the refusals: %v %d rows", res.Err, len(res.Rows))
+	}
+}
