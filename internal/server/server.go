@@ -8,7 +8,9 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"github.com/airlock-dev/airlock/internal/breaker"
 	"github.com/airlock-dev/airlock/internal/keys"
 	"github.com/airlock-dev/airlock/internal/netlimit"
 	"log/slog"
@@ -56,10 +58,12 @@ type Options struct {
 
 // Node is a running Airlock node.
 type Node struct {
-	opts   Options
-	WS     *workspace.Workspace
-	Store  store.Store
-	Engine *duckdb.DB
+	opts  Options
+	WS    *workspace.Workspace
+	Store store.Store
+	// storeGuard is the breaker-guarded token lookup (see guardedTokens).
+	storeGuard *guardedTokens
+	Engine     *duckdb.DB
 	// PGEngines hold datasets governed in place, by DSN.
 	PGEngines map[string]*pgengine.DB
 	Audit     *audit.Log
@@ -161,8 +165,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		}
 		return n.Engine, query.QuoteIdent(m.Name)
 	}
+	n.storeGuard = &guardedTokens{lookup: n.Store, b: breaker.New(100*time.Millisecond, 5*time.Second, opts.Now)}
 	n.Auth = &identity.Authenticator{
-		Tokens:    n.Store,
+		Tokens:    n.storeGuard,
 		Principal: func(name string) *workspace.Principal { return n.Gateway.Snapshot().WS.Principals[name] },
 		Now:       opts.Now,
 	}
@@ -282,8 +287,45 @@ func (n *Node) ListenPG() (net.Addr, error) {
 // Handler is the node's HTTP handler.
 func (n *Node) Handler() http.Handler {
 	api := &httpapi.Server{Gateway: n.Gateway, Auth: n.Auth, Log: n.opts.Log.With("component", "http")}
-	api.Extra = append(api.Extra, n.auditRoutes, n.adminRoutes)
+	api.Extra = append(api.Extra, n.auditRoutes, n.adminRoutes, n.readinessRoute)
 	return api.Handler()
+}
+
+// guardedTokens is the token lookup every request makes first, behind a
+// circuit breaker: while the state store is down, requests are answered 503
+// at once (identity reports a failed lookup, not a bad token) instead of
+// each opening a store connection, and probes back off up to 5 s.
+type guardedTokens struct {
+	lookup identity.TokenLookup
+	b      *breaker.Breaker
+}
+
+func (g *guardedTokens) TokenByHash(ctx context.Context, hash []byte) (store.Token, error) {
+	var tok store.Token
+	err := g.b.Do(func() error {
+		var err error
+		tok, err = g.lookup.TokenByHash(ctx, hash)
+		return err
+	}, func(err error) bool { return !errors.Is(err, store.ErrNotFound) })
+	return tok, err
+}
+
+// readinessRoute serves GET /readyz: 200 when the state store answers a
+// lookup, 503 naming the store while it does not. /healthz stays 200 as
+// long as the process serves.
+func (n *Node) readinessRoute(mux *http.ServeMux, _ func(httpapi.Handler) http.Handler) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		var probe [32]byte
+		rand.Read(probe[:])
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := n.storeGuard.TokenByHash(ctx, probe[:]); err != nil && !errors.Is(err, store.ErrNotFound) {
+			w.Header().Set("Retry-After", "1")
+			httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "store": "unreachable"})
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+	})
 }
 
 // Serve runs the HTTP server, the checkpointer and the reloader until ctx
