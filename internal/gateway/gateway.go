@@ -196,7 +196,7 @@ func (g *Gateway) deny(ctx context.Context, ent audit.Entry, r *refusal.Error) e
 func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time.Time, ent *audit.Entry) (*Response, error) {
 	ws := snap.WS
 	if len(req.SQL) > ws.Config.Limits.MaxSQLBytes {
-		return nil, refusal.New(refusal.Limit, "limit.sql_size", "query text exceeds %d bytes", ws.Config.Limits.MaxSQLBytes)
+		return nil, refusal.New(refusal.TooLarge, "limit.sql_size", "query text exceeds %d bytes", ws.Config.Limits.MaxSQLBytes)
 	}
 	// The parser stops at a NUL while the audit log and fingerprint keep
 	// the whole text: what is audited must be what runs.

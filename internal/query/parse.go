@@ -21,6 +21,9 @@ type Catalog func(name string) *workspace.Manifest
 func Parse(sql string, cat Catalog, params []any) (*Select, error) {
 	tree, err := pg.Parse(sql)
 	if err != nil {
+		if m := err.Error(); strings.Contains(m, "recursion depth") || strings.Contains(m, "stack depth") {
+			return nil, refusal.New(refusal.BadSQL, "sql.depth", "the query nests too deeply (at most %d levels)", MaxDepth)
+		}
 		// pg_query's message quotes only the token near the error, which is
 		// the client's own text; keep just the position-free summary.
 		return nil, refusal.New(refusal.BadSQL, "sql.syntax", "syntax error: %s", syntaxSummary(err))
@@ -33,7 +36,74 @@ func Parse(sql string, cat Catalog, params []any) (*Select, error) {
 		return nil, refusal.New(refusal.BadSQL, "sql.select_only", "only a read-only SELECT is accepted")
 	}
 	p := &parser{cat: cat, params: params}
-	return p.selectStmt(sel, nil)
+	q, err := p.selectStmt(sel, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSize(q); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// The largest query shape accepted: engines and the planner recurse over
+// it, and DuckDB's own limits would otherwise answer first, less clearly.
+const (
+	MaxDepth  = 200 // nested expressions
+	MaxBlocks = 64  // query blocks: the SELECT, its CTEs, derived tables and subqueries
+)
+
+func checkSize(q *Select) error {
+	blocks, depth := 0, 0
+	visitSelects(q, func(s *Select) {
+		blocks++
+		eachExpr(s, func(e Expr) { depth = max(depth, exprDepth(e)) })
+	})
+	if blocks > MaxBlocks {
+		return refusal.New(refusal.BadSQL, "sql.complexity", "the query has %d query blocks (CTEs, subqueries, derived tables); at most %d are accepted", blocks, MaxBlocks)
+	}
+	if depth > MaxDepth {
+		return refusal.New(refusal.BadSQL, "sql.depth", "the query nests too deeply (at most %d levels)", MaxDepth)
+	}
+	return nil
+}
+
+func exprDepth(e Expr) int {
+	d := 0
+	switch x := e.(type) {
+	case *Op:
+		d = max(exprDepth(x.L), exprDepth(x.R))
+	case *Not:
+		d = exprDepth(x.X)
+	case *Neg:
+		d = exprDepth(x.X)
+	case *Cast:
+		d = exprDepth(x.X)
+	case *IsNull:
+		d = exprDepth(x.X)
+	case *Func:
+		for _, a := range x.Args {
+			d = max(d, exprDepth(a))
+		}
+	case *Case:
+		d = exprDepth(x.Operand)
+		for _, w := range x.Whens {
+			d = max(d, exprDepth(w.Cond), exprDepth(w.Then))
+		}
+		d = max(d, exprDepth(x.Else))
+	case *In:
+		d = exprDepth(x.X)
+		for _, a := range x.List {
+			d = max(d, exprDepth(a))
+		}
+	case *InSub:
+		d = exprDepth(x.X)
+	case *Between:
+		d = max(exprDepth(x.X), exprDepth(x.Lo), exprDepth(x.Hi))
+	case nil:
+		return 0
+	}
+	return d + 1
 }
 
 func syntaxSummary(err error) string {

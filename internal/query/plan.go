@@ -105,7 +105,7 @@ func (p Planner) Plan(q *Select, grants map[string]*Grant) (*Plan, error) {
 		}
 	}
 	if size > MaxGeneratedSQL {
-		return nil, refusal.New(refusal.Limit, "limit.sql_size", "the query is too complex: its safe engine form exceeds %d bytes", MaxGeneratedSQL)
+		return nil, refusal.New(refusal.TooLarge, "limit.sql_size", "the query is too complex: its safe engine form exceeds %d bytes", MaxGeneratedSQL)
 	}
 	return plan, nil
 }

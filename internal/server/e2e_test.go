@@ -209,6 +209,31 @@ func TestAttackSuite(t *testing.T) {
 	runAttacks(t, shared, suite.Cases)
 }
 
+// generatedSQL are attack texts too large to write in the YAML.
+var generatedSQL = map[string]func() string{
+	"@big": func() string {
+		return "SELECT count(*) FROM visits WHERE " + strings.Repeat("hospital = 'x' OR ", 5000) + "true"
+	},
+	"@deep-case": func() string {
+		return "SELECT count(*) FROM visits WHERE " + strings.Repeat("CASE WHEN true THEN ", 1500) + "true" + strings.Repeat(" END", 1500)
+	},
+	"@deep-plus": func() string {
+		return "SELECT count(*) FROM visits WHERE 1" + strings.Repeat(" + 1", 5000) + " > 0"
+	},
+	"@deep-parens": func() string {
+		return "SELECT count(*) FROM visits WHERE " + strings.Repeat("(", 3000) + "true" + strings.Repeat(")", 3000)
+	},
+	"@many-ctes": func() string {
+		var b strings.Builder
+		b.WriteString("WITH c0 AS (SELECT region FROM visits)")
+		for i := 1; i < 1400; i++ {
+			fmt.Fprintf(&b, ", c%d AS (SELECT region FROM c%d)", i, i-1)
+		}
+		b.WriteString(" SELECT region, count(*) FROM c1399 GROUP BY region")
+		return b.String()
+	},
+}
+
 func runAttacks(t *testing.T, h *harness, cases []attackCase) {
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
@@ -223,8 +248,8 @@ func runAttacks(t *testing.T, h *harness, cases []attackCase) {
 				purpose = ""
 			}
 			sql := c.SQL
-			if sql == "@big" {
-				sql = "SELECT count(*) FROM visits WHERE " + strings.Repeat("hospital = 'x' OR ", 5000) + "true"
+			if gen, ok := generatedSQL[sql]; ok {
+				sql = gen()
 			}
 			r := h.query(t, principal, purpose, c.Agreement, sql)
 			for _, s := range h.secrets {
