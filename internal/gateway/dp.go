@@ -216,7 +216,6 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	if ag.Budget == nil {
 		return nil, nil, refusal.New(refusal.Forbidden, "dp.budget", "agreement %s has a DP rule but no budget", ag.ID)
 	}
-	limRho, limDelta := budgetLimits(ag.Budget)
 	pstart := periodStart(now, ag.Budget)
 	key := store.BudgetKey{Agreement: ag.ID, PeriodStart: pstart}
 	if ag.Budget.PerPrincipal {
@@ -242,17 +241,62 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	}
 	fp := dpFingerprint(ag, key, canonical)
 	if cached, err := g.Store.CachedResult(ctx, ag.ID, fp, pstart); err == nil {
-		var out struct {
-			Resp   Response
-			Report DPReport
-		}
-		if json.Unmarshal(cached.Body, &out) == nil {
-			out.Report.Cached = true
-			out.Report.SpentEpsilon, out.Report.RemainingEps = report.SpentEpsilon, report.RemainingEps
-			out.Resp.Notes = append(out.Resp.Notes, "identical query answered from the stored noisy result at no new cost")
-			return &out.Resp, &out.Report, nil
+		if resp, rep, ok := decodeAnswer(cached.Body); ok {
+			rep.Cached = true
+			rep.SpentEpsilon, rep.RemainingEps = report.SpentEpsilon, report.RemainingEps
+			resp.Notes = append(resp.Notes, "identical query answered from the stored noisy result at no new cost")
+			return resp, rep, nil
 		}
 	}
+	// Identical queries in flight at once are answered once and charged
+	// once: the first reserves, runs and stores; the others wait for it and
+	// get their own copy of its answer.
+	leader := false
+	v, err, _ := g.flight.Do(fp+"\x00"+pstart.String(), func() (any, error) {
+		leader = true
+		resp, rep, err := g.answerDP(ctx, ag, plan, d, rule, cost, key, report, noise, tau, fp, pstart, now, limits, eng)
+		if err != nil {
+			return nil, err
+		}
+		return encodeAnswer(resp, rep), nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, rep, _ := decodeAnswer(v.([]byte))
+	if !leader {
+		rep.Cached = true
+		resp.Notes = append(resp.Notes, "identical concurrent query answered once, at no new cost")
+	}
+	return resp, rep, nil
+}
+
+// encodeAnswer and decodeAnswer are the stored form of a DP answer; a
+// decoded answer shares nothing with the one encoded.
+func encodeAnswer(resp *Response, rep *DPReport) []byte {
+	body, _ := json.Marshal(struct {
+		Resp   Response
+		Report DPReport
+	}{*resp, *rep})
+	return body
+}
+
+func decodeAnswer(body []byte) (*Response, *DPReport, bool) {
+	var out struct {
+		Resp   Response
+		Report DPReport
+	}
+	if json.Unmarshal(body, &out) != nil {
+		return nil, nil, false
+	}
+	return &out.Resp, &out.Report, true
+}
+
+// answerDP reserves the cost, runs the bounded statistics, releases them
+// with noise and stores the answer for repeats.
+func (g *Gateway) answerDP(ctx context.Context, ag *workspace.Agreement, plan *query.Plan, d *query.DPPlan, rule workspace.Rule, cost dpCost, key store.BudgetKey,
+	report *DPReport, noise noiseSpec, tau float64, fp string, pstart, now time.Time, limits workspace.LimitsConfig, eng engine.Engine) (*Response, *DPReport, error) {
+	limRho, limDelta := budgetLimits(ag.Budget)
 	// Reserve the cost before the engine runs: whatever happens next (an
 	// engine failure, a timeout, a crash) the charge stays spent, and a
 	// query refused for budget never reaches the data.
@@ -292,18 +336,12 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	if err := checkRowLimit(len(resp.Rows), limits.MaxResultRows); err != nil {
 		return nil, nil, err
 	}
-	body, _ := json.Marshal(struct {
-		Resp   Response
-		Report DPReport
-	}{*resp, *report})
-	// First writer wins: a concurrent identical query returns the same answer.
+	body := encodeAnswer(resp, report)
+	// First writer wins: an identical query answered at once by another
+	// replica returns the same answer.
 	if stored, err := g.Store.PutCachedResult(ctx, store.CachedResult{Agreement: ag.ID, Fingerprint: fp, PeriodStart: pstart, Body: body, CreatedAt: now}); err == nil && string(stored.Body) != string(body) {
-		var out struct {
-			Resp   Response
-			Report DPReport
-		}
-		if json.Unmarshal(stored.Body, &out) == nil {
-			return &out.Resp, report, nil
+		if other, _, ok := decodeAnswer(stored.Body); ok {
+			return other, report, nil
 		}
 	}
 	return resp, report, nil

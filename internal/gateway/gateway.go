@@ -23,6 +23,7 @@ import (
 	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/dp"
@@ -61,6 +62,8 @@ type Gateway struct {
 	// MaskSecret derives the per-agreement keys of hmac masks.
 	MaskSecret []byte
 	sampler    *dp.Sampler
+	// flight answers identical concurrent DP queries once.
+	flight singleflight.Group
 }
 
 // New returns a gateway over one engine.
