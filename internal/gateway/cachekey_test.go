@@ -13,7 +13,12 @@ import (
 // they are bind parameters, so they must be in the key), parameters of
 // different types or splits differ, and a changed rule is a new key.
 func TestCacheKeyIsTheBoundQuery(t *testing.T) {
-	ag := &workspace.Agreement{ID: "a", Rules: map[string]workspace.Rule{"t": boundsGrant(3, 3)["t"].Rule}}
+	grants := func() map[string]*query.Grant {
+		g := boundsGrant(3, 3)
+		g["t"].Rule.Aggregates = map[string][]string{"*": {"count"}, "v": {"sum", "median", "percentile_cont", "stddev", "variance"}}
+		return g
+	}
+	ag := &workspace.Agreement{ID: "a", Rules: map[string]workspace.Rule{"t": grants()["t"].Rule}}
 	key := store.BudgetKey{Agreement: "a"}
 	fp := func(d query.Dialect, sql string, params ...any) string {
 		t.Helper()
@@ -21,7 +26,7 @@ func TestCacheKeyIsTheBoundQuery(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := query.Planner{Dialect: d, Seed: func() uint64 { return 0 }}.Plan(q, boundsGrant(3, 3))
+		p, err := query.Planner{Dialect: d, Seed: func() uint64 { return 0 }}.Plan(q, grants())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,6 +39,10 @@ func TestCacheKeyIsTheBoundQuery(t *testing.T) {
 		}
 		for _, other := range []string{
 			fp(d, "SELECT g, count(*) FROM t WHERE g = 'i10' GROUP BY g"),
+			// Same statistics, different answers made of them.
+			fp(d, "SELECT g, count(*) AS n FROM t WHERE g = 'I10' GROUP BY g"),
+			fp(d, "SELECT count(*), g FROM t WHERE g = 'I10' GROUP BY g"),
+			fp(d, "SELECT g, count(*) FROM t WHERE g = 'I10' GROUP BY g ORDER BY g LIMIT 1"),
 			fp(d, "SELECT g, count(*) FROM t WHERE g = $1 GROUP BY g", "I10 "),
 			fp(d, "SELECT g, count(*) FROM t WHERE g IN ($1, $2) GROUP BY g", "a b", "c"),
 		} {
@@ -44,6 +53,13 @@ func TestCacheKeyIsTheBoundQuery(t *testing.T) {
 		if fp(d, "SELECT g, count(*) FROM t WHERE g IN ($1, $2) GROUP BY g", "a b", "c") == fp(d, "SELECT g, count(*) FROM t WHERE g IN ($1, $2) GROUP BY g", "a", "b c") {
 			t.Errorf("%s: parameters [a b, c] and [a, b c] share a key", d)
 		}
+	}
+	// median and p95 (and stddev and variance) share their statistics.
+	if fp(query.DuckDB, "SELECT median(v) FROM t") == fp(query.DuckDB, "SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY v) FROM t") {
+		t.Errorf("median and p95 share a cache key")
+	}
+	if fp(query.DuckDB, "SELECT stddev(v) FROM t") == fp(query.DuckDB, "SELECT variance(v) FROM t") {
+		t.Errorf("stddev and variance share a cache key")
 	}
 	before := fp(query.DuckDB, "SELECT g, count(*) FROM t GROUP BY g")
 	r := ag.Rules["t"]

@@ -375,6 +375,19 @@ func dpFingerprint(ag *workspace.Agreement, key store.BudgetKey, canonical *quer
 			part(fmt.Sprintf("%T:%v", a, a))
 		}
 	}
+	// The statistics' SQL does not say what is made of them: which
+	// outputs (median or p95, stddev or variance), in which order, names,
+	// ORDER BY, LIMIT, OFFSET and public groups.
+	shape, _ := json.Marshal(struct {
+		Columns   []string
+		Outputs   []query.DPOutput
+		Quantiles []query.Quantile
+		OrderBy   []query.DPOrder
+		Limit     *int64
+		Offset    *int64
+		Public    [][]string
+	}{canonical.Columns, canonical.DP.Outputs, canonical.DP.Quantiles, canonical.DP.OrderBy, canonical.DP.Limit, canonical.DP.Offset, canonical.DP.Public})
+	part(string(shape))
 	part(canonical.SQL)
 	args(canonical.Args)
 	for i, q := range canonical.DP.QuantileSQL {

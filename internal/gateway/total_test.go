@@ -81,6 +81,12 @@ var typedLiterals = []string{
 	"CASE WHEN b THEN NULL ELSE b END = 'garbage'", "coalesce(NULL, NULL, d) > 'x'",
 	// Intervals: timestamp minus timestamp.
 	"(date_trunc('day', dt) - date_trunc('day', dt)) = 'garbage'", "(CAST(dt AS timestamp) - CAST(dt AS timestamp)) > 'x'",
+	// Constants the engine reads differently from a lenient check
+	// (Unicode space, hex floats, underflow), reached only under a CASE.
+	"CASE WHEN b THEN dt > '\u00a02024-01-01' ELSE true END", "CASE WHEN b THEN i > '\u00a05' ELSE true END",
+	"CASE WHEN b THEN d > '0x1p4' ELSE true END", "CASE WHEN b THEN d > '1e-400' ELSE true END", "CASE WHEN b THEN dt > ' 2024-01-01' ELSE true END",
+	// Arithmetic typed from either side.
+	"(0 + dt) = s", "(CAST(dt AS timestamp) - dt) = s", "(dt - CAST(dt AS timestamp)) = s", "CASE WHEN b THEN (1 + dt) > '2024-01-01' ELSE true END",
 	// Dates far from the data's own.
 	"(dt - 3000000) IS NULL", "(dt + 3000000) IS NULL", "(dt - 2451000) IS NULL",
 }

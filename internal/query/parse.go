@@ -2,6 +2,7 @@ package query
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -673,7 +674,14 @@ func literalOf(v any) (Expr, error) {
 	case int64:
 		return &Lit{Kind: LitInt, Value: strconv.FormatInt(x, 10)}, nil
 	case float64:
+		// NaN and ±Inf have no SQL literal: formatted, they would be read as
+		// identifiers (a column aliased nan), past every rule.
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, bad("sql.parameter", "a parameter is NaN or infinite, which SQL cannot compare")
+		}
 		return &Lit{Kind: LitFloat, Value: strconv.FormatFloat(x, 'g', -1, 64)}, nil
+	case float32:
+		return literalOf(float64(x))
 	case bool:
 		return &Lit{Kind: LitBool, Value: strconv.FormatBool(x)}, nil
 	case string:

@@ -500,26 +500,7 @@ func exprType(e Expr, grants map[string]*Grant) string {
 	case *Op:
 		switch x.Op {
 		case "+", "-", "*", "/", "%":
-			l, r := exprType(x.L, grants), exprType(x.R, grants)
-			if l == "integer" && r == "integer" && x.Op != "/" {
-				return "integer"
-			}
-			if (l == "date" || l == "timestamp") && isNumberType(r) {
-				return l
-			}
-			if l == "date" && r == "date" && x.Op == "-" {
-				return "integer"
-			}
-			if l == "timestamp" && r == "timestamp" && x.Op == "-" {
-				return "interval"
-			}
-			if l == "interval" || r == "interval" {
-				return "interval"
-			}
-			if !isNumberType(l) || !isNumberType(r) {
-				return "text"
-			}
-			return "double"
+			return arithType(x.Op, exprType(x.L, grants), exprType(x.R, grants))
 		case "||":
 			return "text"
 		}
@@ -539,6 +520,32 @@ func exprType(e Expr, grants map[string]*Grant) string {
 		return firstKnownType(results, grants)
 	}
 	return "text"
+}
+
+// arithType is the type of l op r, symmetric in the operands as the
+// engines are. A combination it does not know is "unknown", never "text":
+// the guards that keep text apart from other types must not be skipped
+// because a type was not worked out.
+func arithType(op, l, r string) string {
+	isTime := func(t string) bool { return t == "date" || t == "timestamp" }
+	switch {
+	case isNumberType(l) && isNumberType(r):
+		if l == "integer" && r == "integer" && op != "/" {
+			return "integer"
+		}
+		return "double"
+	case isTime(l) && isNumberType(r) && (op == "+" || op == "-"):
+		return l
+	case isNumberType(l) && isTime(r) && op == "+":
+		return r
+	case l == "date" && r == "date" && op == "-":
+		return "integer"
+	case isTime(l) && isTime(r) && op == "-":
+		return "interval"
+	case l == "interval" || r == "interval":
+		return "interval"
+	}
+	return "unknown"
 }
 
 // firstKnownType is the type of the first expression that is not a bare

@@ -2,6 +2,7 @@ package query
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -219,4 +220,20 @@ func FuzzParsePlan(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A number literal whose text is not of the numeric grammar is never
+// written unquoted (it would be an identifier); NaN parameters are refused.
+func TestNonNumericNumberTextIsNeverSQL(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"NaN", "+Inf", "-Inf", "inf", "1e5) OR (1"} {
+		g := &gen{d: DuckDB}
+		g.lit(&Lit{Kind: LitFloat, Value: v})
+		if got := g.b.String(); got != "NULL" {
+			t.Errorf("number text %q written as %q", v, got)
+		}
+	}
+	if _, err := literalOf(math.NaN()); err == nil {
+		t.Error("a NaN parameter was accepted")
+	}
 }

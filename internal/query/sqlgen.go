@@ -2,6 +2,7 @@ package query
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -14,6 +15,9 @@ const (
 	DuckDB   Dialect = "duckdb"
 	Postgres Dialect = "postgres"
 )
+
+// numericLiteral is the grammar of a number written into SQL unquoted.
+var numericLiteral = regexp.MustCompile(`^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$`)
 
 // maxTextLen caps every text that replace, concat and || build. Nested,
 // they would grow a string exponentially (replace(replace(x, '9',
@@ -318,8 +322,13 @@ func (g *gen) lit(l *Lit) {
 	case LitNull:
 		g.w("NULL")
 	case LitInt, LitFloat:
-		// Validated numeric text; parenthesized so a negative never merges
-		// with a preceding minus into a comment.
+		// Parenthesized so a negative never merges with a preceding minus
+		// into a comment. Only text of the numeric grammar is written
+		// unquoted: anything else (NaN, Inf) would be an identifier.
+		if !numericLiteral.MatchString(l.Value) {
+			g.w("NULL")
+			return
+		}
 		g.w("(", l.Value, ")")
 	case LitBool:
 		if l.Value == "true" {

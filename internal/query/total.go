@@ -171,11 +171,68 @@ func checkTotal(q *Select, d Dialect, typeOf func(Expr) string) error {
 	return err
 }
 
-// makeConversionsExplicit rewrites every block of q with typeLiterals.
+// makeConversionsExplicit rewrites every block of q with typeLiterals and
+// then writes each string constant converted to another type in its
+// canonical form (canonicalLiteral), so the engine receives exactly the
+// value checkLiteralCast accepted.
 func makeConversionsExplicit(q *Select, typeOf func(Expr) string) {
 	visitSelects(q, func(s *Select) {
 		eachExprRef(s, func(e *Expr) { *e = typeLiterals(*e, typeOf) })
+		eachExpr(s, func(e Expr) {
+			Walk(e, func(x Expr) bool {
+				if c, ok := x.(*Cast); ok {
+					if l, ok := c.X.(*Lit); ok && l.Kind == LitString {
+						if v, ok := canonicalLiteral(l.Value, c.Type); ok {
+							l.Value = v
+						}
+					}
+				}
+				return true
+			})
+		})
 	})
+}
+
+// canonicalLiteral parses a string constant as typ, strictly (no leading
+// or trailing space: Go would trim Unicode spaces that PostgreSQL's date
+// input rejects, and only on rows that reach it), and formats the value
+// back the one way both engines read.
+func canonicalLiteral(v, typ string) (string, bool) {
+	switch typ {
+	case "integer", "bigint":
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return "", false
+		}
+		return strconv.FormatInt(n, 10), true
+	case "double", "numeric":
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return "", false
+		}
+		return strconv.FormatFloat(f, 'g', -1, 64), true
+	case "date", "timestamp":
+		layouts := []string{"2006-01-02"}
+		if typ == "timestamp" {
+			layouts = append(layouts, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02 15:04:05.999999", "2006-01-02T15:04:05.999999")
+		}
+		for _, layout := range layouts {
+			if tm, err := time.Parse(layout, v); err == nil && tm.Year() >= 1 && tm.Year() <= 9999 {
+				if typ == "date" {
+					return tm.Format("2006-01-02"), true
+				}
+				return tm.Format("2006-01-02 15:04:05.999999"), true
+			}
+		}
+	case "boolean":
+		switch strings.ToLower(v) {
+		case "true", "t", "yes", "y", "on", "1":
+			return "true", true
+		case "false", "f", "no", "n", "off", "0":
+			return "false", true
+		}
+	}
+	return "", false
 }
 
 // visitSelects calls fn on q and every query block below it.
@@ -423,7 +480,7 @@ func pgRangedInt(x, lo, hi, typ string) string {
 func (g *gen) plainPartial(e Expr, double bool) {
 	switch x := e.(type) {
 	case *Op:
-		if g.isDateArith(x) {
+		if x = g.dateFirst(x); g.isDateArith(x) {
 			g.w("(", g.sub(x.L), " ", x.Op, " ", g.dateDays(x.R, double), ")")
 			return
 		}
@@ -478,10 +535,20 @@ func (g *gen) plainPartial(e Expr, double bool) {
 	}
 }
 
-// isDateArith is date ± days.
+// isDateArith is date ± days (days + date is rewritten to that form by
+// dateFirst).
 func (g *gen) isDateArith(x *Op) bool {
 	t := g.typeOf(x.L)
 	return (t == "date" || t == "timestamp") && (x.Op == "+" || x.Op == "-") && isNumberType(g.typeOf(x.R))
+}
+
+// dateFirst writes days + date as date + days, the one form the guards
+// know.
+func (g *gen) dateFirst(x *Op) *Op {
+	if t := g.typeOf(x.R); x.Op == "+" && (t == "date" || t == "timestamp") && isNumberType(g.typeOf(x.L)) {
+		return &Op{Op: "+", L: x.R, R: x.L}
+	}
+	return x
 }
 
 // dateDays renders the day count added to a date: NULL beyond ±10,000
@@ -501,7 +568,7 @@ const pgFirstDay, pgLastDay = "-2451507", "2145031948"
 func (g *gen) pgPartial(e Expr) {
 	switch x := e.(type) {
 	case *Op:
-		if g.isDateArith(x) {
+		if x = g.dateFirst(x); g.isDateArith(x) {
 			days := g.dateDays(x.R, false)
 			if g.typeOf(x.L) != "date" {
 				g.w("(", g.sub(x.L), " ", x.Op, " ", days, ")")
@@ -637,10 +704,11 @@ func checkSameKind(typeOf func(Expr) string, xs ...Expr) error {
 			constant = constant || l.Kind == LitString
 			continue
 		}
+		// A bare NULL was skipped above; any other expression of unknown
+		// type counts as not text.
 		switch t := typeOf(x); t {
 		case "text":
 			text = true
-		case "unknown":
 		default:
 			other = t
 		}
@@ -665,7 +733,14 @@ func checkLiteralCast(l *Lit, typ string) error {
 	fail := func() error {
 		return bad("sql.literal", "the constant cannot be converted to %s", typ)
 	}
-	text := strings.TrimSpace(l.Value)
+	text := l.Value
+	if l.Kind == LitString {
+		// Canonical by now if it was valid (makeConversionsExplicit).
+		if _, ok := canonicalLiteral(text, typ); !ok {
+			return fail()
+		}
+		return nil
+	}
 	switch typ {
 	case "integer", "bigint":
 		if l.Kind == LitBool {

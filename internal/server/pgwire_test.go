@@ -229,3 +229,28 @@ func TestWireBindMismatchIsARefusal(t *testing.T) {
 		t.Fatalf("the session after the refusals: %v %d rows", res.Err, len(res.Rows))
 	}
 }
+
+// A float parameter NaN (or ±Inf) has no SQL literal; formatted it became
+// the identifier nan, which a derived table could alias to an identifier
+// column and read past every rule. It is refused.
+func TestWireNonFiniteParameterIsRefused(t *testing.T) {
+	h := shared
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, h.pgConnString("fraud@partnerbank", "fraud_detection"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	pc := conn.PgConn()
+	const sql = "SELECT t.is_fraud, count(*) FROM (SELECT iban AS nan, is_fraud, mcc FROM transactions) AS t WHERE left(CAST($1 AS text), 6) = 'DE0099' OR t.mcc = '5814' GROUP BY t.is_fraud"
+	if _, err := pc.Prepare(ctx, "nan", sql, []uint32{701}); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"NaN", "Infinity", "-Infinity"} {
+		res := pc.ExecPrepared(ctx, "nan", [][]byte{[]byte(v)}, nil, nil).Read()
+		var pe *pgconn.PgError
+		if !errors.As(res.Err, &pe) || !strings.Contains(pe.Message, "rule sql.parameter") {
+			t.Fatalf("parameter %s: %v (%d rows), want a sql.parameter refusal", v, res.Err, len(res.Rows))
+		}
+	}
+}
