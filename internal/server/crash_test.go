@@ -33,9 +33,11 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// startBinary runs the server on ephemeral ports and returns once it
+// listens; a server that exits first fails the test at once.
 func startBinary(t *testing.T, bin, dir string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--workspace", dir, "--http", "127.0.0.1:0")
+	cmd := exec.Command(bin, "serve", "--workspace", dir, "--http", "127.0.0.1:0", "--pg", "127.0.0.1:0")
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -43,19 +45,23 @@ func startBinary(t *testing.T, bin, dir string) (*exec.Cmd, string) {
 	}
 	re := regexp.MustCompile(`listening on (http://\S+)`)
 	sc := bufio.NewScanner(stdout)
-	deadline := time.After(60 * time.Second)
 	found := make(chan string, 1)
+	exited := make(chan struct{})
 	go func() {
 		for sc.Scan() {
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
 			}
 		}
+		close(exited) // stdout closed: the process is gone
 	}()
 	select {
 	case u := <-found:
 		return cmd, u
-	case <-deadline:
+	case <-exited:
+		cmd.Wait()
+		t.Fatalf("the server exited before listening: %v", cmd.ProcessState)
+	case <-time.After(60 * time.Second):
 		cmd.Process.Kill()
 		t.Fatal("server did not start")
 	}
