@@ -42,7 +42,16 @@ type Entry struct {
 	Delta          float64           `json:"delta,omitempty"`
 	Rho            float64           `json:"rho,omitempty"`
 	Extra          map[string]string `json:"extra,omitempty"` // encoding/json sorts map keys
+	// ChargeID links a "reserve" entry, appended before a budget or row
+	// quota is charged, to the ledger's charge record and to the entry that
+	// decides the request; QuotaRows is a row-quota charge's size.
+	ChargeID  string `json:"charge_id,omitempty"`
+	QuotaRows int64  `json:"quota_rows,omitempty"`
 }
+
+// DecisionReserve marks an entry appended before a charge: it explains the
+// charge even if the process dies before the request is decided.
+const DecisionReserve = "reserve"
 
 // Canonical returns the entry's canonical bytes: compact JSON, fixed field
 // order, sorted map keys, no HTML escaping, UTC times.

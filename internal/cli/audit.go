@@ -330,3 +330,56 @@ func auditExport(args []string, out, errw io.Writer) error {
 	}
 	return nil
 }
+
+// auditReconcile matches the ledger's charges against the audit log's
+// reservations: every charge must be announced by an entry written before
+// it, and every ledger row must be the sum of its charges.
+func auditReconcile(args []string, out, errw io.Writer) error {
+	fs := flags("audit reconcile", errw)
+	dir := fs.String("workspace", "", "workspace directory")
+	dsn := fs.String("store", "", "state store DSN")
+	if _, err := parse(fs, args); err != nil || *dir == "" {
+		return errUsage
+	}
+	_, st, err := openState(*dir, *dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx := context.Background()
+	size, err := st.Size(ctx)
+	if err != nil {
+		return err
+	}
+	var reserved []store.Reservation
+	const page = 10000
+	for start := uint64(0); start < size; start += page {
+		raw, err := st.Leaves(ctx, start, min(size, start+page))
+		if err != nil {
+			return err
+		}
+		for i, b := range raw {
+			e, err := audit.ParseEntry(b)
+			if err != nil {
+				return fmt.Errorf("audit entry %d does not parse: %w", start+uint64(i), err)
+			}
+			if e.Decision == audit.DecisionReserve {
+				reserved = append(reserved, store.Reservation{ChargeID: e.ChargeID, Agreement: e.Agreement, Rho: e.Rho, QuotaRows: e.QuotaRows, Index: start + uint64(i)})
+			}
+		}
+	}
+	charges, err := st.Charges(ctx)
+	if err != nil {
+		return err
+	}
+	ledger, err := st.Ledger(ctx)
+	if err != nil {
+		return err
+	}
+	r := store.Reconcile(reserved, charges, ledger)
+	fmt.Fprint(out, r)
+	if !r.OK() {
+		return errors.New("the ledger and the audit log do not reconcile")
+	}
+	return nil
+}

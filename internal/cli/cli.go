@@ -41,6 +41,7 @@ func commands() []command {
 		{"agreement revoke", "revoke an agreement at once: agreement revoke --workspace DIR [--by NAME] [--reason R] ID", agreementRevoke},
 		{"policy test", "run policy test cases: policy test DIR", policyTest},
 		{"audit verify", "verify the audit log: audit verify (--server URL --token T | --workspace DIR | --log EXPORT.jsonl --checkpoint CP) --since FILE [--pubkey KEY|FILE]", auditVerify},
+		{"audit reconcile", "check that every budget and quota charge is explained by an audit entry: audit reconcile --workspace DIR [--store DSN]", auditReconcile},
 		{"audit export", "export the audit log as JSON lines: audit export --workspace DIR [--checkpoint FILE] [--principal P] [--dataset D] [--decision allow|deny] [--since RFC3339]", auditExport},
 		{"demo init", "write the demo workspace: demo init DIR", demoInit},
 	}

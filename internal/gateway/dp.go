@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/dp"
 	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/query"
@@ -209,7 +210,7 @@ func periodStart(now time.Time, b *workspace.Budget) time.Time {
 
 // runDP executes a DP plan: bounded statistics from the engine, the charge,
 // then noise, selection and post-processing in Go.
-func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *workspace.Agreement, plan, canonical *query.Plan, now time.Time, limits workspace.LimitsConfig, eng engine.Engine) (*Response, *DPReport, error) {
+func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *workspace.Agreement, plan, canonical *query.Plan, now time.Time, limits workspace.LimitsConfig, eng engine.Engine, ent *audit.Entry) (*Response, *DPReport, error) {
 	d := plan.DP
 	rule := ag.Rules[d.Dataset]
 	cost := dpCostOf(rule, len(d.Stats)+len(d.Quantiles), needsSelection(d))
@@ -254,7 +255,7 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	leader := false
 	v, err, _ := g.flight.Do(fp+"\x00"+pstart.String(), func() (any, error) {
 		leader = true
-		resp, rep, err := g.answerDP(ctx, ag, plan, d, rule, cost, key, report, noise, tau, fp, pstart, now, limits, eng)
+		resp, rep, err := g.answerDP(ctx, ag, plan, d, rule, cost, key, report, noise, tau, fp, pstart, now, limits, eng, ent)
 		if err != nil {
 			return nil, err
 		}
@@ -295,12 +296,16 @@ func decodeAnswer(body []byte) (*Response, *DPReport, bool) {
 // answerDP reserves the cost, runs the bounded statistics, releases them
 // with noise and stores the answer for repeats.
 func (g *Gateway) answerDP(ctx context.Context, ag *workspace.Agreement, plan *query.Plan, d *query.DPPlan, rule workspace.Rule, cost dpCost, key store.BudgetKey,
-	report *DPReport, noise noiseSpec, tau float64, fp string, pstart, now time.Time, limits workspace.LimitsConfig, eng engine.Engine) (*Response, *DPReport, error) {
+	report *DPReport, noise noiseSpec, tau float64, fp string, pstart, now time.Time, limits workspace.LimitsConfig, eng engine.Engine, ent *audit.Entry) (*Response, *DPReport, error) {
 	limRho, limDelta := budgetLimits(ag.Budget)
+	chargeID, err := g.reserve(ctx, ent, func(r *audit.Entry) { r.Epsilon, r.Delta, r.Rho = cost.eps, cost.delta, cost.rho })
+	if err != nil {
+		return nil, nil, err
+	}
 	// Reserve the cost before the engine runs: whatever happens next (an
 	// engine failure, a timeout, a crash) the charge stays spent, and a
 	// query refused for budget never reaches the data.
-	st, err := g.Store.ChargeBudget(ctx, store.Charge{Key: key, Rho: cost.rho, Epsilon: cost.eps, Delta: cost.selDelta, LimitRho: limRho, LimitDelta: limDelta})
+	st, err := g.Store.ChargeBudget(ctx, store.Charge{ID: chargeID, Key: key, Rho: cost.rho, Epsilon: cost.eps, Delta: cost.selDelta, LimitRho: limRho, LimitDelta: limDelta})
 	if errors.Is(err, store.ErrBudgetExhausted) {
 		left := math.Max(0, ag.Budget.Epsilon-dp.EpsilonForRho(st.Rho, ag.Budget.Delta/2))
 		e := refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "the privacy budget of agreement %s is exhausted for this period: this query needs ε=%.3g, %.3g is left; it refreshes at %s",

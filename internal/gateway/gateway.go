@@ -15,6 +15,7 @@ import (
 	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -163,6 +164,24 @@ func (g *Gateway) Refuse(ctx context.Context, req Request, r *refusal.Error) err
 	return g.deny(ctx, entryFor(snap, req, g.Now().UTC()), r)
 }
 
+// reserve appends the entry that announces a charge before it is made, so
+// that every charge in the ledger is explained by the log even if the
+// process dies before the request is decided; it returns the charge id,
+// which the deciding entry (ent) carries too.
+func (g *Gateway) reserve(ctx context.Context, ent *audit.Entry, set func(*audit.Entry)) (string, error) {
+	var b [12]byte
+	crand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	r := *ent
+	r.Decision, r.ChargeID = audit.DecisionReserve, id
+	set(&r)
+	if _, err := g.Audit.Append(context.WithoutCancel(ctx), r); err != nil {
+		return "", refusal.New(refusal.Internal, "audit.unavailable", "the audit log is unavailable; nothing can be answered")
+	}
+	ent.ChargeID = id
+	return id, nil
+}
+
 // entryFor is the audit entry of a request before it is decided.
 func entryFor(snap *Snapshot, req Request, now time.Time) audit.Entry {
 	ent := audit.Entry{
@@ -272,7 +291,7 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 		}
 	}
 	if plan.Kind == query.AccessDP {
-		resp, rep, err := g.runDP(ctx, snap, req, ag, plan, canonical, now, ws.Config.Limits, eng)
+		resp, rep, err := g.runDP(ctx, snap, req, ag, plan, canonical, now, ws.Config.Limits, eng, ent)
 		if err != nil {
 			return nil, err
 		}
@@ -308,7 +327,7 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 	}
 	if plan.MaxRows > 0 && ag != nil {
 		// Charged before release, like a DP budget.
-		if out.Quota, err = g.chargeRows(ctx, ag, plan.MaxRows, len(out.Rows), now); err != nil {
+		if out.Quota, err = g.chargeRows(ctx, ag, plan.MaxRows, len(out.Rows), now, ent); err != nil {
 			return nil, err
 		}
 	}

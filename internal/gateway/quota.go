@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/refusal"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/workspace"
@@ -49,13 +50,17 @@ func (g *Gateway) quotaState(ctx context.Context, ag *workspace.Agreement, quota
 // chargeRows charges n released rows to the agreement's quota, atomically
 // and before they are released; an answer that does not fit is refused
 // whole, never cut.
-func (g *Gateway) chargeRows(ctx context.Context, ag *workspace.Agreement, quota, n int, now time.Time) (*RowQuota, error) {
+func (g *Gateway) chargeRows(ctx context.Context, ag *workspace.Agreement, quota, n int, now time.Time, ent *audit.Entry) (*RowQuota, error) {
 	if n == 0 {
 		return g.quotaState(ctx, ag, quota, now)
 	}
 	key := rowQuotaKey(ag, now)
 	refresh := key.PeriodStart.Add(quotaPeriod(ag))
-	st, err := g.Store.ChargeBudget(ctx, store.Charge{Key: key, Rho: float64(n), LimitRho: float64(quota), LimitDelta: 1})
+	chargeID, err := g.reserve(ctx, ent, func(r *audit.Entry) { r.QuotaRows = int64(n) })
+	if err != nil {
+		return nil, err
+	}
+	st, err := g.Store.ChargeBudget(ctx, store.Charge{ID: chargeID, Key: key, Rho: float64(n), LimitRho: float64(quota), LimitDelta: 1})
 	if errors.Is(err, store.ErrBudgetExhausted) {
 		left := max(0, int64(quota)-int64(st.Rho))
 		e := refusal.New(refusal.Limit, "list.quota", "agreement %s may release %d rows per period; %d are left and this answer has more; narrow the query or wait until %s",

@@ -77,8 +77,9 @@ func mintToken(t *testing.T, dir, principal string) string {
 }
 
 // TestCrashKeepsAuditConsistent kills the server with SIGKILL in the middle
-// of a burst of queries. After a restart the log must verify, and every
-// response a client received must have its audit entry.
+// of a burst of DP queries. After a restart the log must verify, every
+// response a client received must have its audit entry, and the budget
+// ledger must reconcile with the log (no charge without its entry).
 func TestCrashKeepsAuditConsistent(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
@@ -146,7 +147,6 @@ func TestCrashKeepsAuditConsistent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
 	for _, a := range acks {
 		raw, err := h.Leaves(context.Background(), a.index, a.index+1)
 		if err != nil || len(raw) != 1 {
@@ -158,4 +158,18 @@ func TestCrashKeepsAuditConsistent(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged responses, all present after SIGKILL and restart", len(acks))
+	// Every budget charge, including those of requests in flight at the
+	// kill, is explained by an audit entry written before it.
+	h.Close()
+	out.Reset()
+	errw.Reset()
+	if code := cli.Main([]string{"audit", "reconcile", "--workspace", dir}, &out, &errw); code != 0 {
+		t.Fatalf("audit reconcile after SIGKILL: %s %s", out.String(), errw.String())
+	}
+	var charges int
+	fmt.Sscanf(out.String(), "%d charges", &charges)
+	if charges < len(acks) {
+		t.Fatalf("reconcile saw %d charges for %d answered DP queries: %s", charges, len(acks), out.String())
+	}
+	t.Logf("reconcile: %s", strings.TrimSpace(out.String()))
 }

@@ -59,6 +59,10 @@ type BudgetState struct {
 
 // Charge is one atomic debit of a budget ledger.
 type Charge struct {
+	// ID names the charge. When set, the store records the charge with it
+	// in the same transaction as the debit, so every debit can be matched
+	// to the audit entry that announced it (see ChargeRecord).
+	ID       string
 	Key      BudgetKey
 	Rho      float64 // cost in zCDP rho
 	Epsilon  float64 // reporting only
@@ -66,6 +70,21 @@ type Charge struct {
 	LimitRho float64 // the charge fails if spent+Rho would exceed this
 	// LimitDelta, when positive, also caps the summed Delta.
 	LimitDelta float64
+}
+
+// ChargeRecord is one debit as the ledger recorded it.
+type ChargeRecord struct {
+	ID        string
+	Key       BudgetKey
+	Rho       float64
+	Delta     float64
+	CreatedAt time.Time
+}
+
+// LedgerRow is one ledger entry: what a budget key has spent in a period.
+type LedgerRow struct {
+	Key   BudgetKey
+	State BudgetState
 }
 
 // CachedResult is a released DP answer kept so an identical query under the
@@ -93,6 +112,10 @@ type Store interface {
 	// unchanged state.
 	ChargeBudget(ctx context.Context, c Charge) (BudgetState, error)
 	Budget(ctx context.Context, k BudgetKey) (BudgetState, error) // zero state if none
+	// Charges and Ledger list every recorded charge and ledger row, for
+	// reconciliation with the audit log.
+	Charges(ctx context.Context) ([]ChargeRecord, error)
+	Ledger(ctx context.Context) ([]LedgerRow, error)
 
 	// PutCachedResult stores a result unless one exists for the same key; it
 	// returns the stored one (the first writer wins).

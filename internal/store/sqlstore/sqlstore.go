@@ -57,6 +57,7 @@ func schema(d Dialect) []string {
 		`INSERT INTO audit_head (id, size) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`,
 		`CREATE TABLE IF NOT EXISTS audit_leaves (idx BIGINT PRIMARY KEY, data ` + b + ` NOT NULL, hash ` + b + ` NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS audit_checkpoints (size BIGINT PRIMARY KEY, signed ` + b + ` NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS charges (id TEXT PRIMARY KEY, agreement TEXT NOT NULL, principal TEXT NOT NULL, period_ns BIGINT NOT NULL, rho DOUBLE PRECISION NOT NULL, delta DOUBLE PRECISION NOT NULL, created_ns BIGINT NOT NULL)`,
 	}
 }
 
@@ -140,21 +141,77 @@ func (s *Store) ChargeBudget(ctx context.Context, c store.Charge) (store.BudgetS
 		k.Agreement, k.Principal, ns(k.PeriodStart)); err != nil {
 		return store.BudgetState{}, err
 	}
-	var st store.BudgetState
 	limitDelta := c.LimitDelta
 	if limitDelta <= 0 {
 		limitDelta = 1e300
 	}
-	err := s.db.QueryRowContext(ctx, s.q(`UPDATE budgets SET rho = rho + ?, epsilon = epsilon + ?, delta = delta + ? WHERE agreement = ? AND principal = ? AND period_ns = ? AND rho + ? <= ? AND delta + ? <= ? RETURNING rho, epsilon, delta`),
+	// The debit and its charge record commit together or not at all.
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return store.BudgetState{}, err
+	}
+	defer tx.Rollback()
+	var st store.BudgetState
+	err = tx.QueryRowContext(ctx, s.q(`UPDATE budgets SET rho = rho + ?, epsilon = epsilon + ?, delta = delta + ? WHERE agreement = ? AND principal = ? AND period_ns = ? AND rho + ? <= ? AND delta + ? <= ? RETURNING rho, epsilon, delta`),
 		c.Rho, c.Epsilon, c.Delta, k.Agreement, k.Principal, ns(k.PeriodStart), c.Rho, c.LimitRho*(1+budgetSlack)+budgetSlack, c.Delta, limitDelta*(1+budgetSlack)).Scan(&st.Rho, &st.Epsilon, &st.Delta)
 	if errors.Is(err, sql.ErrNoRows) {
+		tx.Rollback()
 		cur, err := s.Budget(ctx, k)
 		if err != nil {
 			return cur, err
 		}
 		return cur, store.ErrBudgetExhausted
 	}
-	return st, err
+	if err != nil {
+		return st, err
+	}
+	if c.ID != "" {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO charges (id, agreement, principal, period_ns, rho, delta, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+			c.ID, k.Agreement, k.Principal, ns(k.PeriodStart), c.Rho, c.Delta, ns(time.Now())); err != nil {
+			return store.BudgetState{}, err
+		}
+	}
+	return st, tx.Commit()
+}
+
+// Charges implements store.Store.
+func (s *Store) Charges(ctx context.Context) ([]store.ChargeRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, agreement, principal, period_ns, rho, delta, created_ns FROM charges ORDER BY created_ns, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.ChargeRecord
+	for rows.Next() {
+		var c store.ChargeRecord
+		var period, created int64
+		if err := rows.Scan(&c.ID, &c.Key.Agreement, &c.Key.Principal, &period, &c.Rho, &c.Delta, &created); err != nil {
+			return nil, err
+		}
+		c.Key.PeriodStart, c.CreatedAt = fromNS(period), fromNS(created)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// Ledger implements store.Store.
+func (s *Store) Ledger(ctx context.Context) ([]store.LedgerRow, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT agreement, principal, period_ns, rho, epsilon, delta FROM budgets ORDER BY agreement, principal, period_ns`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.LedgerRow
+	for rows.Next() {
+		var r store.LedgerRow
+		var period int64
+		if err := rows.Scan(&r.Key.Agreement, &r.Key.Principal, &period, &r.State.Rho, &r.State.Epsilon, &r.State.Delta); err != nil {
+			return nil, err
+		}
+		r.Key.PeriodStart = fromNS(period)
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // Budget implements store.Store.

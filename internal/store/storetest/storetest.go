@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -106,7 +107,7 @@ func Run(t *testing.T, open Opener) {
 				if i%2 == 1 {
 					s = b
 				}
-				_, err := s.ChargeBudget(ctx, store.Charge{Key: k, Rho: 0.1, LimitRho: 0.1 * fits})
+				_, err := s.ChargeBudget(ctx, store.Charge{ID: fmt.Sprintf("race-%d", i), Key: k, Rho: 0.1, LimitRho: 0.1 * fits})
 				switch {
 				case err == nil:
 					ok.Add(1)
@@ -120,6 +121,33 @@ func Run(t *testing.T, open Opener) {
 		wg.Wait()
 		if ok.Load() != fits || exhausted.Load() != 200-fits {
 			t.Fatalf("%d charges succeeded, %d refused; want exactly %d and %d", ok.Load(), exhausted.Load(), fits, 200-fits)
+		}
+		// Exactly the successful charges are recorded, and they add up to
+		// the ledger row: the debit and its record commit together.
+		charges, err := a.Charges(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		var sum float64
+		for _, c := range charges {
+			if c.Key == k {
+				n++
+				sum += c.Rho
+			}
+		}
+		ledger, err := b.Ledger(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var row *store.LedgerRow
+		for i := range ledger {
+			if ledger[i].Key == k {
+				row = &ledger[i]
+			}
+		}
+		if n != fits || row == nil || math.Abs(row.State.Rho-sum) > 1e-9 {
+			t.Fatalf("%d charge records summing to %v against ledger %+v; want %d matching the ledger", n, sum, row, fits)
 		}
 	})
 	t.Run("cached results", func(t *testing.T) {
