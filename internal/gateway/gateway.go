@@ -26,6 +26,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/airlock-dev/airlock/internal/admission"
 	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/dp"
 	"github.com/airlock-dev/airlock/internal/engine"
@@ -65,6 +66,9 @@ type Gateway struct {
 	sampler    *dp.Sampler
 	// flight answers identical concurrent DP queries once.
 	flight singleflight.Group
+	// Admission bounds the queries running at once and each principal's
+	// rate; nil admits everything.
+	Admission *admission.Controller
 }
 
 // New returns a gateway over one engine.
@@ -139,6 +143,13 @@ func (g *Gateway) Query(ctx context.Context, req Request) (*Response, error) {
 	if req.Describe {
 		req.DryRun = false
 		return g.run(ctx, snap, req, now, &ent)
+	}
+	if g.Admission != nil {
+		release, v := g.Admission.Admit(ctx, req.Identity.Principal)
+		if v != admission.Admitted {
+			return nil, g.deny(ctx, ent, admissionRefusal(v))
+		}
+		defer release()
 	}
 	resp, err := g.run(ctx, snap, req, now, &ent)
 	if err != nil {
@@ -365,6 +376,21 @@ func engineRefusal(err error) error {
 		return refusal.New(refusal.BadSQL, "sql.invalid", "the engine rejected the query before reading any data (%s error: check column types and grouping)", se.Kind)
 	}
 	return refusal.New(refusal.Engine, "engine", "the engine could not run the query")
+}
+
+// admissionRefusal says why a request was not admitted, with when to retry.
+func admissionRefusal(v admission.Verdict) *refusal.Error {
+	var e *refusal.Error
+	switch v {
+	case admission.NodeBusy:
+		e = refusal.New(refusal.Unavailable, "admission.node", "the node is at its limit of queries running at once; retry in a second")
+	case admission.PrincipalBusy:
+		e = refusal.New(refusal.Limit, "admission.concurrency", "too many of this principal's queries are running at once; retry in a second")
+	default:
+		e = refusal.New(refusal.Limit, "admission.rate", "this principal is over its rate of queries per second; retry in a second")
+	}
+	e.Details = map[string]any{"retry_after": 1}
+	return e
 }
 
 // checkRowLimit is the one row-count rule for every answer: a result with

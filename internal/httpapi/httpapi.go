@@ -133,6 +133,9 @@ func authMessage(err error) string {
 
 // WriteError writes a refusal as JSON with its HTTP status.
 func WriteError(w http.ResponseWriter, r *refusal.Error) {
+	if after, ok := r.Details["retry_after"]; ok {
+		w.Header().Set("Retry-After", fmt.Sprint(after))
+	}
 	body := map[string]any{"code": r.Code, "rule": r.Rule, "message": r.Message}
 	for k, v := range r.Details {
 		body[k] = v

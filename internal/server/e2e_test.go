@@ -136,6 +136,7 @@ func identifierValues(dir string) []string {
 
 type apiResponse struct {
 	Status     int
+	RetryAfter string
 	Body       []byte
 	Columns    []string `json:"columns"`
 	Rows       [][]any  `json:"rows"`
@@ -165,7 +166,7 @@ func (h *harness) post(t *testing.T, path, token string, body []byte) apiRespons
 	b, _ := io.ReadAll(resp.Body)
 	var r apiResponse
 	json.Unmarshal(b, &r)
-	r.Status, r.Body = resp.StatusCode, b
+	r.Status, r.Body, r.RetryAfter = resp.StatusCode, b, resp.Header.Get("Retry-After")
 	return r
 }
 

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/airlock-dev/airlock/internal/admission"
 	"github.com/airlock-dev/airlock/internal/breaker"
 	"github.com/airlock-dev/airlock/internal/keys"
 	"github.com/airlock-dev/airlock/internal/netlimit"
@@ -159,6 +160,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	}
 	n.Gateway = gateway.New(&gateway.Snapshot{WS: ws, Policy: pol}, n.Engine, n.Store, n.Audit, maskSecret)
 	n.Gateway.Now = opts.Now
+	lim := ws.Config.Limits
+	n.Gateway.Admission = admission.New(admission.Config{MaxConcurrent: lim.MaxConcurrentQueries, MaxPerPrincipal: lim.MaxConcurrentPerPrincipal,
+		QueueWait: lim.QueueWait, Rate: lim.PrincipalRate, Now: opts.Now})
 	n.Gateway.Route = func(m *workspace.Manifest) (engine.Engine, string) {
 		if m.Source.Postgres != "" {
 			return n.PGEngines[m.Source.Postgres], qualifiedName(m.Source.Table)

@@ -63,6 +63,12 @@ type LimitsConfig struct {
 	// HTTPIdleTimeout how long an idle keep-alive connection is kept.
 	HTTPReadTimeout time.Duration `yaml:"http_read_timeout"` // default 1m
 	HTTPIdleTimeout time.Duration `yaml:"http_idle_timeout"` // default 2m
+	// Admission: queries running at once on the node and per principal,
+	// how long a query may wait for a place, and each principal's rate.
+	MaxConcurrentQueries      int           `yaml:"max_concurrent_queries"`       // default 32
+	MaxConcurrentPerPrincipal int           `yaml:"max_concurrent_per_principal"` // default 32
+	QueueWait                 time.Duration `yaml:"queue_wait"`                   // default 1s
+	PrincipalRate             float64       `yaml:"principal_rate"`               // queries/s, default 500
 }
 
 // CheckAndSetDefaults fills unset fields with their defaults.
@@ -99,6 +105,18 @@ func (c *Config) CheckAndSetDefaults() {
 	}
 	if c.Limits.HandshakeTimeout == 0 {
 		c.Limits.HandshakeTimeout = 10 * time.Second
+	}
+	if c.Limits.MaxConcurrentQueries == 0 {
+		c.Limits.MaxConcurrentQueries = 32
+	}
+	if c.Limits.MaxConcurrentPerPrincipal == 0 {
+		c.Limits.MaxConcurrentPerPrincipal = 32
+	}
+	if c.Limits.QueueWait == 0 {
+		c.Limits.QueueWait = time.Second
+	}
+	if c.Limits.PrincipalRate == 0 {
+		c.Limits.PrincipalRate = 500
 	}
 	if c.Limits.HTTPReadTimeout == 0 {
 		c.Limits.HTTPReadTimeout = time.Minute

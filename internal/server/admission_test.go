@@ -1,0 +1,50 @@
+package server_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// Overload is answered, not queued without end: with room for one query
+// at a time and no queue, a burst gets 429s naming the rule, with
+// Retry-After, and every request, admitted or not, is audited.
+func TestOverloadIsAnsweredAndAudited(t *testing.T) {
+	h := newHarness(t, func(dir string) {
+		p := filepath.Join(dir, "airlock.yaml")
+		b, _ := os.ReadFile(p)
+		b = bytes.Replace(b, []byte("limits:\n"), []byte("limits:\n  max_concurrent_queries: 1\n  max_concurrent_per_principal: 1\n  queue_wait: 1ms\n"), 1)
+		os.WriteFile(p, b, 0o644)
+	})
+	before := h.node.Audit.Tree().Size()
+	const n = 24
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	answered, refused := 0, 0
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := h.query(t, "fraud@partnerbank", "fraud_detection", "", "SELECT merchant, country, count(*), avg(amount) FROM transactions GROUP BY merchant, country")
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case r.Status == 200:
+				answered++
+			case r.Status == 429 && r.Error.Rule == "admission.concurrency" && r.RetryAfter == "1":
+				refused++
+			default:
+				t.Errorf("request %d: %d %s", i, r.Status, r.Body)
+			}
+		}()
+	}
+	wg.Wait()
+	if answered == 0 || refused == 0 {
+		t.Fatalf("%d answered, %d refused: the burst was not limited", answered, refused)
+	}
+	if got := h.node.Audit.Tree().Size() - before; got != n {
+		t.Fatalf("%d audit entries for %d requests", got, n)
+	}
+}
