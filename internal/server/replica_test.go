@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/airlock-dev/airlock/internal/cli"
+	"github.com/airlock-dev/airlock/internal/demo"
 	"github.com/airlock-dev/airlock/internal/dp"
 )
 
@@ -67,4 +69,41 @@ func TestTwoReplicasShareBudgetAndAuditLog(t *testing.T) {
 	if size < 200 {
 		t.Fatalf("merged log has %d entries, want >= 200", size)
 	}
+}
+
+// A replica with its own node.key (or mask.key) on a shared state store
+// would sign checkpoints the others' verifier rejects, or pseudonymize
+// differently; it refuses to start, naming the file to copy.
+func TestReplicaWithDifferentKeysRefusesToStart(t *testing.T) {
+	schema := fmt.Sprintf("keys_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		if db, err := sql.Open("pgx", pgDSN()); err == nil {
+			db.Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE")
+			db.Close()
+		}
+	})
+	first, second := t.TempDir(), t.TempDir()
+	for _, d := range []string{first, second} {
+		if err := demo.Init(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := startHarnessSchema(first, pgDSN(), schema, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.stop()
+	if _, err := startHarnessSchema(second, pgDSN(), schema, false); err == nil || !strings.Contains(err.Error(), "node.key") {
+		t.Fatalf("a replica with another node key started: %v", err)
+	}
+	// With the first node's keys it starts.
+	for _, f := range []string{"node.key", "node.pub", "mask.key"} {
+		b, _ := os.ReadFile(filepath.Join(first, ".airlock", f))
+		os.WriteFile(filepath.Join(second, ".airlock", f), b, 0o600)
+	}
+	b, err := startHarnessSchema(second, pgDSN(), schema, false)
+	if err != nil {
+		t.Fatalf("a replica with the shared keys: %v", err)
+	}
+	b.stop()
 }

@@ -6,8 +6,11 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/airlock-dev/airlock/internal/admission"
@@ -138,6 +141,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mask key: %w", err)
 	}
+	if err := checkSharedKeys(ctx, n.Store, vkey, maskSecret); err != nil {
+		return nil, err
+	}
 	if n.Engine, err = LoadEngine(ctx, ws); err != nil {
 		return nil, err
 	}
@@ -241,6 +247,29 @@ func qualifiedName(table string) string {
 		parts[i] = query.QuoteIdent(p)
 	}
 	return strings.Join(parts, ".")
+}
+
+// checkSharedKeys makes replicas that share a state store share keys: the
+// first node records its audit verifier key and a check value of its mask
+// key in the store, and a node whose keys differ refuses to start (its
+// checkpoints would not verify against the others', its pseudonyms would
+// not match theirs). The mask key itself never leaves the node.
+func checkSharedKeys(ctx context.Context, st store.Store, verifier string, maskSecret []byte) error {
+	m := hmac.New(sha256.New, maskSecret)
+	m.Write([]byte("airlock mask key check"))
+	for _, c := range []struct{ name, value, file string }{
+		{"audit.verifier_key", verifier, "node.key"},
+		{"mask.key_check", hex.EncodeToString(m.Sum(nil)), "mask.key"},
+	} {
+		got, err := st.Claim(ctx, c.name, c.value)
+		if err != nil {
+			return fmt.Errorf("state store: %w", err)
+		}
+		if got != c.value {
+			return fmt.Errorf("%s of this node differs from the one the nodes sharing this state store use: copy <data_dir>/%s from a running replica", c.file, c.file)
+		}
+	}
+	return nil
 }
 
 func loadOrCreateSecret(path string) ([]byte, error) {

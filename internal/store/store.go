@@ -112,6 +112,11 @@ type Store interface {
 	// unchanged state.
 	ChargeBudget(ctx context.Context, c Charge) (BudgetState, error)
 	Budget(ctx context.Context, k BudgetKey) (BudgetState, error) // zero state if none
+	// Claim records value under name unless a value is already recorded,
+	// and returns the recorded one (the first writer wins): replicas that
+	// share the store check they share keys this way.
+	Claim(ctx context.Context, name, value string) (string, error)
+
 	// Charges and Ledger list every recorded charge and ledger row, for
 	// reconciliation with the audit log.
 	Charges(ctx context.Context) ([]ChargeRecord, error)

@@ -57,6 +57,7 @@ func schema(d Dialect) []string {
 		`INSERT INTO audit_head (id, size) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`,
 		`CREATE TABLE IF NOT EXISTS audit_leaves (idx BIGINT PRIMARY KEY, data ` + b + ` NOT NULL, hash ` + b + ` NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS audit_checkpoints (size BIGINT PRIMARY KEY, signed ` + b + ` NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS charges (id TEXT PRIMARY KEY, agreement TEXT NOT NULL, principal TEXT NOT NULL, period_ns BIGINT NOT NULL, rho DOUBLE PRECISION NOT NULL, delta DOUBLE PRECISION NOT NULL, created_ns BIGINT NOT NULL)`,
 	}
 }
@@ -172,6 +173,16 @@ func (s *Store) ChargeBudget(ctx context.Context, c store.Charge) (store.BudgetS
 		}
 	}
 	return st, tx.Commit()
+}
+
+// Claim implements store.Store.
+func (s *Store) Claim(ctx context.Context, name, value string) (string, error) {
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO claims (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`), name, value); err != nil {
+		return "", err
+	}
+	var got string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT value FROM claims WHERE name = ?`), name).Scan(&got)
+	return got, err
 }
 
 // Charges implements store.Store.

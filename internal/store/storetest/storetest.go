@@ -150,6 +150,16 @@ func Run(t *testing.T, open Opener) {
 			t.Fatalf("%d charge records summing to %v against ledger %+v; want %d matching the ledger", n, sum, row, fits)
 		}
 	})
+	t.Run("claims", func(t *testing.T) {
+		a := open(t, "claims")
+		b := open(t, "claims")
+		if got, err := a.Claim(ctx, "k", "first"); err != nil || got != "first" {
+			t.Fatalf("first claim: %q %v", got, err)
+		}
+		if got, err := b.Claim(ctx, "k", "second"); err != nil || got != "first" {
+			t.Fatalf("second claim from another handle: %q %v, want the first value", got, err)
+		}
+	})
 	t.Run("cached results", func(t *testing.T) {
 		s := open(t, "cache")
 		p := time.Unix(1700000000, 0).UTC()
