@@ -6,7 +6,7 @@ DEMO ?= demo
 # Packages with goroutines shared between requests run under the race detector.
 RACE_PKGS := ./internal/audit/... ./internal/store/... ./internal/gateway/... ./internal/dp/... ./internal/engine/... ./internal/keys/... ./internal/netlimit/... ./internal/breaker/... ./internal/admission/...
 
-.PHONY: help build run deps test test-race vet fmt-check bench stress clean
+.PHONY: help build run deps test test-race vet fmt-check bench stress fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,13 @@ bench: build ## benchmarks; figures go to docs/benchmarks.md
 stress: deps ## long statistical and concurrency runs (the end-to-end privacy test with 10x the samples)
 	AIRLOCK_STRESS=1 $(GO) test -count=1 -timeout 60m ./internal/dp/... ./internal/audit/... ./internal/store/...
 	AIRLOCK_STRESS=1 $(GO) test -count=1 -timeout 60m -run TestEmpiricalPrivacyThroughTheServer ./internal/server/
+	$(MAKE) fuzz FUZZTIME=2m
+
+FUZZTIME ?= 60s
+fuzz: deps ## fuzz the wire protocol, the HTTP body decoder and the SQL planner for FUZZTIME each
+	$(GO) test -run '^$$' -fuzz FuzzWireMessages -fuzztime $(FUZZTIME) ./internal/server
+	$(GO) test -run '^$$' -fuzz FuzzDecodeQuery -fuzztime $(FUZZTIME) ./internal/httpapi
+	$(GO) test -run '^$$' -fuzz FuzzParsePlan -fuzztime $(FUZZTIME) ./internal/query
 
 clean: ## remove build output
 	rm -rf bin

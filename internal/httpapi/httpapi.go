@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -164,18 +165,7 @@ const maxBody = 1 << 20
 
 func (s *Server) query(dry bool) Handler {
 	return func(w http.ResponseWriter, r *http.Request, id identity.Identity) error {
-		var req QueryRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-		dec.UseNumber()
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				return refusal.New(refusal.TooLarge, "http.body_size", "the request body exceeds %d bytes", maxBody)
-			}
-			return refusal.New(refusal.BadSQL, "http.body", "the body must be JSON {\"sql\": ..., \"purpose\": ..., \"agreement\": ...}")
-		}
-		params, err := jsonParams(req.Params)
+		req, params, err := DecodeQuery(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
 			return err
 		}
@@ -190,6 +180,29 @@ func (s *Server) query(dry bool) Handler {
 		WriteJSON(w, http.StatusOK, encodeResponse(resp))
 		return nil
 	}
+}
+
+// DecodeQuery reads a POST /v1/query body: one JSON object with known
+// fields only, numbers kept exact, parameters limited to strings, numbers,
+// booleans and null. Every failure is a refusal (413 for a body over the
+// limit, 400 otherwise).
+func DecodeQuery(body io.Reader) (QueryRequest, []any, error) {
+	var req QueryRequest
+	dec := json.NewDecoder(body)
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return req, nil, refusal.New(refusal.TooLarge, "http.body_size", "the request body exceeds %d bytes", maxBody)
+		}
+		return req, nil, refusal.New(refusal.BadSQL, "http.body", "the body must be JSON {\"sql\": ..., \"purpose\": ..., \"agreement\": ...}")
+	}
+	if dec.More() {
+		return req, nil, refusal.New(refusal.BadSQL, "http.body", "the body must be one JSON object")
+	}
+	params, err := jsonParams(req.Params)
+	return req, params, err
 }
 
 func jsonParams(ps []any) ([]any, error) {

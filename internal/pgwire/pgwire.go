@@ -46,6 +46,7 @@ type Server struct {
 	wire    *wire.Server
 	limits  Limits
 	lis     *netlimit.Listener
+	tls     *tls.Config
 }
 
 // Limits bound the endpoint (see workspace.LimitsConfig).
@@ -70,9 +71,9 @@ func New(g *gateway.Gateway, auth *identity.Authenticator, log *slog.Logger, tls
 		wire.Logger(log),
 		wire.ErrorSanitizer(s.sanitize),
 	}
-	if tlsConfig != nil {
-		opts = append(opts, wire.TLSConfig(tlsConfig))
-	}
+	// TLS is terminated by guardedConn, below psql-wire, so that it can
+	// check every message in plaintext.
+	s.tls = tlsConfig
 	w, err := wire.NewServer(s.parse, opts...)
 	if err != nil {
 		return nil, err
@@ -93,7 +94,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return err
 	}
 	s.lis = lis
-	return s.wire.Serve(lis)
+	return s.wire.Serve(guardListener{Listener: lis, tls: s.tls, maxMsg: s.limits.MaxMessageBytes})
 }
 
 // Stats reports the endpoint's open and refused connections.
@@ -217,7 +218,16 @@ func pgError(err error) error {
 	return pgerror.WithSeverity(e, pgerror.LevelError)
 }
 
-func (s *Server) parse(ctx context.Context, q wire.Query) (wire.PreparedStatements, error) {
+func (s *Server) parse(ctx context.Context, q wire.Query) (stmts wire.PreparedStatements, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			Panics.Add(1)
+			s.Log.Error("panic parsing a wire statement", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			id, _ := identityOf(ctx)
+			stmts, err = nil, pgError(s.Gateway.Refuse(ctx, gateway.Request{Channel: "pgwire", Identity: id, SQL: q.Query},
+				refusal.New(refusal.Internal, "internal.panic", "internal error; see the server log")))
+		}
+	}()
 	id, ok := identityOf(ctx)
 	if !ok {
 		return nil, pgError(refusal.New(refusal.Unauthenticated, "authn.missing", "not authenticated"))
@@ -312,7 +322,7 @@ var typeOID = map[string]uint32{
 // governed prepares a query for the gateway: Describe now (to learn its
 // columns), the governed run at Execute.
 func (s *Server) governed(ctx context.Context, id identity.Identity, text string, q wire.Query) (wire.PreparedStatements, error) {
-	nparams := len(wire.ParseParameters(text))
+	nparams := query.ParamCount(text)
 	ws := s.Gateway.Snapshot().WS
 	var names []string
 	for n := range ws.Datasets {

@@ -81,3 +81,29 @@ func ParamTypes(sql string, cat Catalog, datasets []string) map[int]string {
 	}
 	return out
 }
+
+// ParamCount is the highest $n in sql, read from PostgreSQL's own parse
+// tree (0 if sql does not parse, when it is refused anyway): a lexical
+// scan would count a $1 inside a string, and psql-wire's panics on some
+// texts.
+func ParamCount(sql string) int {
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	var walk func(x *pg.Node)
+	walk = func(x *pg.Node) {
+		if x == nil {
+			return
+		}
+		if p := x.GetParamRef(); p != nil {
+			n = max(n, int(p.Number))
+		}
+		pgWalk(x, walk)
+	}
+	for _, st := range tree.Stmts {
+		walk(st.Stmt)
+	}
+	return n
+}
