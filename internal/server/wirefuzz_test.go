@@ -38,7 +38,7 @@ func FuzzWireMessages(f *testing.F) {
 	for _, seed := range [][]byte{
 		{}, {0, 0, 0, 8, 4, 210, 22, 47}, // SSLRequest
 		{0, 0, 0, 16, 4, 210, 22, 46, 0, 0, 0, 1, 0, 0, 0, 2}, // CancelRequest
-		{0x7f, 0xff, 0xff, 0xff}, // a huge length
+		{0x7f, 0xff, 0xff, 0xff},                              // a huge length
 		message('Q', []byte("SELECT country, count(*) FROM transactions GROUP BY country\x00")),
 		message('P', []byte("s\x00SELECT count(*) FROM transactions WHERE country = $1\x00\x00\x01\x00\x00\x00\x19")),
 		message('B', []byte("\x00s\x00\x00\x00\x00\x03\x00\x00\x00\x02DE\x00\x00\x00\x01x\xff\xff\xff\xff\x00\x00")),
