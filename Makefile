@@ -34,9 +34,10 @@ test: deps fmt-check vet ## the whole suite: unit, integration (DuckDB, PostgreS
 bench: build ## benchmarks; figures go to docs/benchmarks.md
 	scripts/bench.sh
 
-stress: deps ## long statistical and concurrency runs (the end-to-end privacy test with 10x the samples)
+stress: deps ## long runs: statistics with 10x the samples, SIGKILL under load with reconciliation, floods, store outages with two replicas on a PostgreSQL of its own, fuzzing
 	AIRLOCK_STRESS=1 $(GO) test -count=1 -timeout 60m ./internal/dp/... ./internal/audit/... ./internal/store/...
 	AIRLOCK_STRESS=1 $(GO) test -count=1 -timeout 60m -run TestEmpiricalPrivacyThroughTheServer ./internal/server/
+	AIRLOCK_STRESS=1 $(GO) test -count=5 -timeout 60m -run 'TestStress|TestCrashKeepsAuditConsistent|TestListenersAreBounded|TestStoreOutage|TestOverloadIsAnsweredAndAudited' ./internal/server/
 	$(MAKE) fuzz FUZZTIME=2m
 
 FUZZTIME ?= 60s
