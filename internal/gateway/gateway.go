@@ -69,6 +69,10 @@ type Gateway struct {
 	// Admission bounds the queries running at once and each principal's
 	// rate; nil admits everything.
 	Admission *admission.Controller
+	// Metrics, if set, counts every audited decision.
+	Metrics interface {
+		Decision(channel, decision, rule string, took time.Duration)
+	}
 }
 
 // New returns a gateway over one engine.
@@ -137,6 +141,19 @@ type PlanInfo struct {
 // Query runs one request through the pipeline. The error, if any, is a
 // *refusal.Error safe to show to the client.
 func (g *Gateway) Query(ctx context.Context, req Request) (*Response, error) {
+	start := time.Now()
+	resp, err := g.query(ctx, req)
+	if g.Metrics != nil && !req.Describe {
+		decision, rule := "allow", ""
+		if err != nil {
+			decision, rule = "deny", refusal.As(err).Rule
+		}
+		g.Metrics.Decision(req.Channel, decision, rule, time.Since(start))
+	}
+	return resp, err
+}
+
+func (g *Gateway) query(ctx context.Context, req Request) (*Response, error) {
 	snap := g.snap.Load()
 	now := g.Now().UTC()
 	ent := entryFor(snap, req, now)
@@ -171,6 +188,9 @@ func (g *Gateway) Query(ctx context.Context, req Request) (*Response, error) {
 // reached the pipeline (a parameter that does not decode, a Bind that does
 // not match its statement, a recovered panic), and returns it.
 func (g *Gateway) Refuse(ctx context.Context, req Request, r *refusal.Error) error {
+	if g.Metrics != nil {
+		g.Metrics.Decision(req.Channel, "deny", r.Rule, 0)
+	}
 	snap := g.snap.Load()
 	return g.deny(ctx, entryFor(snap, req, g.Now().UTC()), r)
 }

@@ -2,8 +2,12 @@ package server_test
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -47,4 +51,37 @@ func TestOverloadIsAnsweredAndAudited(t *testing.T) {
 	if got := h.node.Audit.Tree().Size() - before; got != n {
 		t.Fatalf("%d audit entries for %d requests", got, n)
 	}
+	// And counted: the same numbers in /metrics, which a partner may not read.
+	m := h.scrape(t, "auditor@regulator")
+	for _, want := range []string{
+		fmt.Sprintf(`airlock_admission_refused_total{reason="principal_concurrency"} %d`, refused),
+		fmt.Sprintf(`airlock_requests_total{channel="http",decision="deny",rule="admission.concurrency"} %d`, refused),
+		fmt.Sprintf(`airlock_requests_total{channel="http",decision="allow",rule=""} %d`, answered),
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	req, _ := http.NewRequest("GET", h.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+h.tokens["fraud@partnerbank"])
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 403 {
+		t.Fatalf("a partner reading /metrics: %v %v", resp.StatusCode, err)
+	}
+}
+
+// scrape reads /metrics as principal.
+func (h *harness) scrape(t *testing.T, principal string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", h.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+h.tokens[principal])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d %s", resp.StatusCode, b)
+	}
+	return string(b)
 }

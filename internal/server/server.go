@@ -16,7 +16,10 @@ import (
 	"github.com/airlock-dev/airlock/internal/admission"
 	"github.com/airlock-dev/airlock/internal/breaker"
 	"github.com/airlock-dev/airlock/internal/keys"
+	"github.com/airlock-dev/airlock/internal/metrics"
 	"github.com/airlock-dev/airlock/internal/netlimit"
+	"github.com/airlock-dev/airlock/internal/refusal"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
 	"net/http"
@@ -67,7 +70,10 @@ type Node struct {
 	Store store.Store
 	// storeGuard is the breaker-guarded token lookup (see guardedTokens).
 	storeGuard *guardedTokens
-	Engine     *duckdb.DB
+	// Metrics is the node's Prometheus registry (GET /metrics).
+	Metrics *metrics.Metrics
+	httpLis *netlimit.Listener
+	Engine  *duckdb.DB
 	// PGEngines hold datasets governed in place, by DSN.
 	PGEngines map[string]*pgengine.DB
 	Audit     *audit.Log
@@ -169,6 +175,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	lim := ws.Config.Limits
 	n.Gateway.Admission = admission.New(admission.Config{MaxConcurrent: lim.MaxConcurrentQueries, MaxPerPrincipal: lim.MaxConcurrentPerPrincipal,
 		QueueWait: lim.QueueWait, Rate: lim.PrincipalRate, Now: opts.Now})
+	n.Metrics = metrics.New()
+	n.Gateway.Metrics = n.Metrics
+	n.registerLiveMetrics()
 	n.Gateway.Route = func(m *workspace.Manifest) (engine.Engine, string) {
 		if m.Source.Postgres != "" {
 			return n.PGEngines[m.Source.Postgres], qualifiedName(m.Source.Table)
@@ -320,8 +329,64 @@ func (n *Node) ListenPG() (net.Addr, error) {
 // Handler is the node's HTTP handler.
 func (n *Node) Handler() http.Handler {
 	api := &httpapi.Server{Gateway: n.Gateway, Auth: n.Auth, Log: n.opts.Log.With("component", "http")}
-	api.Extra = append(api.Extra, n.auditRoutes, n.adminRoutes, n.readinessRoute)
+	api.Extra = append(api.Extra, n.auditRoutes, n.adminRoutes, n.readinessRoute, n.metricsRoute)
 	return api.Handler()
+}
+
+// metricsRoute serves GET /metrics to principals who may read the whole
+// audit log: refusal counts by rule describe what partners ask.
+func (n *Node) metricsRoute(mux *http.ServeMux, wrap func(httpapi.Handler) http.Handler) {
+	h := n.Metrics.Handler()
+	mux.Handle("GET /metrics", wrap(func(w http.ResponseWriter, r *http.Request, id identity.Identity) error {
+		if _, all := n.auditScope(id); !all {
+			return refusal.New(refusal.Forbidden, "policy", "metrics are served only to principals who may read the whole audit log")
+		}
+		h.ServeHTTP(w, r)
+		return nil
+	}))
+}
+
+// registerLiveMetrics exposes the counters the edge keeps, read at each
+// scrape (listeners and the breaker exist only once the node serves).
+func (n *Node) registerLiveMetrics() {
+	m := n.Metrics
+	for _, l := range []struct {
+		name  string
+		stats func() netlimit.Stats
+	}{
+		{"http", func() netlimit.Stats {
+			if n.httpLis == nil {
+				return netlimit.Stats{}
+			}
+			return n.httpLis.Stats()
+		}},
+		{"wire", func() netlimit.Stats {
+			if n.pg == nil {
+				return netlimit.Stats{}
+			}
+			return n.pg.Stats()
+		}},
+	} {
+		labels := prometheus.Labels{"listener": l.name}
+		m.Gauge("airlock_connections_open", "Connections a listener holds.", labels, func() float64 { return float64(l.stats().Open) })
+		m.Counter("airlock_connections_refused_total", "Connections refused over a listener's limits.", labels, func() float64 { return float64(l.stats().Rejected) })
+	}
+	for v, reason := range map[admission.Verdict]string{admission.NodeBusy: "node", admission.PrincipalBusy: "principal_concurrency", admission.PrincipalRate: "principal_rate"} {
+		m.Counter("airlock_admission_refused_total", "Requests refused by admission control.", prometheus.Labels{"reason": reason},
+			func() float64 { return float64(n.Gateway.Admission.Refused()[v]) })
+	}
+	m.Counter("airlock_panics_total", "Panics recovered in a channel's handlers.", prometheus.Labels{"channel": "http"}, func() float64 { return float64(httpapi.Panics.Load()) })
+	m.Counter("airlock_panics_total", "Panics recovered in a channel's handlers.", prometheus.Labels{"channel": "wire"}, func() float64 { return float64(pgwire.Panics.Load()) })
+	m.Gauge("airlock_store_breaker_open", "1 while the state store's circuit breaker is open.", nil, func() float64 {
+		if open, _ := n.storeGuard.b.State(); open {
+			return 1
+		}
+		return 0
+	})
+	m.Counter("airlock_store_breaker_trips_total", "Times the state store's circuit breaker opened.", nil, func() float64 {
+		_, trips := n.storeGuard.b.State()
+		return float64(trips)
+	})
 }
 
 // guardedTokens is the token lookup every request makes first, behind a
@@ -389,6 +454,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	go n.Audit.RunCheckpointer(ctx, n.WS.Config.Node.CheckpointInterval)
 	go n.reloadLoop(ctx)
 	errc := make(chan error, 2)
+	n.httpLis = httpLis
 	go func() { errc <- n.http.Serve(httpLis) }()
 	if n.pg != nil {
 		go func() { errc <- n.pg.Serve(n.pgLis) }()
