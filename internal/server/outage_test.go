@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"database/sql"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -85,13 +83,7 @@ func TestStoreOutage(t *testing.T) {
 	u, _ := url.Parse(pgDSN())
 	proxy := newStoreProxy(t, u.Host)
 	u.Host = proxy.l.Addr().String()
-	schema := fmt.Sprintf("outage_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		if db, err := sql.Open("pgx", pgDSN()); err == nil {
-			db.Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE")
-			db.Close()
-		}
-	})
+	schema := storeSchema(t, "outage")
 	dir := t.TempDir()
 	if err := demo.Init(dir); err != nil {
 		t.Fatal(err)

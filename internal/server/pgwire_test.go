@@ -204,15 +204,7 @@ func TestWireEndpointOverTLS(t *testing.T) {
 func TestWireBindMismatchIsARefusal(t *testing.T) {
 	h := shared
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, h.pgConnString("fraud@partnerbank", "fraud_detection"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	pc := conn.PgConn()
-	if _, err := pc.Prepare(ctx, "s1", "SELECT country, count(*) FROM transactions WHERE country = $1 GROUP BY country", nil); err != nil {
-		t.Fatal(err)
-	}
+	pc := preparedOnWire(t, h, "s1", "SELECT country, count(*) FROM transactions WHERE country = $1 GROUP BY country", nil)
 	before := h.node.Audit.Tree().Size()
 	for _, values := range [][][]byte{{[]byte("DE"), []byte("x"), []byte("y")}, {}} {
 		res := pc.ExecPrepared(ctx, "s1", values, nil, nil).Read()
@@ -234,18 +226,9 @@ func TestWireBindMismatchIsARefusal(t *testing.T) {
 // the identifier nan, which a derived table could alias to an identifier
 // column and read past every rule. It is refused.
 func TestWireNonFiniteParameterIsRefused(t *testing.T) {
-	h := shared
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, h.pgConnString("fraud@partnerbank", "fraud_detection"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	pc := conn.PgConn()
 	const sql = "SELECT t.is_fraud, count(*) FROM (SELECT iban AS nan, is_fraud, mcc FROM transactions) AS t WHERE left(CAST($1 AS text), 6) = 'DE0099' OR t.mcc = '5814' GROUP BY t.is_fraud"
-	if _, err := pc.Prepare(ctx, "nan", sql, []uint32{701}); err != nil {
-		t.Fatal(err)
-	}
+	pc := preparedOnWire(t, shared, "nan", sql, []uint32{701})
 	for _, v := range []string{"NaN", "Infinity", "-Infinity"} {
 		res := pc.ExecPrepared(ctx, "nan", [][]byte{[]byte(v)}, nil, nil).Read()
 		var pe *pgconn.PgError
@@ -253,4 +236,21 @@ func TestWireNonFiniteParameterIsRefused(t *testing.T) {
 			t.Fatalf("parameter %s: %v (%d rows), want a sql.parameter refusal", v, res.Err, len(res.Rows))
 		}
 	}
+}
+
+// preparedOnWire opens a wire session as fraud@partnerbank and prepares sql
+// as name; the session closes with the test.
+func preparedOnWire(t *testing.T, h *harness, name, sql string, oids []uint32) *pgconn.PgConn {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, h.pgConnString("fraud@partnerbank", "fraud_detection"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	pc := conn.PgConn()
+	if _, err := pc.Prepare(ctx, name, sql, oids); err != nil {
+		t.Fatal(err)
+	}
+	return pc
 }

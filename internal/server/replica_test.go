@@ -17,6 +17,19 @@ import (
 	"github.com/airlock-dev/airlock/internal/dp"
 )
 
+// storeSchema names a fresh PostgreSQL schema for a test's state store and
+// drops it when the test ends.
+func storeSchema(t *testing.T, prefix string) string {
+	schema := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())
+	t.Cleanup(func() {
+		if db, err := sql.Open("pgx", pgDSN()); err == nil {
+			db.Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE")
+			db.Close()
+		}
+	})
+	return schema
+}
+
 func pgDSN() string {
 	if d := os.Getenv("AIRLOCK_TEST_PG_DSN"); d != "" {
 		return d
@@ -29,13 +42,7 @@ func pgDSN() string {
 // budget that fits exactly 7, and the merged audit log verifies as one
 // linear history.
 func TestTwoReplicasShareBudgetAndAuditLog(t *testing.T) {
-	schema := fmt.Sprintf("replicas_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		if db, err := sql.Open("pgx", pgDSN()); err == nil {
-			db.Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE")
-			db.Close()
-		}
-	})
+	schema := storeSchema(t, "replicas")
 	perQuery := dp.RhoForEpsDelta(1.0, 1e-6)
 	budget := dp.EpsilonForRho(7.5*perQuery, 1e-3/2)
 	// One workspace (files, node key) for both replicas, as behind a load balancer.
@@ -75,13 +82,7 @@ func TestTwoReplicasShareBudgetAndAuditLog(t *testing.T) {
 // would sign checkpoints the others' verifier rejects, or pseudonymize
 // differently; it refuses to start, naming the file to copy.
 func TestReplicaWithDifferentKeysRefusesToStart(t *testing.T) {
-	schema := fmt.Sprintf("keys_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		if db, err := sql.Open("pgx", pgDSN()); err == nil {
-			db.Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE")
-			db.Close()
-		}
-	})
+	schema := storeSchema(t, "keys")
 	first, second := t.TempDir(), t.TempDir()
 	for _, d := range []string{first, second} {
 		if err := demo.Init(d); err != nil {
