@@ -518,6 +518,20 @@ func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, 
 		}
 		out.Rows = append(out.Rows, row)
 	}
+	// Rows come in the engine's group order, which depends on every row it
+	// scanned; the keys order them first, so the analyst's ORDER BY (on
+	// noisy values or keys) and LIMIT never see that order.
+	sort.SliceStable(out.Rows, func(i, j int) bool {
+		for k, o := range d.Outputs {
+			if o.Key < 0 {
+				continue
+			}
+			if c := compare(out.Rows[i][k], out.Rows[j][k]); c != 0 {
+				return c < 0
+			}
+		}
+		return false
+	})
 	orderRows(out.Rows, d)
 	if d.Offset != nil {
 		if int(*d.Offset) >= len(out.Rows) {
@@ -615,6 +629,14 @@ func orderRows(rows [][]any, d *query.DPPlan) {
 }
 
 func compare(a, b any) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1 // NULL first, and never equal to a value
+	case b == nil:
+		return 1
+	}
 	switch x := a.(type) {
 	case int64:
 		if y, ok := b.(int64); ok {

@@ -93,7 +93,9 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 	// LIMIT and OFFSET count released rows, so they run after suppression.
 	lim, off := q.Limit, q.Offset
 	q.Limit, q.Offset = nil, nil
+	restore := totalOrder(q)
 	g.selectSQL(q, extra)
+	restore()
 	q.Limit, q.Offset = lim, off
 	q.Having = having
 	plan.Limit, plan.Offset = lim, off

@@ -165,12 +165,35 @@ func (p Planner) plan(q *Select, grants map[string]*Grant) (*Plan, error) {
 	}
 	saved := q.Limit
 	q.Limit = lim
+	restore := func() {}
+	if kind == AccessList {
+		restore = totalOrder(q)
+	}
 	g.selectSQL(q, nil)
+	restore()
 	q.Limit = saved
 	plan.SQL = g.b.String()
 	plan.Columns = visibleNames(q.Items)
 	plan.Types = itemTypes(q.Items, grants)
 	return plan, nil
+}
+
+// totalOrder makes the order of q's answer a function of the released
+// values only: the analyst's ORDER BY, then every output column. Without
+// it the engine returns rows in an order that depends on every row it
+// scanned, hidden ones included (a parallel hash aggregation's group order,
+// a scan's order), so LIMIT released different rows when a record outside
+// the row filter or in a withheld group existed. It returns a function that
+// restores q.
+func totalOrder(q *Select) func() {
+	saved := q.OrderBy
+	order := append([]Order(nil), q.OrderBy...)
+	for i := range visibleNames(q.Items) {
+		n := strconv.Itoa(i + 1) // an ordinal: the i-th output column
+		order = append(order, Order{Expr: &Raw{SQL: map[string]string{string(DuckDB): n, string(Postgres): n}}})
+	}
+	q.OrderBy = order
+	return func() { q.OrderBy = saved }
 }
 
 func stricter(a, b Access) Access {
