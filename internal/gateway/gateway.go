@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -177,7 +178,7 @@ func (g *Gateway) query(ctx context.Context, req Request) (*Response, error) {
 	ent.RowsSuppressed = resp.RowsSuppressed
 	idx, aerr := g.Audit.Append(context.WithoutCancel(ctx), ent)
 	if aerr != nil {
-		return nil, refusal.New(refusal.Internal, "audit.unavailable", "the audit log is unavailable; nothing can be answered")
+		return nil, refusal.AuditUnavailable()
 	}
 	resp.AuditIndex = idx
 	resp.PolicyVersion = ent.PolicyVersion
@@ -207,7 +208,7 @@ func (g *Gateway) reserve(ctx context.Context, ent *audit.Entry, set func(*audit
 	r.Decision, r.ChargeID = audit.DecisionReserve, id
 	set(&r)
 	if _, err := g.Audit.Append(context.WithoutCancel(ctx), r); err != nil {
-		return "", refusal.New(refusal.Internal, "audit.unavailable", "the audit log is unavailable; nothing can be answered")
+		return "", refusal.AuditUnavailable()
 	}
 	ent.ChargeID = id
 	return id, nil
@@ -241,7 +242,7 @@ func entryFor(snap *Snapshot, req Request, now time.Time) audit.Entry {
 func (g *Gateway) deny(ctx context.Context, ent audit.Entry, r *refusal.Error) error {
 	ent.Decision, ent.Code, ent.Rule, ent.Message = "deny", string(r.Code), r.Rule, r.Message
 	if _, aerr := g.Audit.Append(context.WithoutCancel(ctx), ent); aerr != nil {
-		return refusal.New(refusal.Internal, "audit.unavailable", "the audit log is unavailable; nothing can be answered")
+		return refusal.AuditUnavailable()
 	}
 	return r
 }
@@ -301,7 +302,7 @@ func (g *Gateway) run(ctx context.Context, snap *Snapshot, req Request, now time
 		return nil, err
 	}
 	var canonical *query.Plan
-	if plan.Kind == query.AccessDP {
+	if plan.Kind == query.AccessDP && !req.DryRun && !req.Describe {
 		// The same plan with a fixed seed: the bound query, for the answer cache.
 		fixed := query.Planner{Dialect: planner.Dialect, Seed: func() uint64 { return 0 }}
 		if canonical, err = fixed.Plan(q, grants); err != nil {
@@ -456,7 +457,7 @@ func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, ma
 		}
 		// Said of every such answer: whether a group was withheld, and how
 		// many, are functions of the hidden data.
-		out.Notes = append(out.Notes, fmt.Sprintf("groups covering fewer than %d distinct privacy units are never shown", minOf(plan.MinUnits)))
+		out.Notes = append(out.Notes, fmt.Sprintf("groups covering fewer than %d distinct privacy units are never shown", slices.Min(plan.MinUnits)))
 	}
 	if err := checkRowLimit(len(rows), maxResult); err != nil {
 		return err
@@ -466,14 +467,6 @@ func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, ma
 	}
 	out.Rows = rows
 	return nil
-}
-
-func minOf(xs []int) int {
-	m := xs[0]
-	for _, x := range xs[1:] {
-		m = min(m, x)
-	}
-	return m
 }
 
 func toInt(v any) int64 {

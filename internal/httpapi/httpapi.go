@@ -120,7 +120,7 @@ func (s *Server) recoverPanic(w http.ResponseWriter, r *http.Request, id identit
 	}
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	err := s.Gateway.Refuse(r.Context(), gateway.Request{Channel: "http", ClientAddr: host, Identity: id},
-		refusal.New(refusal.Internal, "internal.panic", "internal error; see the server log"))
+		refusal.Panic())
 	WriteError(w, refusal.As(err))
 }
 

@@ -177,7 +177,7 @@ func (s *Server) recoverPanic(ctx context.Context, req gateway.Request, err *err
 	}
 	Panics.Add(1)
 	s.Log.Error("panic in a wire statement", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-	*err = pgError(s.Gateway.Refuse(ctx, req, refusal.New(refusal.Internal, "internal.panic", "internal error; see the server log")))
+	*err = pgError(s.Gateway.Refuse(ctx, req, refusal.Panic()))
 }
 
 // sanitize is the last word on every error the wire library sends: ours
@@ -193,7 +193,7 @@ func (s *Server) sanitize(err error) error {
 	if strings.HasPrefix(msg, "unexpected panic") || strings.HasPrefix(msg, "panic during execution") {
 		Panics.Add(1)
 		s.Log.Error("panic recovered by the wire library", "err", msg)
-		return pgError(refusal.New(refusal.Internal, "internal.panic", "internal error; see the server log"))
+		return pgError(refusal.Panic())
 	}
 	return err
 }
@@ -219,15 +219,8 @@ func pgError(err error) error {
 }
 
 func (s *Server) parse(ctx context.Context, q wire.Query) (stmts wire.PreparedStatements, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			Panics.Add(1)
-			s.Log.Error("panic parsing a wire statement", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			id, _ := identityOf(ctx)
-			stmts, err = nil, pgError(s.Gateway.Refuse(ctx, gateway.Request{Channel: "pgwire", Identity: id, SQL: q.Query},
-				refusal.New(refusal.Internal, "internal.panic", "internal error; see the server log")))
-		}
-	}()
+	id, _ := identityOf(ctx)
+	defer s.recoverPanic(ctx, gateway.Request{Channel: "pgwire", Identity: id, SQL: q.Query}, &err)
 	id, ok := identityOf(ctx)
 	if !ok {
 		return nil, pgError(refusal.New(refusal.Unauthenticated, "authn.missing", "not authenticated"))

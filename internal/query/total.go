@@ -741,6 +741,7 @@ func checkLiteralCast(l *Lit, typ string) error {
 		}
 		return nil
 	}
+	// A number or boolean constant.
 	switch typ {
 	case "integer", "bigint":
 		if l.Kind == LitBool {
@@ -750,9 +751,6 @@ func checkLiteralCast(l *Lit, typ string) error {
 		lim := float64(math.MaxInt32)
 		if typ == "bigint" {
 			lim = 9.2e18
-		}
-		if l.Kind == LitString {
-			_, err = strconv.ParseInt(text, 10, 64)
 		}
 		if err != nil || math.Abs(f) > lim {
 			return fail()
@@ -766,32 +764,10 @@ func checkLiteralCast(l *Lit, typ string) error {
 			return fail()
 		}
 	case "date", "timestamp":
-		if l.Kind != LitString {
-			return fail()
-		}
-		layouts := []string{"2006-01-02"}
-		if typ == "timestamp" {
-			layouts = append(layouts, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02 15:04:05.999999", "2006-01-02T15:04:05.999999")
-		}
-		for _, layout := range layouts {
-			if tm, err := time.Parse(layout, text); err == nil && tm.Year() >= 1 && tm.Year() <= 9999 {
-				return nil
-			}
-		}
-		return fail()
+		return fail() // only a string is a date
 	case "boolean":
-		switch l.Kind {
-		case LitBool:
+		if l.Kind == LitBool || (l.Kind == LitInt && (text == "0" || text == "1")) {
 			return nil
-		case LitInt:
-			if text == "0" || text == "1" {
-				return nil
-			}
-		case LitString:
-			switch strings.ToLower(text) {
-			case "true", "false", "t", "f", "yes", "no", "y", "n", "on", "off", "1", "0":
-				return nil
-			}
 		}
 		return fail()
 	}

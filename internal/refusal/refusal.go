@@ -50,6 +50,18 @@ func New(code Code, rule, format string, args ...any) *Error {
 	return &Error{Code: code, Rule: rule, Message: fmt.Sprintf(format, args...)}
 }
 
+// Panic is the refusal for a recovered panic: its cause goes to the server
+// log, never to the client.
+func Panic() *Error {
+	return New(Internal, "internal.panic", "internal error; see the server log")
+}
+
+// AuditUnavailable is the refusal when a decision cannot be made durable:
+// nothing is released.
+func AuditUnavailable() *Error {
+	return New(Internal, "audit.unavailable", "the audit log is unavailable; nothing can be answered")
+}
+
 // As extracts a refusal from err; any other error becomes an internal one
 // whose message hides the cause.
 func As(err error) *Error {
