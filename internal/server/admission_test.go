@@ -17,10 +17,7 @@ import (
 // Retry-After, and every request, admitted or not, is audited.
 func TestOverloadIsAnsweredAndAudited(t *testing.T) {
 	h := newHarness(t, func(dir string) {
-		p := filepath.Join(dir, "airlock.yaml")
-		b, _ := os.ReadFile(p)
-		b = bytes.Replace(b, []byte("limits:\n"), []byte("limits:\n  max_concurrent_queries: 1\n  max_concurrent_per_principal: 1\n  queue_wait: 1ms\n"), 1)
-		os.WriteFile(p, b, 0o644)
+		setLimits(dir, "max_concurrent_queries: 1", "max_concurrent_per_principal: 1", "queue_wait: 1ms")
 	})
 	before := h.node.Audit.Tree().Size()
 	const n = 24
@@ -84,4 +81,19 @@ func (h *harness) scrape(t *testing.T, principal string) string {
 		t.Fatalf("/metrics: %d %s", resp.StatusCode, b)
 	}
 	return string(b)
+}
+
+// setLimits adds settings to the limits section of the workspace's
+// airlock.yaml (the demo workspace has one).
+func setLimits(dir string, settings ...string) {
+	p := filepath.Join(dir, "airlock.yaml")
+	b, err := os.ReadFile(p)
+	if err != nil || !bytes.Contains(b, []byte("limits:\n")) {
+		panic("setLimits: no limits section in " + p)
+	}
+	add := "limits:\n"
+	for _, kv := range settings {
+		add += "  " + kv + "\n"
+	}
+	os.WriteFile(p, bytes.Replace(b, []byte("limits:\n"), []byte(add), 1), 0o644)
 }

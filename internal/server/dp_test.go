@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -43,9 +42,7 @@ rules:
 		os.WriteFile(filepath.Join(dir, "agreements", "partner-visits-research.yaml"), []byte(ag), 0o644)
 		// These tests race hundreds of one principal's queries for the
 		// budget: admit them all, so the ledger alone decides.
-		cfg := filepath.Join(dir, "airlock.yaml")
-		b, _ := os.ReadFile(cfg)
-		os.WriteFile(cfg, bytes.Replace(b, []byte("limits:\n"), []byte("limits:\n  max_concurrent_queries: 256\n  max_concurrent_per_principal: 256\n  queue_wait: 60s\n"), 1), 0o644)
+		setLimits(dir, "max_concurrent_queries: 256", "max_concurrent_per_principal: 256", "queue_wait: 60s")
 	})
 }
 

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -24,10 +23,7 @@ import (
 func TestListenersAreBounded(t *testing.T) {
 	const maxConns = 8
 	h := newHarness(t, func(dir string) {
-		p := filepath.Join(dir, "airlock.yaml")
-		b, _ := os.ReadFile(p)
-		b = bytes.Replace(b, []byte("limits:\n"), []byte("limits:\n  max_connections: 8\n  max_connections_per_client: 8\n  handshake_timeout: 700ms\n  http_read_timeout: 1s\n  http_idle_timeout: 1s\n"), 1)
-		os.WriteFile(p, b, 0o644)
+		setLimits(dir, "max_connections: 8", "max_connections_per_client: 8", "handshake_timeout: 700ms", "http_read_timeout: 1s", "http_idle_timeout: 1s")
 	})
 	var before runtime.MemStats
 	runtime.GC()
