@@ -47,6 +47,15 @@ type Entry struct {
 	// decides the request; QuotaRows is a row-quota charge's size.
 	ChargeID  string `json:"charge_id,omitempty"`
 	QuotaRows int64  `json:"quota_rows,omitempty"`
+	// Event is the stable code of the entry's kind and outcome
+	// (share.EventCode); RequestID is also in the response and the server
+	// log. Params are the bound parameter values in canonical form.
+	// Credential names a refused credential (a token's public id, never
+	// its secret).
+	Event      string   `json:"event,omitempty"`
+	RequestID  string   `json:"request_id,omitempty"`
+	Params     []string `json:"params,omitempty"`
+	Credential string   `json:"credential,omitempty"`
 }
 
 // DecisionReserve marks an entry appended before a charge: it explains the

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -40,7 +41,17 @@ type Log struct {
 	done   chan struct{}
 	syncMu sync.Mutex // serializes catch-up from the store
 	closed sync.Once
+	// observe, if set, is told each group commit's size and time.
+	observe atomic.Pointer[func(entries int, took time.Duration)]
 }
+
+// ObserveCommits sets a function told each group commit's size and time
+// (the node's metrics).
+func (l *Log) ObserveCommits(f func(entries int, took time.Duration)) { l.observe.Store(&f) }
+
+// commitTimeout bounds one group commit: a stuck store fails the appends
+// waiting on it (their requests are refused) instead of hanging them.
+const commitTimeout = 30 * time.Second
 
 type appendReq struct {
 	data []byte
@@ -131,7 +142,15 @@ func (l *Log) commitLoop() {
 		case r := <-l.reqs:
 			batch = append(batch, r)
 		case <-l.done:
-			return
+			// Appends queued before Close fail rather than wait forever.
+			for {
+				select {
+				case r := <-l.reqs:
+					r.resp <- appendResp{err: errors.New("audit: log closed")}
+				default:
+					return
+				}
+			}
 		}
 	drain:
 		for len(batch) < maxBatch {
@@ -152,7 +171,9 @@ func (l *Log) commit(batch []appendReq) {
 	for i, r := range batch {
 		data[i], hashes[i] = r.data, r.hash
 	}
-	ctx := context.Background()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
 	first, err := l.store.AppendLeaves(ctx, data, hashes)
 	if err == nil {
 		l.syncMu.Lock()
@@ -163,12 +184,15 @@ func (l *Log) commit(batch []appendReq) {
 		}
 		l.syncMu.Unlock()
 	}
+	if f := l.observe.Load(); f != nil {
+		(*f)(len(batch), time.Since(start))
+	}
 	for i, r := range batch {
 		r.resp <- appendResp{index: first + uint64(i), err: err}
 	}
 }
 
-// Close stops the committer after pending appends.
+// Close stops the committer; appends still queued fail.
 func (l *Log) Close() {
 	l.closed.Do(func() { close(l.done) })
 }

@@ -3,11 +3,16 @@
 package cli
 
 import (
+	"log/slog"
+
 	"context"
 	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/airlock-dev/airlock/internal/adminop"
+	"github.com/airlock-dev/airlock/internal/govern"
+	"github.com/airlock-dev/airlock/internal/share"
 	"io"
 	"net"
 	"os"
@@ -101,7 +106,18 @@ func serve(args []string, out, errw io.Writer) error {
 	dsn := fs.String("store", "", "state store DSN (postgres://...); default: embedded SQLite in the data dir")
 	certFile := fs.String("pg-tls-cert", "", "PEM certificate for TLS on the Postgres wire endpoint")
 	keyFile := fs.String("pg-tls-key", "", "PEM private key for --pg-tls-cert")
+	accessLog := fs.String("access-log", "text", "HTTP access log on stderr: text, json or off")
 	if _, err := parse(fs, args); err != nil || *dir == "" || (*certFile == "") != (*keyFile == "") {
+		return errUsage
+	}
+	var access *slog.Logger
+	switch *accessLog {
+	case "text":
+		access = slog.New(slog.NewTextHandler(errw, nil))
+	case "json":
+		access = slog.New(slog.NewJSONHandler(errw, nil))
+	case "off":
+	default:
 		return errUsage
 	}
 	var pgTLS *tls.Config
@@ -114,7 +130,7 @@ func serve(args []string, out, errw io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := server.Open(ctx, server.Options{Workspace: *dir, HTTPAddr: *httpAddr, PGAddr: *pgAddr, PGTLS: pgTLS, StoreDSN: *dsn})
+	n, err := server.Open(ctx, server.Options{Workspace: *dir, HTTPAddr: *httpAddr, PGAddr: *pgAddr, PGTLS: pgTLS, StoreDSN: *dsn, AccessLog: access})
 	if err != nil {
 		return err
 	}
@@ -127,7 +143,7 @@ func serve(args []string, out, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "airlock %s listening on http://%s (workspace %s, policy %s)\n", n.WS.Config.Node.Name, addr, *dir, n.Gateway.Snapshot().Policy.Version()[:19])
+	fmt.Fprintf(out, "airlock %s listening on http://%s (workspace %s, policy %s)\n", n.WS.Config.Node.Name, addr, *dir, n.Kernel.Snapshot().Policy.Version()[:19])
 	if pgA != nil {
 		fmt.Fprintf(out, "postgres wire on %s: psql \"host=%s port=%d user=PRINCIPAL password=TOKEN options='-c airlock.purpose=research'\"\n", pgA, pgA.(*net.TCPAddr).IP, pgA.(*net.TCPAddr).Port)
 	}
@@ -296,7 +312,12 @@ func agreementRevoke(args []string, out, errw io.Writer) error {
 	if *by == "" {
 		*by = "cli:" + os.Getenv("USER")
 	}
-	if err := server.Revoke(context.Background(), n.st, n.log, a, *by, *reason, time.Now(), "cli"); err != nil {
+	k, err := server.LocalKernel(n.ws, n.st, n.log)
+	if err != nil {
+		return err
+	}
+	caller := share.Caller{Identity: share.Identity{Principal: *by}, Channel: "cli"}
+	if _, err := k.Do(context.Background(), govern.Request{Caller: caller, Op: adminop.Revoke(n.st, a.ID, *reason, true)}); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "agreement %s revoked; it takes effect on the next request\n", a.ID)

@@ -55,3 +55,32 @@ func (e *SanitizedError) Error() string { return "engine: " + e.Kind + " error" 
 
 // Cause returns the engine's raw message, for server-side logs only.
 func (e *SanitizedError) Cause() string { return e.cause }
+
+// UnitIDColumn is the hidden dense surrogate of a dataset's privacy unit
+// that engine/duckdb stores beside it (the units numbered 0..n-1) and DP
+// plans group, join and hash by. It is not a manifest column: analyst SQL
+// cannot name it and no plan outputs it.
+const UnitIDColumn = "__airlock_unit"
+
+// SQLType is the engine type of a manifest column type in a dialect
+// ("duckdb" or "postgres").
+func SQLType(dialect, t string) string {
+	switch t {
+	case "integer":
+		return "BIGINT"
+	case "double":
+		return "DOUBLE PRECISION"
+	case "decimal":
+		return "DECIMAL(18,2)"
+	case "date":
+		return "DATE"
+	case "timestamp":
+		return "TIMESTAMP"
+	case "boolean":
+		return "BOOLEAN"
+	}
+	if dialect == "duckdb" {
+		return "VARCHAR"
+	}
+	return "TEXT"
+}

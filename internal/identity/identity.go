@@ -40,6 +40,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/share"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
@@ -50,17 +51,9 @@ const (
 	MethodJWT   = "jwt"   // an OIDC/JWT bearer token
 )
 
-// Identity is an authenticated principal and its attributes.
-type Identity struct {
-	Principal  string
-	Org        string
-	Country    string
-	Region     string
-	Clearance  string
-	Roles      []string
-	Attributes map[string]string
-	Method     string // MethodToken | MethodJWT
-}
+// Identity is an authenticated principal and its attributes (the type
+// lives in share, so channels and operations need not import identity).
+type Identity = share.Identity
 
 // FromPrincipal builds an identity from a declared workspace principal. Roles
 // and attributes are copied, so the identity never aliases the workspace.

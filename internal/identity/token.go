@@ -49,6 +49,21 @@ func HashToken(token string) []byte {
 	return h[:]
 }
 
+// CredentialID names a presented credential for the audit log without
+// revealing it: an API token's public id, or for anything else the first
+// 16 hex digits of its SHA-256 (a JWT's signature is not recoverable from
+// it). Empty when nothing was presented.
+func CredentialID(bearer string) string {
+	if bearer == "" {
+		return ""
+	}
+	if id, _, err := ParseToken(bearer); err == nil {
+		return "token:" + id
+	}
+	h := sha256.Sum256([]byte(bearer))
+	return "sha256:" + hex.EncodeToString(h[:8])
+}
+
 // ParseToken checks that s is a well-formed API token and returns its public
 // id and its hash. The error wraps ErrUnauthenticated and ErrMalformed and
 // never repeats s.

@@ -43,6 +43,10 @@ const (
 func (c *guardedConn) Read(p []byte) (int, error) {
 	for len(c.pending) == 0 {
 		if err := c.next(); err != nil {
+			if errors.Is(err, errMalformed) && !c.startup {
+				// As PostgreSQL does: say why before closing.
+				c.Conn.Write(fatalMessage("08P01", "malformed protocol message"))
+			}
 			return 0, err
 		}
 	}

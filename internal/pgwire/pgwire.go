@@ -1,47 +1,48 @@
 // Package pgwire is Airlock's Postgres wire endpoint, so analysts use psql,
-// BI tools and Postgres drivers. It authenticates with user=<principal> and
-// password=<token>, takes the purpose and agreement from connection options
-// (options='-c airlock.purpose=research') or SET airlock.purpose, and sends
-// every query through the same gateway as HTTP: same rules, same audit,
-// refusals as Postgres errors with SQLSTATE codes (mapped in one place,
-// refusal.Code.SQLState). Catalog queries (psql's \dt and \d, and
-// information_schema) are answered from a shadow catalog that holds only
-// the datasets and columns the principal may see, and no data.
+// BI tools and Postgres drivers; a thin adapter over the governance
+// kernel. It authenticates with user=<principal> and password=<token>,
+// takes the purpose and agreement from connection options
+// (options='-c airlock.purpose=research') or SET airlock.purpose, and
+// turns every statement into a kernel operation: a query (Describe at
+// Parse, Run at Execute), a catalog read (package catalog), or a session
+// command (SET, SHOW, transaction control). Same rules and audit as HTTP;
+// refusals are Postgres errors with SQLSTATE codes (mapped in one place,
+// refusal.Code.SQLState) and the request id as their detail.
 package pgwire
 
 import (
-	"encoding/binary"
-	"runtime/debug"
-	"sync/atomic"
-
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/airlock-dev/airlock/internal/netlimit"
 	"log/slog"
 	"math/big"
 	"net"
-	"sort"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	wire "github.com/jeroenrinzema/psql-wire"
 	"github.com/jeroenrinzema/psql-wire/codes"
 	pgerror "github.com/jeroenrinzema/psql-wire/errors"
 
-	"github.com/airlock-dev/airlock/internal/gateway"
+	"github.com/airlock-dev/airlock/internal/catalog"
+	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/identity"
-	"github.com/airlock-dev/airlock/internal/query"
+	"github.com/airlock-dev/airlock/internal/netlimit"
 	"github.com/airlock-dev/airlock/internal/refusal"
-	"github.com/airlock-dev/airlock/internal/workspace"
+	"github.com/airlock-dev/airlock/internal/share"
+	"github.com/airlock-dev/airlock/internal/sqlop"
 )
 
 // Server is the wire endpoint.
 type Server struct {
-	Gateway *gateway.Gateway
-	Auth    *identity.Authenticator
+	Kernel *govern.Kernel
+	SQL    *sqlop.Service
+	Auth   *identity.Authenticator
 	Log     *slog.Logger
 	wire    *wire.Server
 	limits  Limits
@@ -61,8 +62,8 @@ type ctxKey int
 const identityKey ctxKey = 1
 
 // New builds the endpoint; tlsConfig may be nil (plain TCP on loopback).
-func New(g *gateway.Gateway, auth *identity.Authenticator, log *slog.Logger, tlsConfig *tls.Config, limits Limits) (*Server, error) {
-	s := &Server{Gateway: g, Auth: auth, Log: log, limits: limits}
+func New(k *govern.Kernel, sql *sqlop.Service, auth *identity.Authenticator, log *slog.Logger, tlsConfig *tls.Config, limits Limits) (*Server, error) {
+	s := &Server{Kernel: k, SQL: sql, Auth: auth, Log: log, limits: limits}
 	opts := []wire.OptionFn{
 		// psql-wire's default is 16 MiB per connection, allocated up front.
 		wire.MessageBufferSize(limits.MaxMessageBytes),
@@ -108,28 +109,39 @@ func (s *Server) Stats() netlimit.Stats {
 // rejectStartup answers a connection over the limits with the ErrorResponse
 // PostgreSQL sends in that case (FATAL 53300), before reading anything.
 func rejectStartup(c net.Conn, reason string) {
+	c.Write(fatalMessage("53300", reason))
+}
+
+// fatalMessage is a FATAL ErrorResponse with a SQLSTATE and a message.
+func fatalMessage(code, message string) []byte {
 	var body []byte
-	for _, f := range [][2]string{{"S", "FATAL"}, {"V", "FATAL"}, {"C", "53300"}, {"M", reason}} {
+	for _, f := range [][2]string{{"S", "FATAL"}, {"V", "FATAL"}, {"C", code}, {"M", message}} {
 		body = append(append(append(body, f[0][0]), f[1]...), 0)
 	}
 	body = append(body, 0)
 	msg := append([]byte{'E', 0, 0, 0, 0}, body...)
 	binary.BigEndian.PutUint32(msg[1:5], uint32(4+len(body)))
-	c.Write(msg)
+	return msg
 }
 
 // Close stops the endpoint.
 func (s *Server) Close() error { return s.wire.Close() }
 
+// authenticate checks the password as an API token or JWT for the user
+// named. A failure is audited (with the credential's public id, never the
+// secret) before the client learns of it.
 func (s *Server) authenticate(ctx context.Context, _, user, password string) (context.Context, bool, error) {
 	id, err := s.Auth.Authenticate(ctx, password)
 	if err != nil && !errors.Is(err, identity.ErrUnauthenticated) {
 		// The credential could not be checked (the state store is down):
 		// say so, rather than that the password is wrong.
-		s.Log.Error("authentication could not be checked", "err", err)
-		return ctx, false, pgError(refusal.New(refusal.Unavailable, "store.unavailable", "the state store is unavailable; retry shortly"))
+		return ctx, false, pgError(s.refuseAuth(ctx, password, refusal.StoreUnavailable(err)))
 	}
-	if err != nil || id.Principal != user {
+	if err == nil && id.Principal != user {
+		err = errors.New("the token belongs to another principal")
+	}
+	if err != nil {
+		s.refuseAuth(ctx, password, refusal.New(refusal.Unauthenticated, "authn.invalid", "password authentication failed for user %q", user))
 		return ctx, false, nil
 	}
 	if s.lis != nil {
@@ -138,9 +150,30 @@ func (s *Server) authenticate(ctx context.Context, _, user, password string) (co
 	return context.WithValue(ctx, identityKey, id), true, nil
 }
 
+func (s *Server) refuseAuth(ctx context.Context, password string, why *refusal.Error) error {
+	c := callerOf(ctx, share.Identity{})
+	c.TokenID = identity.CredentialID(password)
+	return s.Kernel.Refuse(ctx, govern.Request{Caller: c, Op: govern.Edge(share.OpAuthenticate)}, why)
+}
+
 func identityOf(ctx context.Context) (identity.Identity, bool) {
 	id, ok := ctx.Value(identityKey).(identity.Identity)
 	return id, ok
+}
+
+// callerOf is a statement's origin on this connection.
+func callerOf(ctx context.Context, id share.Identity) share.Caller {
+	c := share.Caller{Identity: id, Channel: "pgwire"}
+	if addr := wire.RemoteAddress(ctx); addr != nil {
+		c.ClientAddr, _, _ = net.SplitHostPort(addr.String())
+	}
+	return c
+}
+
+// request is a kernel request from this session: its purpose and
+// agreement come from the connection's options or SET.
+func request(ctx context.Context, id share.Identity, mode share.Mode, op govern.Op) govern.Request {
+	return govern.Request{Caller: callerOf(ctx, id), Purpose: setting(ctx, "purpose"), Agreement: setting(ctx, "agreement"), Mode: mode, Op: op}
 }
 
 // setting reads airlock.<name>: a SET in this session wins over the
@@ -170,14 +203,14 @@ var Panics atomic.Int64
 
 // recoverPanic turns a panic in a statement into an audited, logged,
 // counted generic refusal; the client never sees its text.
-func (s *Server) recoverPanic(ctx context.Context, req gateway.Request, err *error) {
+func (s *Server) recoverPanic(ctx context.Context, req govern.Request, err *error) {
 	p := recover()
 	if p == nil {
 		return
 	}
 	Panics.Add(1)
 	s.Log.Error("panic in a wire statement", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-	*err = pgError(s.Gateway.Refuse(ctx, req, refusal.Panic()))
+	*err = pgError(s.Kernel.Refuse(ctx, req, refusal.Panic()))
 }
 
 // sanitize is the last word on every error the wire library sends: ours
@@ -215,12 +248,15 @@ func pgError(err error) error {
 		msg = fmt.Sprintf("%s (rule %s)", r.Message, r.Rule)
 	}
 	e := pgerror.WithCode(errors.New(msg), codes.Code(r.Code.SQLState()))
+	if r.RequestID != "" {
+		e = pgerror.WithDetail(e, "request_id="+r.RequestID)
+	}
 	return pgerror.WithSeverity(e, pgerror.LevelError)
 }
 
 func (s *Server) parse(ctx context.Context, q wire.Query) (stmts wire.PreparedStatements, err error) {
 	id, _ := identityOf(ctx)
-	defer s.recoverPanic(ctx, gateway.Request{Channel: "pgwire", Identity: id, SQL: q.Query}, &err)
+	defer s.recoverPanic(ctx, request(ctx, id, share.Run, govern.Edge(share.OpQuery)), &err)
 	id, ok := identityOf(ctx)
 	if !ok {
 		return nil, pgError(refusal.New(refusal.Unauthenticated, "authn.missing", "not authenticated"))
@@ -233,9 +269,12 @@ func (s *Server) parse(ctx context.Context, q wire.Query) (stmts wire.PreparedSt
 		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Empty() })), nil
 	}
 	if st, handled := s.sessionCommand(ctx, text); handled {
+		if _, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, sessionOp(text))); err != nil {
+			return nil, pgError(err)
+		}
 		return st, nil
 	}
-	if isCatalogQuery(text) {
+	if catalog.IsQuery(text) {
 		return s.catalogQuery(ctx, id, text)
 	}
 	return s.governed(ctx, id, text, q)
@@ -312,42 +351,52 @@ var typeOID = map[string]uint32{
 	"boolean": oidBool, "text": oidText,
 }
 
-// governed prepares a query for the gateway: Describe now (to learn its
-// columns), the governed run at Execute.
-func (s *Server) governed(ctx context.Context, id identity.Identity, text string, q wire.Query) (wire.PreparedStatements, error) {
-	nparams := query.ParamCount(text)
-	ws := s.Gateway.Snapshot().WS
-	var names []string
-	for n := range ws.Datasets {
-		names = append(names, n)
+// catalogQuery answers a system-catalog query through the kernel.
+func (s *Server) catalogQuery(ctx context.Context, id share.Identity, text string) (wire.PreparedStatements, error) {
+	res, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, catalog.Read(text)))
+	if err != nil {
+		return nil, pgError(err)
 	}
-	sort.Strings(names)
-	inferred := query.ParamTypes(text, func(n string) *workspace.Manifest { return ws.Datasets[n] }, names)
+	rows := res.Value.(*catalog.Rows)
+	var cols wire.Columns
+	for _, c := range rows.Columns {
+		cols = append(cols, wire.Column{Name: c, Oid: oidText, Width: -1})
+	}
+	return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
+		for _, r := range rows.Rows {
+			out := make([]any, len(r))
+			for i, v := range r {
+				if v != nil {
+					out[i] = encode(v, nil, i)
+				}
+			}
+			if err := w.Row(out); err != nil {
+				return err
+			}
+		}
+		return w.Complete(fmt.Sprintf("SELECT %d", len(rows.Rows)))
+	}, wire.WithColumns(cols))), nil
+}
+
+// governed prepares a query: a Describe through the kernel now (its
+// columns and parameter types, judged against the caller's view; a
+// refusal is audited then), the governed run at Execute.
+func (s *Server) governed(ctx context.Context, id share.Identity, text string, q wire.Query) (wire.PreparedStatements, error) {
+	res, err := s.Kernel.Do(ctx, request(ctx, id, share.Describe, s.SQL.Query(text, nil)))
+	if err != nil {
+		return nil, pgError(err)
+	}
+	d := sqlop.Answer(res)
+	nparams := len(d.Plan.ParamTypes)
 	paramOIDs := make([]uint32, nparams)
-	for i := range paramOIDs {
+	for i, t := range d.Plan.ParamTypes {
 		paramOIDs[i] = oidText
-		if t, ok := inferred[i+1]; ok {
-			paramOIDs[i] = typeOID[t]
+		if o, ok := typeOID[t]; ok {
+			paramOIDs[i] = o
 		}
 		if i < len(q.ParameterOIDs) && q.ParameterOIDs[i] != 0 {
 			paramOIDs[i] = q.ParameterOIDs[i]
 		}
-	}
-	req := gateway.Request{Channel: "pgwire", Identity: id, SQL: text, Purpose: setting(ctx, "purpose"), Agreement: setting(ctx, "agreement")}
-	if addr := wire.RemoteAddress(ctx); addr != nil {
-		req.ClientAddr, _, _ = net.SplitHostPort(addr.String())
-	}
-	desc := req
-	desc.Describe = true
-	desc.Params = make([]any, nparams)
-	d, err := s.Gateway.Query(ctx, desc)
-	if err != nil {
-		// Run it for real so the refusal is audited like any other.
-		req.Params = make([]any, nparams)
-		if _, err := s.Gateway.Query(ctx, req); err != nil {
-			return nil, pgError(err)
-		}
-		return nil, pgError(refusal.New(refusal.Internal, "pgwire.describe", "the query could not be described"))
 	}
 	var cols wire.Columns
 	types := d.Plan.Types
@@ -359,23 +408,24 @@ func (s *Server) governed(ctx context.Context, id identity.Identity, text string
 		cols = append(cols, wire.Column{Name: name, Oid: typeOID[t], Width: -1})
 	}
 	run := func(ctx context.Context, w wire.DataWriter, params []wire.Parameter) (err error) {
-		r := req
-		defer s.recoverPanic(ctx, r, &err)
+		edge := request(ctx, id, share.Run, govern.Edge(share.OpQuery))
+		defer s.recoverPanic(ctx, edge, &err)
 		if len(params) != nparams {
-			return pgError(s.Gateway.Refuse(ctx, r, refusal.New(refusal.BadSQL, "sql.parameter", "the statement takes %d parameter(s); %d were bound", nparams, len(params))))
+			return pgError(s.Kernel.Refuse(ctx, edge, refusal.New(refusal.BadSQL, "sql.parameter", "the statement takes %d parameter(s); %d were bound", nparams, len(params))))
 		}
-		r.Params = make([]any, len(params))
+		bound := make([]any, len(params))
 		for i, p := range params {
 			v, err := p.Scan(paramOIDs[i])
 			if err != nil {
-				return pgError(s.Gateway.Refuse(ctx, r, refusal.New(refusal.BadSQL, "sql.parameter", "parameter $%d cannot be decoded as %s", i+1, oidName(paramOIDs[i]))))
+				return pgError(s.Kernel.Refuse(ctx, edge, refusal.New(refusal.BadSQL, "sql.parameter", "parameter $%d cannot be decoded as %s", i+1, oidName(paramOIDs[i]))))
 			}
-			r.Params[i] = normalizeParam(v)
+			bound[i] = normalizeParam(v)
 		}
-		resp, err := s.Gateway.Query(ctx, r)
+		res, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, s.SQL.Query(text, bound)))
 		if err != nil {
 			return pgError(err)
 		}
+		resp := sqlop.Answer(res)
 		for _, row := range resp.Rows {
 			out := make([]any, len(row))
 			for i, v := range row {
@@ -385,12 +435,23 @@ func (s *Server) governed(ctx context.Context, id identity.Identity, text string
 				return err
 			}
 		}
-		for _, n := range resp.Notes {
-			s.Log.Debug("pgwire note", "note", n)
-		}
 		return w.Complete(fmt.Sprintf("SELECT %d", len(resp.Rows)))
 	}
 	return wire.Prepared(wire.NewStatement(run, wire.WithColumns(cols), wire.WithParameters(paramOIDs))), nil
+}
+
+// sessionOp audits a session command (SET, RESET, SHOW, transaction
+// control): it changes nothing on the data, but what a session set is part
+// of what it did.
+func sessionOp(text string) govern.Op { return session(text) }
+
+type session string
+
+func (session) Kind() share.OpKind { return share.OpSession }
+func (session) Light()             {}
+func (o session) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
+	c.Entry.SQL = string(o)
+	return govern.Answer(nil), nil
 }
 
 func normalizeParam(v any) any {

@@ -2,6 +2,7 @@ package query
 
 import (
 	"fmt"
+	"github.com/airlock-dev/airlock/internal/engine"
 	"math"
 	"strconv"
 	"strings"
@@ -14,7 +15,7 @@ import (
 // unit). DP plans for DuckDB group, join and hash by it instead of the unit
 // itself. It is not a manifest column, so analyst SQL cannot name it, and
 // no plan ever outputs it.
-const UnitIDColumn = "__airlock_unit"
+const UnitIDColumn = engine.UnitIDColumn
 
 // StatKind is one bounded statistic the engine computes per group for a
 // differentially private query. Go adds noise to each.

@@ -34,3 +34,13 @@ func pgWalk(n *pg.Node, fn func(*pg.Node)) {
 	}
 	visit(n.ProtoReflect())
 }
+
+// WalkPG calls fn on every node of a parse tree, depth first.
+func WalkPG(n *pg.Node, fn func(*pg.Node)) {
+	var rec func(*pg.Node)
+	rec = func(x *pg.Node) {
+		fn(x)
+		pgWalk(x, rec)
+	}
+	rec(n)
+}

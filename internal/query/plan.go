@@ -1,6 +1,7 @@
 package query
 
 import (
+	"github.com/airlock-dev/airlock/internal/engine"
 	"sort"
 	"strconv"
 	"strings"
@@ -414,26 +415,7 @@ func (p Planner) maskedColumn(c *workspace.Column, g *Grant) string {
 }
 
 // SQLType maps a manifest type to the dialect's SQL type.
-func SQLType(d Dialect, t string) string {
-	switch t {
-	case "integer":
-		return "BIGINT"
-	case "double":
-		return "DOUBLE PRECISION"
-	case "decimal":
-		return "DECIMAL(18,2)"
-	case "date":
-		return "DATE"
-	case "timestamp":
-		return "TIMESTAMP"
-	case "boolean":
-		return "BOOLEAN"
-	}
-	if d == DuckDB {
-		return "VARCHAR"
-	}
-	return "TEXT"
-}
+func SQLType(d Dialect, t string) string { return engine.SQLType(string(d), t) }
 
 // itemTypes infers each visible item's type from the IR.
 func itemTypes(items []Item, grants map[string]*Grant) []string {

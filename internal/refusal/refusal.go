@@ -35,7 +35,22 @@ type Error struct {
 	Message string
 	// Details are extra safe fields (e.g. remaining budget, refresh time).
 	Details map[string]any
+	// RequestID ties the refusal to its audit entry and server log line;
+	// the kernel sets it.
+	RequestID string
+	// cause is why, for the server log only (an engine's raw message, a
+	// store's error); never shown to a client.
+	cause error
 }
+
+// WithCause records the underlying failure for the server log and returns e.
+func (e *Error) WithCause(err error) *Error {
+	e.cause = err
+	return e
+}
+
+// Unwrap returns the cause, for the server log.
+func (e *Error) Unwrap() error { return e.cause }
 
 func (e *Error) Error() string {
 	if e.Rule != "" {
@@ -56,6 +71,14 @@ func Panic() *Error {
 	return New(Internal, "internal.panic", "internal error; see the server log")
 }
 
+// StoreUnavailable is the refusal when the state store cannot be reached:
+// retry shortly. cause goes to the server log.
+func StoreUnavailable(cause error) *Error {
+	e := New(Unavailable, "store.unavailable", "the state store is unavailable; retry shortly").WithCause(cause)
+	e.Details = map[string]any{"retry_after": 1}
+	return e
+}
+
 // AuditUnavailable is the refusal when a decision cannot be made durable:
 // nothing is released.
 func AuditUnavailable() *Error {
@@ -69,7 +92,7 @@ func As(err error) *Error {
 	if errors.As(err, &r) {
 		return r
 	}
-	return &Error{Code: Internal, Rule: "internal", Message: "internal error; see the server log"}
+	return &Error{Code: Internal, Rule: "internal", Message: "internal error; see the server log", cause: err}
 }
 
 // HTTPStatus maps a code to its HTTP status.

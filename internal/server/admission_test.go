@@ -52,8 +52,8 @@ func TestOverloadIsAnsweredAndAudited(t *testing.T) {
 	m := h.scrape(t, "auditor@regulator")
 	for _, want := range []string{
 		fmt.Sprintf(`airlock_admission_refused_total{reason="principal_concurrency"} %d`, refused),
-		fmt.Sprintf(`airlock_requests_total{channel="http",decision="deny",rule="admission.concurrency"} %d`, refused),
-		fmt.Sprintf(`airlock_requests_total{channel="http",decision="allow",rule=""} %d`, answered),
+		fmt.Sprintf(`airlock_requests_total{channel="http",decision="deny",op="sql.query",rule="admission.concurrency"} %d`, refused),
+		fmt.Sprintf(`airlock_requests_total{channel="http",decision="allow",op="sql.query",rule=""} %d`, answered),
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)

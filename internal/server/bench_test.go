@@ -15,8 +15,10 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/demo"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
-	"github.com/airlock-dev/airlock/internal/gateway"
+	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/identity"
+	"github.com/airlock-dev/airlock/internal/share"
+	"github.com/airlock-dev/airlock/internal/sqlop"
 )
 
 // benchRows is the size of the generated visits table (AIRLOCK_BENCH_ROWS,
@@ -126,7 +128,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 			postQuery(b, h.url, tok, q.sql) // warm up
 			// The governed SQL the gateway generates, to separate the
 			// rule's own cost (the distinct-unit count) from the gateway's.
-			plan, err := h.node.Gateway.Query(context.Background(), gatewayRequest(h, q.sql))
+			plan, err := kernelQuery(h, "analyst@partner", "research", q.sql, share.Plan)
 			if err != nil || plan.Plan == nil {
 				b.Fatal(err)
 			}
@@ -177,7 +179,13 @@ func pairedRatio(a, b []time.Duration) float64 {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func gatewayRequest(h *harness, sql string) gateway.Request {
-	id := identity.FromPrincipal(h.node.WS.Principals["analyst@partner"], "token")
-	return gateway.Request{Channel: "bench", Identity: id, SQL: sql, Purpose: "research", DryRun: true}
+// kernelQuery runs one SQL operation through the node's kernel in
+// process (no channel), as principal for purpose.
+func kernelQuery(h *harness, principal, purpose, sql string, mode share.Mode) (*sqlop.Response, error) {
+	id := identity.FromPrincipal(h.node.WS.Principals[principal], "token")
+	res, err := h.node.Kernel.Do(context.Background(), govern.Request{Caller: share.Caller{Identity: id, Channel: "bench"}, Purpose: purpose, Mode: mode, Op: h.node.SQL.Query(sql, nil)})
+	if err != nil {
+		return nil, err
+	}
+	return sqlop.Answer(res), nil
 }

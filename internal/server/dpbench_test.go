@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"github.com/airlock-dev/airlock/internal/share"
 	"testing"
 	"time"
 )
@@ -56,7 +57,7 @@ func BenchmarkDPQuery(b *testing.B) {
 	sql := "SELECT diagnosis, count(*), sum(cost) FROM visits GROUP BY diagnosis"
 	// The SQL the gateway generates for it (one seed), run straight on the
 	// engine: separates the plan's engine time from the gateway's own work.
-	dry, err := h.node.Gateway.Query(context.Background(), gatewayRequest(h, sql))
+	dry, err := kernelQuery(h, "analyst@partner", "research", sql, share.Plan)
 	if err != nil {
 		b.Fatal(err)
 	}

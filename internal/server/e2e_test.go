@@ -178,10 +178,16 @@ type attackCase struct {
 	SQL        string       `yaml:"sql"`
 	Expect     expectation  `yaml:"expect"`
 	OnPostgres *expectation `yaml:"on_postgres"`
+	// OnWire is the expectation over the Postgres wire endpoint where it
+	// differs by design (session commands and catalog reads are part of
+	// the protocol there).
+	OnWire *expectation `yaml:"on_wire"`
 }
 
 type expectation struct {
-	Status        int                `yaml:"status"`
+	Status int `yaml:"status"`
+	// SQLState, if set, is the wire endpoint's exact SQLSTATE.
+	SQLState      string             `yaml:"sqlstate"`
 	Rule          string             `yaml:"rule"`
 	MaxRows       *int               `yaml:"max_rows"`
 	RowsMin       int                `yaml:"rows_min"`
@@ -235,7 +241,14 @@ var generatedSQL = map[string]func() string{
 	},
 }
 
+// runAttacks runs every case over every channel.
 func runAttacks(t *testing.T, h *harness, cases []attackCase) {
+	for _, ch := range channels {
+		t.Run(ch.name, func(t *testing.T) { runAttacksOver(t, h, ch, cases) })
+	}
+}
+
+func runAttacksOver(t *testing.T, h *harness, ch channel, cases []attackCase) {
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
 			principal, purpose := c.Principal, c.Purpose
@@ -252,33 +265,39 @@ func runAttacks(t *testing.T, h *harness, cases []attackCase) {
 			if gen, ok := generatedSQL[sql]; ok {
 				sql = gen()
 			}
-			r := h.query(t, principal, purpose, c.Agreement, sql)
+			r := ch.ask(t, h, principal, purpose, c.Agreement, sql)
 			for _, s := range h.secrets {
-				if len(s) > 3 && bytes.Contains(r.Body, []byte(s)) {
-					t.Fatalf("response leaks identifier value %q: %s", s, r.Body)
+				if len(s) > 3 && bytes.Contains(r.Raw, []byte(s)) {
+					t.Fatalf("response leaks identifier value %q: %s", s, r.Raw)
 				}
 			}
 			e := c.Expect
 			if c.OnPostgres != nil && len(h.node.PGEngines) > 0 {
 				e = *c.OnPostgres
 			}
-			if r.Status != e.Status {
-				t.Fatalf("status %d, want %d: %s", r.Status, e.Status, r.Body)
+			if c.OnWire != nil && ch.name == "wire" {
+				e = *c.OnWire
 			}
-			if e.Rule != "" && r.Error.Rule != e.Rule {
-				t.Fatalf("rule %q, want %q: %s", r.Error.Rule, e.Rule, r.Body)
+			if e.SQLState != "" && r.SQLState == e.SQLState {
+				return
 			}
-			if r.Status != 200 {
-				if r.Error.Code == "" || r.Error.Message == "" {
-					t.Fatalf("refusal without code or message: %s", r.Body)
+			if !statusMatches(r, e.Status) {
+				t.Fatalf("status %d (SQLSTATE %q), want %d: %s", r.Status, r.SQLState, e.Status, r.Raw)
+			}
+			if e.Rule != "" && r.Rule != e.Rule {
+				t.Fatalf("rule %q, want %q: %s", r.Rule, e.Rule, r.Raw)
+			}
+			if e.Status != 200 {
+				if r.Message == "" || r.Rule == "" {
+					t.Fatalf("refusal without rule or message: %s", r.Raw)
 				}
 				return
 			}
-			if strings.Contains(string(r.Body), "suppressed") {
-				t.Fatalf("the answer tells how much was withheld: %s", r.Body)
+			if strings.Contains(string(r.Raw), "suppressed") {
+				t.Fatalf("the answer tells how much was withheld: %s", r.Raw)
 			}
 			if e.MaxRows != nil && len(r.Rows) > *e.MaxRows {
-				t.Fatalf("%d rows, want <= %d: %s", len(r.Rows), *e.MaxRows, r.Body)
+				t.Fatalf("%d rows, want <= %d: %s", len(r.Rows), *e.MaxRows, r.Raw)
 			}
 			if len(r.Rows) < e.RowsMin {
 				t.Fatalf("%d rows, want >= %d", len(r.Rows), e.RowsMin)

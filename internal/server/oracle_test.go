@@ -126,6 +126,10 @@ func observe(t *testing.T, h *harness, channel string, p oracleProbe) observatio
 		var body map[string]any
 		json.Unmarshal(r.Body, &body)
 		delete(body, "rows")
+		delete(body, "request_id") // fresh for every request
+		if e, ok := body["error"].(map[string]any); ok {
+			delete(e, "request_id")
+		}
 		if dp, ok := body["dp"].(map[string]any); ok {
 			delete(dp, "budget_refresh")
 		}

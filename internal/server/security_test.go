@@ -190,14 +190,14 @@ func TestAuditVerifyCLIDetectsRewrite(t *testing.T) {
 
 func TestHotReloadChangesPolicyVersion(t *testing.T) {
 	h := newHarness(t, nil)
-	v1 := h.node.Gateway.Snapshot().Policy.Version()
+	v1 := h.node.Kernel.Snapshot().Policy.Version()
 	p := filepath.Join(h.dir, "policies", "base.cedar")
 	b, _ := os.ReadFile(p)
 	// Forbid the partner outright; the running server must pick it up.
 	b = append(b, []byte("\n@id(\"freeze-partner\")\nforbid (principal, action, resource) when { principal.org == \"partner\" };\n")...)
 	os.WriteFile(p, b, 0o644)
 	deadline := time.Now().Add(5 * time.Second)
-	for h.node.Gateway.Snapshot().Policy.Version() == v1 && time.Now().Before(deadline) {
+	for h.node.Kernel.Snapshot().Policy.Version() == v1 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	r := h.query(t, "analyst@partner", "research", "", "SELECT sex, count(*) FROM visits GROUP BY sex")

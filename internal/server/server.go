@@ -18,7 +18,6 @@ import (
 	"github.com/airlock-dev/airlock/internal/keys"
 	"github.com/airlock-dev/airlock/internal/metrics"
 	"github.com/airlock-dev/airlock/internal/netlimit"
-	"github.com/airlock-dev/airlock/internal/refusal"
 	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
@@ -35,12 +34,14 @@ import (
 	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
 	pgengine "github.com/airlock-dev/airlock/internal/engine/postgres"
-	"github.com/airlock-dev/airlock/internal/gateway"
+	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/httpapi"
 	"github.com/airlock-dev/airlock/internal/identity"
 	"github.com/airlock-dev/airlock/internal/pgwire"
 	"github.com/airlock-dev/airlock/internal/policy"
 	"github.com/airlock-dev/airlock/internal/query"
+	"github.com/airlock-dev/airlock/internal/share"
+	"github.com/airlock-dev/airlock/internal/sqlop"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/store/postgres"
 	"github.com/airlock-dev/airlock/internal/store/sqlite"
@@ -61,6 +62,8 @@ type Options struct {
 	Now         func() time.Time
 	// ReloadEvery is how often workspace files are checked for changes.
 	ReloadEvery time.Duration
+	// AccessLog, if set, gets one line per HTTP request.
+	AccessLog *slog.Logger
 }
 
 // Node is a running Airlock node.
@@ -77,7 +80,10 @@ type Node struct {
 	// PGEngines hold datasets governed in place, by DSN.
 	PGEngines map[string]*pgengine.DB
 	Audit     *audit.Log
-	Gateway   *gateway.Gateway
+	// Kernel is the one pipeline every operation goes through; SQL its
+	// query operation.
+	Kernel    *govern.Kernel
+	SQL       *sqlop.Service
 	Auth      *identity.Authenticator
 	Verifier  string // the audit log's note verifier key
 	log       *slog.Logger
@@ -167,27 +173,37 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.Audit, err = audit.Open(ctx, n.Store, skey, ws.Config.Node.Origin); err != nil {
+	// One breaker for the store, shared by the token lookup every request
+	// makes first and the audit log's appends: while the store is down,
+	// both fail fast (a failed authentication is still refused, and its
+	// audit attempt costs no connection).
+	storeBreaker := breaker.New(100*time.Millisecond, 5*time.Second, opts.Now)
+	n.storeGuard = &guardedTokens{lookup: n.Store, b: storeBreaker}
+	if n.Audit, err = audit.Open(ctx, guardedLeaves{n.Store, storeBreaker}, skey, ws.Config.Node.Origin); err != nil {
 		return nil, err
 	}
-	n.Gateway = gateway.New(&gateway.Snapshot{WS: ws, Policy: pol}, n.Engine, n.Store, n.Audit, maskSecret)
-	n.Gateway.Now = opts.Now
 	lim := ws.Config.Limits
-	n.Gateway.Admission = admission.New(admission.Config{MaxConcurrent: lim.MaxConcurrentQueries, MaxPerPrincipal: lim.MaxConcurrentPerPrincipal,
-		QueueWait: lim.QueueWait, Rate: lim.PrincipalRate, Now: opts.Now})
 	n.Metrics = metrics.New()
-	n.Gateway.Metrics = n.Metrics
+	n.Audit.ObserveCommits(n.Metrics.Commit)
+	n.Kernel, err = govern.New(&govern.Snapshot{WS: ws, Policy: pol}, govern.Config{
+		Audit: n.Audit, Ledger: n.Store, Metrics: n.Metrics, Log: opts.Log.With("component", "govern"), Now: opts.Now,
+		Admission: admission.New(admission.Config{MaxConcurrent: lim.MaxConcurrentQueries, MaxPerPrincipal: lim.MaxConcurrentPerPrincipal,
+			QueueWait: lim.QueueWait, Rate: lim.PrincipalRate, Now: opts.Now}),
+	})
+	if err != nil {
+		return nil, err
+	}
 	n.registerLiveMetrics()
-	n.Gateway.Route = func(m *workspace.Manifest) (engine.Engine, string) {
+	n.SQL = sqlop.New(n.Engine, n.Store, maskSecret)
+	n.SQL.Route = func(m *workspace.Manifest) (engine.Engine, string) {
 		if m.Source.Postgres != "" {
 			return n.PGEngines[m.Source.Postgres], qualifiedName(m.Source.Table)
 		}
 		return n.Engine, query.QuoteIdent(m.Name)
 	}
-	n.storeGuard = &guardedTokens{lookup: n.Store, b: breaker.New(100*time.Millisecond, 5*time.Second, opts.Now)}
 	n.Auth = &identity.Authenticator{
 		Tokens:    n.storeGuard,
-		Principal: func(name string) *workspace.Principal { return n.Gateway.Snapshot().WS.Principals[name] },
+		Principal: func(name string) *workspace.Principal { return n.Kernel.Snapshot().WS.Principals[name] },
 		Now:       opts.Now,
 	}
 	if j := ws.Config.Auth.JWT; j != nil {
@@ -201,6 +217,17 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	}
 	ok = true
 	return n, nil
+}
+
+// LocalKernel is a kernel over a workspace's state without serving: for
+// the CLI's operations on the node itself (revocation), so they are
+// decided and audited like any other.
+func LocalKernel(ws *workspace.Workspace, st store.Store, lg *audit.Log) (*govern.Kernel, error) {
+	pol, err := policy.Load(ws.Policies)
+	if err != nil {
+		return nil, err
+	}
+	return govern.New(&govern.Snapshot{WS: ws, Policy: pol}, govern.Config{Audit: lg, Ledger: st})
 }
 
 // LoadEngine loads every file-backed dataset into a fresh embedded DuckDB
@@ -314,7 +341,7 @@ func (n *Node) ListenPG() (net.Addr, error) {
 		return nil, err
 	}
 	lim := n.WS.Config.Limits
-	srv, err := pgwire.New(n.Gateway, n.Auth, n.opts.Log.With("component", "pgwire"), n.opts.PGTLS, pgwire.Limits{
+	srv, err := pgwire.New(n.Kernel, n.SQL, n.Auth, n.opts.Log.With("component", "pgwire"), n.opts.PGTLS, pgwire.Limits{
 		MaxConns: lim.MaxConnections, MaxConnsPerClient: lim.MaxConnectionsPerClient,
 		HandshakeTimeout: lim.HandshakeTimeout, MaxMessageBytes: lim.WireMessageBytes,
 	})
@@ -328,22 +355,10 @@ func (n *Node) ListenPG() (net.Addr, error) {
 
 // Handler is the node's HTTP handler.
 func (n *Node) Handler() http.Handler {
-	api := &httpapi.Server{Gateway: n.Gateway, Auth: n.Auth, Log: n.opts.Log.With("component", "http")}
-	api.Extra = append(api.Extra, n.auditRoutes, n.adminRoutes, n.readinessRoute, n.metricsRoute)
+	api := &httpapi.Server{Kernel: n.Kernel, SQL: n.SQL, Auth: n.Auth, Log: n.opts.Log.With("component", "http"),
+		AccessLog: n.opts.AccessLog, Leaves: n.Store, Revocations: n.Store, Audit: n.Audit, Metrics: n.Metrics.Handler()}
+	api.Extra = append(api.Extra, n.readinessRoute)
 	return api.Handler()
-}
-
-// metricsRoute serves GET /metrics to principals who may read the whole
-// audit log: refusal counts by rule describe what partners ask.
-func (n *Node) metricsRoute(mux *http.ServeMux, wrap func(httpapi.Handler) http.Handler) {
-	h := n.Metrics.Handler()
-	mux.Handle("GET /metrics", wrap(func(w http.ResponseWriter, r *http.Request, id identity.Identity) error {
-		if _, all := n.auditScope(id); !all {
-			return refusal.New(refusal.Forbidden, "policy", "metrics are served only to principals who may read the whole audit log")
-		}
-		h.ServeHTTP(w, r)
-		return nil
-	}))
 }
 
 // registerLiveMetrics exposes the counters the edge keeps, read at each
@@ -373,7 +388,7 @@ func (n *Node) registerLiveMetrics() {
 	}
 	for v, reason := range map[admission.Verdict]string{admission.NodeBusy: "node", admission.PrincipalBusy: "principal_concurrency", admission.PrincipalRate: "principal_rate"} {
 		m.Counter("airlock_admission_refused_total", "Requests refused by admission control.", prometheus.Labels{"reason": reason},
-			func() float64 { return float64(n.Gateway.Admission.Refused()[v]) })
+			func() float64 { return float64(n.Kernel.Admission().Refused()[v]) })
 	}
 	m.Counter("airlock_panics_total", "Panics recovered in a channel's handlers.", prometheus.Labels{"channel": "http"}, func() float64 { return float64(httpapi.Panics.Load()) })
 	m.Counter("airlock_panics_total", "Panics recovered in a channel's handlers.", prometheus.Labels{"channel": "wire"}, func() float64 { return float64(pgwire.Panics.Load()) })
@@ -408,10 +423,26 @@ func (g *guardedTokens) TokenByHash(ctx context.Context, hash []byte) (store.Tok
 	return tok, err
 }
 
+// guardedLeaves is the audit log's store behind the store's breaker.
+type guardedLeaves struct {
+	store.Store
+	b *breaker.Breaker
+}
+
+func (g guardedLeaves) AppendLeaves(ctx context.Context, data [][]byte, hashes [][32]byte) (uint64, error) {
+	var first uint64
+	err := g.b.Do(func() error {
+		var err error
+		first, err = g.Store.AppendLeaves(ctx, data, hashes)
+		return err
+	}, func(error) bool { return true })
+	return first, err
+}
+
 // readinessRoute serves GET /readyz: 200 when the state store answers a
 // lookup, 503 naming the store while it does not. /healthz stays 200 as
 // long as the process serves.
-func (n *Node) readinessRoute(mux *http.ServeMux, _ func(httpapi.Handler) http.Handler) {
+func (n *Node) readinessRoute(mux *http.ServeMux, _ func(share.OpKind, httpapi.Handler) http.Handler) {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		var probe [32]byte
 		rand.Read(probe[:])
@@ -496,7 +527,7 @@ func (n *Node) Reload() error {
 	}
 	// Keep the loaded manifests: the engine still holds the old tables.
 	ws.Datasets = n.WS.Datasets
-	n.Gateway.Swap(&gateway.Snapshot{WS: ws, Policy: pol})
+	n.Kernel.Swap(&govern.Snapshot{WS: ws, Policy: pol})
 	n.log.Info("workspace reloaded", "policy_version", pol.Version())
 	return nil
 }

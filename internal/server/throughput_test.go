@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/airlock-dev/airlock/internal/share"
 	"io"
 	"net/http"
 	"sort"
@@ -35,10 +36,7 @@ func BenchmarkThroughput16(b *testing.B) {
 	const clients = 16
 	sql := "SELECT country, count(*), sum(amount) FROM transactions WHERE merchant = 'Tesco #001' AND is_fraud = false GROUP BY country"
 	tok := h.tokens["fraud@partnerbank"]
-	req := gatewayRequest(h, sql)
-	req.Identity = identityOf(h, "fraud@partnerbank")
-	req.Purpose = "fraud_detection"
-	plan, err := h.node.Gateway.Query(context.Background(), req)
+	plan, err := kernelQuery(h, "fraud@partnerbank", "fraud_detection", sql, share.Plan)
 	if err != nil || plan.Plan == nil {
 		b.Fatalf("plan: %v", err)
 	}
@@ -72,10 +70,8 @@ func BenchmarkThroughput16(b *testing.B) {
 		return r
 	}
 	// The pipeline without HTTP: parsing, planning, policy, audit.
-	gwReq := req
-	gwReq.DryRun = false
 	inProcess := func() error {
-		_, err := h.node.Gateway.Query(context.Background(), gwReq)
+		_, err := kernelQuery(h, "fraud@partnerbank", "fraud_detection", sql, share.Run)
 		return err
 	}
 	run(time.Second, governed) // warm up

@@ -18,10 +18,28 @@ import (
 var (
 	// ErrNotFound is returned when a record does not exist.
 	ErrNotFound = errors.New("store: not found")
-	// ErrBudgetExhausted is returned by ChargeBudget when the charge would
-	// exceed the limit; nothing is charged.
+	// ErrBudgetExhausted is returned (as an *ExhaustedError) by
+	// ChargeBudgets when a charge would exceed its limit; nothing is
+	// charged.
 	ErrBudgetExhausted = errors.New("store: privacy budget exhausted")
 )
+
+// ExhaustedError says which charge of a ChargeBudgets call did not fit.
+type ExhaustedError struct{ Index int }
+
+func (e *ExhaustedError) Error() string { return ErrBudgetExhausted.Error() }
+
+// Is makes errors.Is(err, ErrBudgetExhausted) hold.
+func (e *ExhaustedError) Is(target error) bool { return target == ErrBudgetExhausted }
+
+// ChargeBudget debits one ledger: ChargeBudgets with one charge.
+func ChargeBudget(ctx context.Context, s Store, c Charge) (BudgetState, error) {
+	st, err := s.ChargeBudgets(ctx, []Charge{c})
+	if len(st) == 0 {
+		return BudgetState{}, err
+	}
+	return st[0], err
+}
 
 // Token is an API token record. Only the SHA-256 hash of the secret is kept.
 type Token struct {
@@ -106,11 +124,12 @@ type Store interface {
 	RevokeAgreement(ctx context.Context, r Revocation) error
 	AgreementRevocation(ctx context.Context, agreement string) (Revocation, error) // ErrNotFound if not revoked
 
-	// ChargeBudget debits a ledger atomically: concurrent charges, from any
-	// number of processes sharing the store, never overspend LimitRho.
-	// It returns the state after the charge, or ErrBudgetExhausted with the
-	// unchanged state.
-	ChargeBudget(ctx context.Context, c Charge) (BudgetState, error)
+	// ChargeBudgets debits one or several ledgers atomically: all the
+	// charges or none. Concurrent charges, from any number of processes
+	// sharing the store, never overspend a key's LimitRho. It returns the
+	// states after the charges, in the order given, or an *ExhaustedError
+	// (errors.Is ErrBudgetExhausted) with the unchanged states.
+	ChargeBudgets(ctx context.Context, cs []Charge) ([]BudgetState, error)
 	Budget(ctx context.Context, k BudgetKey) (BudgetState, error) // zero state if none
 	// Claim records value under name unless a value is already recorded,
 	// and returns the recorded one (the first writer wins): replicas that

@@ -22,7 +22,6 @@ import (
 	duck "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/airlock-dev/airlock/internal/engine"
-	"github.com/airlock-dev/airlock/internal/query"
 )
 
 // Config sizes an instance.
@@ -69,7 +68,7 @@ func Open(cfg Config) (*DB, error) {
 }
 
 // ColumnSpec is a manifest column to load. Unit marks the dataset's privacy
-// unit: LoadTable then also stores query.UnitIDColumn, the unit's dense
+// unit: LoadTable then also stores engine.UnitIDColumn, the unit's dense
 // integer surrogate 0..n-1 that differentially private plans group and hash
 // by. It is not a manifest column, so analysts can neither name nor see it.
 type ColumnSpec struct {
@@ -78,7 +77,7 @@ type ColumnSpec struct {
 }
 
 // SQLType maps a manifest type to DuckDB's (one mapping, in package query).
-func SQLType(t string) string { return query.SQLType(query.DuckDB, t) }
+func SQLType(t string) string { return engine.SQLType("duckdb", t) }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 func quoteLit(s string) string   { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
@@ -121,7 +120,7 @@ func (d *DB) LoadTable(ctx context.Context, name, file string, cols []ColumnSpec
 		q = fmt.Sprintf("CREATE OR REPLACE TABLE %s AS WITH __src AS MATERIALIZED (SELECT %s FROM %s), "+
 			"__ids AS (SELECT %s AS __unit, CAST(row_number() OVER () - 1 AS BIGINT) AS __id FROM (SELECT DISTINCT %s FROM __src) AS __d) "+
 			"SELECT __src.*, __ids.__id AS %s FROM __src JOIN __ids ON __src.%s IS NOT DISTINCT FROM __ids.__unit",
-			quoteIdent(name), strings.Join(sel, ", "), src, unit, unit, quoteIdent(query.UnitIDColumn), unit)
+			quoteIdent(name), strings.Join(sel, ", "), src, unit, unit, quoteIdent(engine.UnitIDColumn), unit)
 	}
 	if _, err := d.db.ExecContext(ctx, q); err != nil {
 		return fmt.Errorf("loading %s into %s: %w", file, name, err)

@@ -33,7 +33,7 @@ func TestReopenKeepsState(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := store.BudgetKey{Agreement: "a"}
-	if _, err := s.ChargeBudget(ctx, store.Charge{Key: k, Rho: 0.5, LimitRho: 1}); err != nil {
+	if _, err := store.ChargeBudget(ctx, s, store.Charge{Key: k, Rho: 0.5, LimitRho: 1}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -133,46 +134,72 @@ func (s *Store) AgreementRevocation(ctx context.Context, agreement string) (stor
 // rounding in the running sum; far below any meaningful rho.
 const budgetSlack = 1e-12
 
-// ChargeBudget implements store.Store with one conditional UPDATE: the row
-// lock serializes concurrent charges and the WHERE clause is re-checked
-// against the committed value, so the budget never goes over the limit.
-func (s *Store) ChargeBudget(ctx context.Context, c store.Charge) (store.BudgetState, error) {
-	k := c.Key
-	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO budgets (agreement, principal, period_ns, rho, epsilon, delta) VALUES (?, ?, ?, 0, 0, 0) ON CONFLICT (agreement, principal, period_ns) DO NOTHING`),
-		k.Agreement, k.Principal, ns(k.PeriodStart)); err != nil {
-		return store.BudgetState{}, err
+// ChargeBudgets implements store.Store with one conditional UPDATE per
+// key, all in one transaction: each row lock serializes concurrent charges
+// to its key and the WHERE clause is re-checked against the committed
+// value, so no budget goes over its limit, and a charge that does not fit
+// rolls back the others. Keys are locked in one global order, so two
+// multi-key charges cannot deadlock.
+func (s *Store) ChargeBudgets(ctx context.Context, cs []store.Charge) ([]store.BudgetState, error) {
+	order := make([]int, len(cs))
+	for i := range order {
+		order[i] = i
 	}
-	limitDelta := c.LimitDelta
-	if limitDelta <= 0 {
-		limitDelta = 1e300
+	sort.Slice(order, func(a, b int) bool { return keyLess(cs[order[a]].Key, cs[order[b]].Key) })
+	for _, c := range cs {
+		k := c.Key
+		if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO budgets (agreement, principal, period_ns, rho, epsilon, delta) VALUES (?, ?, ?, 0, 0, 0) ON CONFLICT (agreement, principal, period_ns) DO NOTHING`),
+			k.Agreement, k.Principal, ns(k.PeriodStart)); err != nil {
+			return nil, err
+		}
 	}
-	// The debit and its charge record commit together or not at all.
+	// The debits and their charge records commit together or not at all.
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return store.BudgetState{}, err
+		return nil, err
 	}
 	defer tx.Rollback()
-	var st store.BudgetState
-	err = tx.QueryRowContext(ctx, s.q(`UPDATE budgets SET rho = rho + ?, epsilon = epsilon + ?, delta = delta + ? WHERE agreement = ? AND principal = ? AND period_ns = ? AND rho + ? <= ? AND delta + ? <= ? RETURNING rho, epsilon, delta`),
-		c.Rho, c.Epsilon, c.Delta, k.Agreement, k.Principal, ns(k.PeriodStart), c.Rho, c.LimitRho*(1+budgetSlack)+budgetSlack, c.Delta, limitDelta*(1+budgetSlack)).Scan(&st.Rho, &st.Epsilon, &st.Delta)
-	if errors.Is(err, sql.ErrNoRows) {
-		tx.Rollback()
-		cur, err := s.Budget(ctx, k)
+	states := make([]store.BudgetState, len(cs))
+	for _, i := range order {
+		c := cs[i]
+		k := c.Key
+		limitDelta := c.LimitDelta
+		if limitDelta <= 0 {
+			limitDelta = 1e300 // no δ cap: any sum fits
+		}
+		err = tx.QueryRowContext(ctx, s.q(`UPDATE budgets SET rho = rho + ?, epsilon = epsilon + ?, delta = delta + ? WHERE agreement = ? AND principal = ? AND period_ns = ? AND rho + ? <= ? AND delta + ? <= ? RETURNING rho, epsilon, delta`),
+			c.Rho, c.Epsilon, c.Delta, k.Agreement, k.Principal, ns(k.PeriodStart), c.Rho, c.LimitRho*(1+budgetSlack)+budgetSlack, c.Delta, limitDelta*(1+budgetSlack)).Scan(&states[i].Rho, &states[i].Epsilon, &states[i].Delta)
+		if errors.Is(err, sql.ErrNoRows) {
+			tx.Rollback()
+			cur := make([]store.BudgetState, len(cs))
+			for j, c := range cs {
+				if cur[j], err = s.Budget(ctx, c.Key); err != nil {
+					return nil, err
+				}
+			}
+			return cur, &store.ExhaustedError{Index: i}
+		}
 		if err != nil {
-			return cur, err
+			return nil, err
 		}
-		return cur, store.ErrBudgetExhausted
-	}
-	if err != nil {
-		return st, err
-	}
-	if c.ID != "" {
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO charges (id, agreement, principal, period_ns, rho, delta, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-			c.ID, k.Agreement, k.Principal, ns(k.PeriodStart), c.Rho, c.Delta, ns(time.Now())); err != nil {
-			return store.BudgetState{}, err
+		if c.ID != "" {
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO charges (id, agreement, principal, period_ns, rho, delta, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+				c.ID, k.Agreement, k.Principal, ns(k.PeriodStart), c.Rho, c.Delta, ns(time.Now())); err != nil {
+				return nil, err
+			}
 		}
 	}
-	return st, tx.Commit()
+	return states, tx.Commit()
+}
+
+func keyLess(a, b store.BudgetKey) bool {
+	if a.Agreement != b.Agreement {
+		return a.Agreement < b.Agreement
+	}
+	if a.Principal != b.Principal {
+		return a.Principal < b.Principal
+	}
+	return a.PeriodStart.Before(b.PeriodStart)
 }
 
 // Claim implements store.Store.

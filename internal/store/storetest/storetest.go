@@ -71,11 +71,11 @@ func Run(t *testing.T, open Opener) {
 		k := store.BudgetKey{Agreement: "a", PeriodStart: time.Unix(1700000000, 0).UTC()}
 		// 0.1 + 0.2 > 0.3 in floating point; the last remaining budget must still be spendable.
 		for _, c := range []float64{0.1, 0.2} {
-			if _, err := s.ChargeBudget(ctx, store.Charge{Key: k, Rho: c, Epsilon: 1, LimitRho: 0.3}); err != nil {
+			if _, err := store.ChargeBudget(ctx, s, store.Charge{Key: k, Rho: c, Epsilon: 1, LimitRho: 0.3}); err != nil {
 				t.Fatalf("charge %v: %v", c, err)
 			}
 		}
-		st, err := s.ChargeBudget(ctx, store.Charge{Key: k, Rho: 0.01, LimitRho: 0.3})
+		st, err := store.ChargeBudget(ctx, s, store.Charge{Key: k, Rho: 0.01, LimitRho: 0.3})
 		if !errors.Is(err, store.ErrBudgetExhausted) {
 			t.Fatalf("over limit: got %v, want ErrBudgetExhausted", err)
 		}
@@ -88,8 +88,40 @@ func Run(t *testing.T, open Opener) {
 			t.Fatalf("new period starts at %v, want 0", st.Rho)
 		}
 		other.Principal = "p"
-		if _, err := s.ChargeBudget(ctx, store.Charge{Key: other, Rho: 0.3, LimitRho: 0.3}); err != nil {
+		if _, err := store.ChargeBudget(ctx, s, store.Charge{Key: other, Rho: 0.3, LimitRho: 0.3}); err != nil {
 			t.Fatalf("separate ledger: %v", err)
+		}
+	})
+	t.Run("several budgets, all or none", func(t *testing.T) {
+		s := open(t, "multi")
+		at := time.Unix(1700000000, 0).UTC()
+		a := store.BudgetKey{Agreement: "owner-a", PeriodStart: at}
+		b := store.BudgetKey{Agreement: "owner-b", PeriodStart: at}
+		both := func(rhoB float64) ([]store.BudgetState, error) {
+			return s.ChargeBudgets(ctx, []store.Charge{
+				{ID: fmt.Sprintf("m-%v-a", rhoB), Key: b, Rho: rhoB, LimitRho: 1},
+				{ID: fmt.Sprintf("m-%v-b", rhoB), Key: a, Rho: 0.25, LimitRho: 1},
+			})
+		}
+		st, err := both(0.5)
+		if err != nil || len(st) != 2 || st[0].Rho != 0.5 || st[1].Rho != 0.25 {
+			t.Fatalf("first charge: %+v, %v (states in the order given)", st, err)
+		}
+		// b cannot take 0.75 more: a must not be charged either.
+		st, err = both(0.75)
+		var ex *store.ExhaustedError
+		if !errors.As(err, &ex) || !errors.Is(err, store.ErrBudgetExhausted) || ex.Index != 0 {
+			t.Fatalf("over b's limit: got %v, want the first charge named as exhausted", err)
+		}
+		if st[0].Rho != 0.5 || st[1].Rho != 0.25 {
+			t.Fatalf("states after the refusal: %+v, want both unchanged", st)
+		}
+		if cur, _ := s.Budget(ctx, a); cur.Rho != 0.25 {
+			t.Fatalf("a was charged by a refused multi-key charge: %+v", cur)
+		}
+		charges, _ := s.Charges(ctx)
+		if len(charges) != 2 {
+			t.Fatalf("%d charge records, want the 2 of the charge that committed", len(charges))
 		}
 	})
 	t.Run("budget race", func(t *testing.T) {
@@ -107,7 +139,7 @@ func Run(t *testing.T, open Opener) {
 				if i%2 == 1 {
 					s = b
 				}
-				_, err := s.ChargeBudget(ctx, store.Charge{ID: fmt.Sprintf("race-%d", i), Key: k, Rho: 0.1, LimitRho: 0.1 * fits})
+				_, err := store.ChargeBudget(ctx, s, store.Charge{ID: fmt.Sprintf("race-%d", i), Key: k, Rho: 0.1, LimitRho: 0.1 * fits})
 				switch {
 				case err == nil:
 					ok.Add(1)

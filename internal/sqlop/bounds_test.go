@@ -1,4 +1,4 @@
-package gateway
+package sqlop
 
 import (
 	"context"
@@ -212,15 +212,12 @@ func wholeQueryAudit(t *testing.T, mech string) {
 	_, rows1 := plan(loadBounds(t, heavy))
 	cost := dpCostOf(rule, len(p0.DP.Stats), false)
 	noise := newNoise(rule, p0.DP, cost)
-	g := &Gateway{sampler: newTestSampler()}
+	g := &Service{sampler: newTestSampler()}
 	const n = 20000
 	count := func(rows [][]any, thr float64) int {
 		hits := 0
 		for i := 0; i < n; i++ {
-			r, err := release(p0.DP, engineResult(rows), noise, 0, g.sampler, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := release(p0.DP, engineResult(rows), noise, 0, g.sampler, nil)
 			if float64(r.Rows[0][0].(int64)) >= thr {
 				hits++
 			}

@@ -1,4 +1,9 @@
-package pgwire
+// Package catalog answers wire clients' system-catalog queries (psql's \dt
+// and \d, information_schema, BI tools' schema discovery) as a kernel
+// operation: from a shadow catalog, an empty locked-down DuckDB holding one
+// empty table per dataset the caller may query, with only the columns its
+// agreement exposes. Nothing else of the workspace, and no data, is there.
+package catalog
 
 import (
 	"context"
@@ -7,21 +12,67 @@ import (
 	"strings"
 	"time"
 
-	wire "github.com/jeroenrinzema/psql-wire"
 	pg "github.com/pganalyze/pg_query_go/v6"
 
-	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
-	"github.com/airlock-dev/airlock/internal/identity"
+	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/query"
 	"github.com/airlock-dev/airlock/internal/refusal"
+	"github.com/airlock-dev/airlock/internal/share"
+	"github.com/airlock-dev/airlock/internal/sqlop"
 )
+
+// Shadow catalog bounds: it holds empty tables, so a catalog query needs
+// little memory and time; anything more is a client looping.
+const (
+	shadowMemory  = "64MB"
+	shadowTimeout = 5 * time.Second
+)
+
+// Rows is a catalog answer: column names and text-like values.
+type Rows struct {
+	Columns []string
+	Rows    [][]any
+}
+
+// IsQuery reports whether a query reads the system catalog.
+func IsQuery(text string) bool { return catalogRef.MatchString(text) }
+
+// Read is the operation answering one catalog query.
+func Read(sql string) govern.Op { return readOp{sql} }
+
+type readOp struct{ sql string }
+
+func (readOp) Kind() share.OpKind { return share.OpCatalogRead }
+func (readOp) Light()             {}
+
+func (o readOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
+	c.Entry.SQL = o.sql
+	tree, err := pg.Parse(o.sql)
+	if err != nil || len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetSelectStmt() == nil {
+		return nil, refusal.New(refusal.BadSQL, "sql.select_only", "only a single SELECT may read the catalog")
+	}
+	if !catalogOnly(tree.Stmts[0].Stmt) {
+		// The shadow catalog holds the datasets as empty tables: reading
+		// one here would answer from nothing, as if it were data.
+		return nil, refusal.New(refusal.Forbidden, "catalog.mixed", "a query that reads the system catalog cannot read datasets; query them separately")
+	}
+	entries := sqlop.Catalog(c.Snap.WS, c.Caller.Identity, c.Now)
+	res, err := answer(ctx, entries, o.sql, tree)
+	if err != nil {
+		return nil, refusal.New(refusal.Internal, "catalog.shadow", "the catalog could not be read").WithCause(err)
+	}
+	out := &Rows{Rows: res.Rows}
+	for _, col := range res.Columns {
+		out.Columns = append(out.Columns, col.Name)
+	}
+	c.Entry.RowsReturned = int64(len(out.Rows))
+	return govern.Answer(out), nil
+}
 
 var catalogRef = regexp.MustCompile(`(?i)\b(pg_catalog|information_schema)\s*\.|\bpg_(class|namespace|attribute|type|database|roles|settings|tables|views|index|description|constraint|am|inherits|proc)\b`)
 
-// isCatalogQuery reports whether a query reads the system catalog.
-func isCatalogQuery(text string) bool { return catalogRef.MatchString(text) }
 
 // shims make psql's catalog SQL run in DuckDB's PostgreSQL-compatible catalog.
 var shims = []struct {
@@ -39,24 +90,45 @@ var shims = []struct {
 	{regexp.MustCompile(`(?i)'(\d+)'::oid`), "$1"},
 }
 
-// catalogQuery answers a catalog query from a shadow catalog: an empty,
-// locked-down DuckDB holding one empty table per dataset the principal may
-// query, with only the columns its agreement exposes. Nothing else of the
-// workspace, and no data, is there to be found.
-func (s *Server) catalogQuery(ctx context.Context, id identity.Identity, text string) (wire.PreparedStatements, error) {
-	tree, err := pg.Parse(text)
-	if err != nil || len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetSelectStmt() == nil {
-		return nil, s.auditCatalog(ctx, id, text, refusal.New(refusal.BadSQL, "sql.select_only", "only a single SELECT may read the catalog"))
-	}
-	shadow, err := duckdb.Open(duckdb.Config{MemoryLimit: "64MB", Threads: 1})
+// catalogOnly reports whether every relation a statement reads is a
+// system-catalog one (pg_catalog, information_schema, an unqualified
+// pg_* name) or one of its own CTEs.
+func catalogOnly(stmt *pg.Node) bool {
+	ctes := map[string]bool{}
+	query.WalkPG(stmt, func(n *pg.Node) {
+		if c := n.GetCommonTableExpr(); c != nil {
+			ctes[strings.ToLower(c.Ctename)] = true
+		}
+	})
+	ok := true
+	query.WalkPG(stmt, func(n *pg.Node) {
+		rv := n.GetRangeVar()
+		if rv == nil {
+			return
+		}
+		schema, rel := strings.ToLower(rv.Schemaname), strings.ToLower(rv.Relname)
+		switch {
+		case schema == "pg_catalog", schema == "information_schema":
+		case schema == "" && (strings.HasPrefix(rel, "pg_") || ctes[rel]):
+		default:
+			ok = false
+		}
+	})
+	return ok
+}
+
+// answer runs a catalog query in a fresh shadow catalog of the entries.
+func answer(ctx context.Context, entries []sqlop.CatalogEntry, text string, tree *pg.ParseResult) (*engine.Result, error) {
+	shadow, err := duckdb.Open(duckdb.Config{MemoryLimit: shadowMemory, Threads: 1})
 	if err != nil {
-		return nil, pgError(err)
+		return nil, err
 	}
+	defer shadow.Close()
 	setup := []string{
 		`CREATE MACRO airlock_owner(x) AS 'airlock'`,
 		`CREATE MACRO airlock_true(x) AS true`,
 	}
-	for _, e := range s.Gateway.Catalog(id) {
+	for _, e := range entries {
 		var cols []string
 		for _, c := range e.Columns {
 			cols = append(cols, query.QuoteIdent(c.Name)+" "+duckdb.SQLType(c.Type))
@@ -67,19 +139,17 @@ func (s *Server) catalogQuery(ctx context.Context, id identity.Identity, text st
 	}
 	for _, q := range setup {
 		if err := shadow.Exec(ctx, q); err != nil {
-			shadow.Close()
-			return nil, pgError(err)
+			return nil, err
 		}
 	}
 	if err := shadow.Lockdown(); err != nil {
-		shadow.Close()
-		return nil, pgError(err)
+		return nil, err
 	}
 	rewritten := text
 	for _, sh := range shims {
 		rewritten = sh.re.ReplaceAllString(rewritten, sh.with)
 	}
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	qctx, cancel := context.WithTimeout(ctx, shadowTimeout)
 	defer cancel()
 	res, err := shadow.Query(qctx, rewritten)
 	if err != nil {
@@ -87,48 +157,9 @@ func (s *Server) catalogQuery(ctx context.Context, id identity.Identity, text st
 		// describe queries from the principal's catalog, and any other
 		// catalog read DuckDB cannot run with an empty result of the
 		// right shape (psql then omits that footer).
-		res = s.describeFallback(qctx, shadow, id, text, tree)
+		res = describeFallback(qctx, shadow, entries, text, tree)
 	}
-	shadow.Close()
-	if err := s.auditCatalog(ctx, id, text, nil); err != nil {
-		return nil, err
-	}
-	var cols wire.Columns
-	for _, c := range res.Columns {
-		cols = append(cols, wire.Column{Name: c.Name, Oid: oidText, Width: -1})
-	}
-	rows := res.Rows
-	return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
-		for _, r := range rows {
-			out := make([]any, len(r))
-			for i, v := range r {
-				if v != nil {
-					out[i] = encode(v, nil, i)
-				}
-			}
-			if err := w.Row(out); err != nil {
-				return err
-			}
-		}
-		return w.Complete(fmt.Sprintf("SELECT %d", len(rows)))
-	}, wire.WithColumns(cols))), nil
-}
-
-// auditCatalog records a catalog read; refusal, if not nil, is returned
-// as the Postgres error.
-func (s *Server) auditCatalog(ctx context.Context, id identity.Identity, text string, refused *refusal.Error) error {
-	e := audit.Entry{Time: time.Now().UTC(), Principal: id.Principal, Org: id.Org, Channel: "pgwire", QueryKind: "catalog",
-		SQL: text, Decision: "allow", PolicyVersion: s.Gateway.Snapshot().Policy.Version()}
-	if refused != nil {
-		e.Decision, e.Code, e.Rule, e.Message = "deny", string(refused.Code), refused.Rule, refused.Message
-	}
-	if _, err := s.Gateway.Audit.Append(context.WithoutCancel(ctx), e); err != nil {
-		return pgError(refusal.New(refusal.Internal, "audit.unavailable", "the audit log is unavailable"))
-	}
-	if refused != nil {
-		return pgError(refused)
-	}
-	return nil
+	return res, nil
 }
 
 var (
@@ -136,7 +167,7 @@ var (
 	attrQuery     = regexp.MustCompile(`(?is)FROM\s+pg_catalog\.pg_attribute\s+a.*a\.attrelid\s*=\s*'(\d+)'`)
 )
 
-func (s *Server) describeFallback(ctx context.Context, shadow *duckdb.DB, id identity.Identity, text string, tree *pg.ParseResult) *engine.Result {
+func describeFallback(ctx context.Context, shadow *duckdb.DB, entries []sqlop.CatalogEntry, text string, tree *pg.ParseResult) *engine.Result {
 	if m := relFlagsQuery.FindStringSubmatch(text); m != nil {
 		return &engine.Result{
 			Columns: namesOf(tree),
@@ -145,8 +176,8 @@ func (s *Server) describeFallback(ctx context.Context, shadow *duckdb.DB, id ide
 	}
 	if m := attrQuery.FindStringSubmatch(text); m != nil {
 		res := &engine.Result{Columns: namesOf(tree)}
-		name := s.relName(ctx, shadow, m[1])
-		for _, e := range s.Gateway.Catalog(id) {
+		name := relName(ctx, shadow, m[1])
+		for _, e := range entries {
 			if e.Name != name {
 				continue
 			}
@@ -163,7 +194,7 @@ func (s *Server) describeFallback(ctx context.Context, shadow *duckdb.DB, id ide
 	return &engine.Result{Columns: namesOf(tree)}
 }
 
-func (s *Server) relName(ctx context.Context, shadow *duckdb.DB, oid string) string {
+func relName(ctx context.Context, shadow *duckdb.DB, oid string) string {
 	r, err := shadow.Query(ctx, "SELECT relname FROM pg_catalog.pg_class WHERE oid = "+oid)
 	if err != nil || len(r.Rows) == 0 {
 		return ""

@@ -1,11 +1,10 @@
-package gateway
+package sqlop
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -17,6 +16,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/dp"
 	"github.com/airlock-dev/airlock/internal/engine"
+	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/query"
 	"github.com/airlock-dev/airlock/internal/refusal"
 	"github.com/airlock-dev/airlock/internal/store"
@@ -208,25 +208,38 @@ func periodStart(now time.Time, b *workspace.Budget) time.Time {
 	return now.UTC().Truncate(p)
 }
 
-// runDP executes a DP plan: bounded statistics from the engine, the charge,
-// then noise, selection and post-processing in Go.
-func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *workspace.Agreement, plan, canonical *query.Plan, now time.Time, limits workspace.LimitsConfig, eng engine.Engine, ent *audit.Entry) (*Response, *DPReport, error) {
-	d := plan.DP
+// dpPrepared is a planned DP query: its cost, noise and report are known
+// before anything runs.
+type dpPrepared struct {
+	*prepared
+	d      *query.DPPlan
+	rule   workspace.Rule
+	cost   dpCost
+	key    store.BudgetKey
+	report *DPReport
+	noise  noiseSpec
+	tau    float64
+	pstart time.Time
+}
+
+func (g *Service) prepareDP(ctx context.Context, p *prepared) (govern.Prepared, error) {
+	ag, d := p.ag, p.plan.DP
 	rule := ag.Rules[d.Dataset]
-	cost := dpCostOf(rule, len(d.Stats)+len(d.Quantiles), needsSelection(d))
 	if ag.Budget == nil {
-		return nil, nil, refusal.New(refusal.Forbidden, "dp.budget", "agreement %s has a DP rule but no budget", ag.ID)
+		return nil, refusal.New(refusal.Forbidden, "dp.budget", "agreement %s has a DP rule but no budget", ag.ID)
 	}
-	pstart := periodStart(now, ag.Budget)
+	cost := dpCostOf(rule, len(d.Stats)+len(d.Quantiles), needsSelection(d))
+	pstart := periodStart(p.c.Now, ag.Budget)
 	key := store.BudgetKey{Agreement: ag.ID, PeriodStart: pstart}
 	if ag.Budget.PerPrincipal {
-		key.Principal = req.Identity.Principal
+		key.Principal = p.c.Caller.Principal
 	}
+	unit := p.c.Snap.WS.Datasets[d.Dataset].PrivacyUnit
 	report := &DPReport{Epsilon: cost.eps, Delta: cost.delta, Rho: cost.rho, BudgetEpsilon: ag.Budget.Epsilon,
 		BudgetRefresh: pstart.Add(periodOf(ag.Budget)),
-		ContribBounds: fmt.Sprintf("at most %d group(s) per %s, at most %d row(s) per group", d.L0, snap.WS.Datasets[d.Dataset].PrivacyUnit, d.Linf),
+		ContribBounds: fmt.Sprintf("at most %d group(s) per %s, at most %d row(s) per group", d.L0, unit, d.Linf),
 		BoundingBias: fmt.Sprintf("the 95%% intervals cover the noise only; bounding can only lower counts (a %s beyond %d group(s) or %d row(s) per group is not fully counted), "+
-			"pulls sums toward zero where values fall outside the column bounds, and weighs averages by each %s's mean over at most %d row(s)", snap.WS.Datasets[d.Dataset].PrivacyUnit, d.L0, d.Linf, snap.WS.Datasets[d.Dataset].PrivacyUnit, d.Linf)}
+			"pulls sums toward zero where values fall outside the column bounds, and weighs averages by each %s's mean over at most %d row(s)", unit, d.L0, d.Linf, unit, d.Linf)}
 	noise := newNoise(rule, d, cost)
 	var tau float64
 	if needsSelection(d) {
@@ -237,119 +250,108 @@ func (g *Gateway) runDP(ctx context.Context, snap *Snapshot, req Request, ag *wo
 	spent, _ := g.Store.Budget(ctx, key)
 	report.SpentEpsilon = dp.EpsilonForRho(spent.Rho, ag.Budget.Delta/2)
 	report.RemainingEps = math.Max(0, ag.Budget.Epsilon-report.SpentEpsilon)
-	if req.DryRun || req.Describe {
-		return &Response{Columns: plan.Columns, Rows: [][]any{}}, report, nil
-	}
-	fp := dpFingerprint(ag, key, canonical)
-	if cached, err := g.Store.CachedResult(ctx, ag.ID, fp, pstart); err == nil {
-		if resp, rep, ok := decodeAnswer(cached.Body); ok {
-			rep.Cached = true
-			rep.SpentEpsilon, rep.RemainingEps = report.SpentEpsilon, report.RemainingEps
-			resp.Notes = append(resp.Notes, "identical query answered from the stored noisy result at no new cost")
-			return resp, rep, nil
-		}
-	}
-	// Identical queries in flight at once are answered once and charged
-	// once: the first reserves, runs and stores; the others wait for it and
-	// get their own copy of its answer.
-	leader := false
-	v, err, _ := g.flight.Do(fp+"\x00"+pstart.String(), func() (any, error) {
-		leader = true
-		resp, rep, err := g.answerDP(ctx, ag, plan, d, rule, cost, key, report, noise, tau, fp, pstart, now, limits, eng, ent)
-		if err != nil {
-			return nil, err
-		}
-		return encodeAnswer(resp, rep), nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	resp, rep, _ := decodeAnswer(v.([]byte))
-	if !leader {
-		rep.Cached = true
-		resp.Notes = append(resp.Notes, "identical concurrent query answered once, at no new cost")
-	}
-	return resp, rep, nil
+	return &dpPrepared{prepared: p, d: d, rule: rule, cost: cost, key: key, report: report, noise: noise, tau: tau, pstart: pstart}, nil
 }
 
-// encodeAnswer and decodeAnswer are the stored form of a DP answer; a
-// decoded answer shares nothing with the one encoded.
-func encodeAnswer(resp *Response, rep *DPReport) []byte {
-	body, _ := json.Marshal(struct {
-		Resp   Response
-		Report DPReport
-	}{*resp, *rep})
+func (p *dpPrepared) Preview(ctx context.Context, c *govern.Call) (any, error) {
+	return &Response{Access: string(p.plan.Kind), Agreement: p.ag.ID, Columns: p.plan.Columns, Rows: [][]any{}, DP: p.report, Plan: p.planInfo()}, nil
+}
+
+// CacheKey: the answer is a function of the agreement, the budget holder,
+// the rule and the bound statistics (see dpFingerprint), within a period.
+func (p *dpPrepared) CacheKey() govern.CacheKey {
+	return govern.CacheKey{Agreement: p.ag.ID, Fingerprint: dpFingerprint(p.ag, p.key, p.canonical), Period: p.pstart}
+}
+
+// Encode and Decode are the stored form of a DP answer; a decoded answer
+// shares nothing with the one encoded.
+func (p *dpPrepared) Encode(v any) []byte {
+	body, _ := json.Marshal(v.(*Response))
 	return body
 }
 
-func decodeAnswer(body []byte) (*Response, *DPReport, bool) {
-	var out struct {
-		Resp   Response
-		Report DPReport
+func (p *dpPrepared) Decode(b []byte) (any, bool) {
+	var out Response
+	if json.Unmarshal(b, &out) != nil || out.DP == nil {
+		return nil, false
 	}
-	if json.Unmarshal(body, &out) != nil {
-		return nil, nil, false
-	}
-	return &out.Resp, &out.Report, true
+	return &out, true
 }
 
-// answerDP reserves the cost, runs the bounded statistics, releases them
-// with noise and stores the answer for repeats.
-func (g *Gateway) answerDP(ctx context.Context, ag *workspace.Agreement, plan *query.Plan, d *query.DPPlan, rule workspace.Rule, cost dpCost, key store.BudgetKey,
-	report *DPReport, noise noiseSpec, tau float64, fp string, pstart, now time.Time, limits workspace.LimitsConfig, eng engine.Engine, ent *audit.Entry) (*Response, *DPReport, error) {
+func (p *dpPrepared) Reused(c *govern.Call, v any, concurrent bool) any {
+	resp := v.(*Response)
+	resp.DP.Cached = true
+	if concurrent {
+		resp.Notes = append(resp.Notes, "identical concurrent query answered once, at no new cost")
+	} else {
+		resp.DP.SpentEpsilon, resp.DP.RemainingEps = p.report.SpentEpsilon, p.report.RemainingEps
+		resp.Notes = append(resp.Notes, "identical query answered from the stored noisy result at no new cost")
+	}
+	c.Entry.RowsReturned = int64(len(resp.Rows))
+	return resp
+}
+
+// Cost is reserved before the engine runs: whatever happens next (an
+// engine failure, a timeout, a crash) the charge stays spent, and a query
+// refused for budget never reaches the data.
+func (p *dpPrepared) Cost(c *govern.Call) []govern.Charge {
+	ag, cost, refresh := p.ag, p.cost, p.report.BudgetRefresh
 	limRho, limDelta := budgetLimits(ag.Budget)
-	chargeID, err := g.reserve(ctx, ent, func(r *audit.Entry) { r.Epsilon, r.Delta, r.Rho = cost.eps, cost.delta, cost.rho })
-	if err != nil {
-		return nil, nil, err
-	}
-	// Reserve the cost before the engine runs: whatever happens next (an
-	// engine failure, a timeout, a crash) the charge stays spent, and a
-	// query refused for budget never reaches the data.
-	st, err := g.Store.ChargeBudget(ctx, store.Charge{ID: chargeID, Key: key, Rho: cost.rho, Epsilon: cost.eps, Delta: cost.selDelta, LimitRho: limRho, LimitDelta: limDelta})
-	if errors.Is(err, store.ErrBudgetExhausted) {
-		left := math.Max(0, ag.Budget.Epsilon-dp.EpsilonForRho(st.Rho, ag.Budget.Delta/2))
-		e := refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "the privacy budget of agreement %s is exhausted for this period: this query needs ε=%.3g, %.3g is left; it refreshes at %s",
-			ag.ID, cost.eps, left, report.BudgetRefresh.Format(time.RFC3339))
-		if st.Delta+cost.selDelta > limDelta {
-			e = refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "the privacy budget of agreement %s is exhausted for this period: its δ for partition selection is spent; it refreshes at %s",
-				ag.ID, report.BudgetRefresh.Format(time.RFC3339))
-		}
-		e.Details = map[string]any{"remaining_epsilon": left, "refresh": report.BudgetRefresh}
-		return nil, nil, e
-	}
-	if err != nil {
-		return nil, nil, refusal.New(refusal.Internal, "store.unavailable", "the state store is unavailable")
-	}
-	qctx, cancel := context.WithTimeout(ctx, limits.QueryTimeout)
+	return []govern.Charge{{
+		Charge:   store.Charge{Key: p.key, Rho: cost.rho, Epsilon: cost.eps, Delta: cost.selDelta, LimitRho: limRho, LimitDelta: limDelta},
+		Announce: func(e *audit.Entry) { e.Epsilon, e.Delta, e.Rho = cost.eps, cost.delta, cost.rho },
+		Exhausted: func(st store.BudgetState) *refusal.Error {
+			left := math.Max(0, ag.Budget.Epsilon-dp.EpsilonForRho(st.Rho, ag.Budget.Delta/2))
+			e := refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "the privacy budget of agreement %s is exhausted for this period: this query needs ε=%.3g, %.3g is left; it refreshes at %s",
+				ag.ID, cost.eps, left, refresh.Format(time.RFC3339))
+			if st.Delta+cost.selDelta > limDelta {
+				e = refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "the privacy budget of agreement %s is exhausted for this period: its δ for partition selection is spent; it refreshes at %s",
+					ag.ID, refresh.Format(time.RFC3339))
+			}
+			e.Details = map[string]any{"remaining_epsilon": left, "refresh": refresh}
+			return e
+		},
+	}}
+}
+
+// dpResult is the bounded statistics, before noise.
+type dpResult struct {
+	p     *dpPrepared
+	res   *engine.Result
+	hists []map[string][]int64
+}
+
+func (p *dpPrepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, error) {
+	qctx, cancel := context.WithTimeout(ctx, p.limits.QueryTimeout)
 	defer cancel()
-	res, err := eng.Query(qctx, plan.SQL, plan.Args...)
+	res, err := p.eng.Query(qctx, p.plan.SQL, p.plan.Args...)
 	if err != nil {
-		return nil, nil, engineRefusal(err)
+		return nil, engineRefusal(err)
 	}
-	report.SpentEpsilon = dp.EpsilonForRho(st.Rho, ag.Budget.Delta/2)
-	report.RemainingEps = math.Max(0, ag.Budget.Epsilon-report.SpentEpsilon)
-	hists, err := quantileHistograms(qctx, eng, d)
+	hists, err := quantileHistograms(qctx, p.eng, p.d)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	noise.quantileEps = cost.quantileEpsilon(rule) / float64(d.L0)
-	resp, err := release(d, res, noise, tau, g.sampler, hists)
-	if err != nil {
-		return nil, nil, err
+	return &dpResult{p: p, res: res, hists: hists}, nil
+}
+
+// Release adds the noise, selects partitions and post-processes.
+func (r *dpResult) Release(ctx context.Context, c *govern.Call) (any, error) {
+	p := r.p
+	report := *p.report
+	if len(c.Charged) > 0 {
+		report.SpentEpsilon = dp.EpsilonForRho(c.Charged[0].Rho, p.ag.Budget.Delta/2)
+		report.RemainingEps = math.Max(0, p.ag.Budget.Epsilon-report.SpentEpsilon)
 	}
-	resp.Columns = plan.Columns
-	if err := checkRowLimit(len(resp.Rows), limits.MaxResultRows); err != nil {
-		return nil, nil, err
+	noise := p.noise
+	noise.quantileEps = p.cost.quantileEpsilon(p.rule) / float64(p.d.L0)
+	resp := release(p.d, r.res, noise, p.tau, p.svc.sampler, r.hists)
+	if err := checkRowLimit(len(resp.Rows), p.limits.MaxResultRows); err != nil {
+		return nil, err
 	}
-	body := encodeAnswer(resp, report)
-	// First writer wins: an identical query answered at once by another
-	// replica returns the same answer.
-	if stored, err := g.Store.PutCachedResult(ctx, store.CachedResult{Agreement: ag.ID, Fingerprint: fp, PeriodStart: pstart, Body: body, CreatedAt: now}); err == nil && string(stored.Body) != string(body) {
-		if other, _, ok := decodeAnswer(stored.Body); ok {
-			return other, report, nil
-		}
-	}
-	return resp, report, nil
+	resp.Columns, resp.Access, resp.Agreement, resp.DP = p.plan.Columns, string(p.plan.Kind), p.ag.ID, &report
+	c.Entry.RowsReturned, c.Entry.RowsSuppressed = int64(len(resp.Rows)), resp.RowsSuppressed
+	return resp, nil
 }
 
 func periodOf(b *workspace.Budget) time.Duration {
@@ -438,7 +440,7 @@ func describeColumns(d *query.DPPlan, noise noiseSpec) []DPColumn {
 }
 
 // release turns per-group bounded statistics into released rows.
-func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, s *dp.Sampler, hists []map[string][]int64) (*Response, error) {
+func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, s *dp.Sampler, hists []map[string][]int64) *Response {
 	nk := len(d.GroupBy)
 	type group struct {
 		keys  []any
@@ -548,7 +550,7 @@ func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, 
 		// how many were is a function of the hidden data.
 		out.Notes = append(out.Notes, "groups with few distinct units may have been dropped by DP partition selection")
 	}
-	return out, nil
+	return out
 }
 
 // groupKey encodes a tuple of group-key values injectively: each value's

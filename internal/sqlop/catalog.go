@@ -1,10 +1,14 @@
-package gateway
+package sqlop
 
 import (
+	"context"
+	"slices"
 	"sort"
+	"time"
 
-	"github.com/airlock-dev/airlock/internal/identity"
+	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/query"
+	"github.com/airlock-dev/airlock/internal/share"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
@@ -28,12 +32,26 @@ type CatalogColumn struct {
 	Role  string `json:"role"` // column, masked, dimension, aggregate, join
 }
 
+// CatalogList is the operation that lists the datasets a caller may query.
+func CatalogList() govern.Op { return catalogOp{} }
+
+type catalogOp struct{}
+
+func (catalogOp) Kind() share.OpKind { return share.OpCatalogList }
+func (catalogOp) Light()             {}
+
+func (catalogOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
+	entries := Catalog(c.Snap.WS, c.Caller.Identity, c.Now)
+	for _, e := range entries {
+		c.Entry.Datasets = append(c.Entry.Datasets, e.Name)
+	}
+	return govern.Answer(entries), nil
+}
+
 // Catalog lists the datasets the principal may query now: its org's own as
 // a steward, and those covered by an agreement in force (not revoked is
 // checked at query time). Nothing else of the workspace is revealed.
-func (g *Gateway) Catalog(id identity.Identity) []CatalogEntry {
-	ws := g.snap.Load().WS
-	now := g.Now()
+func Catalog(ws *workspace.Workspace, id share.Identity, now time.Time) []CatalogEntry {
 	var out []CatalogEntry
 	names := make([]string, 0, len(ws.Datasets))
 	for n := range ws.Datasets {
@@ -48,7 +66,7 @@ func (g *Gateway) Catalog(id identity.Identity) []CatalogEntry {
 		}
 		var ids []string
 		for aid, a := range ws.Agreements {
-			if a.RecipientOrg == id.Org && contains(a.Datasets, n) && a.InForce(now) {
+			if a.RecipientOrg == id.Org && slices.Contains(a.Datasets, n) && a.InForce(now) {
 				ids = append(ids, aid)
 			}
 		}
@@ -79,7 +97,7 @@ func entry(m *workspace.Manifest, acc query.Access, agreement string, r workspac
 		role := "column"
 		switch acc {
 		case query.AccessList:
-			if len(r.Columns) > 0 && !contains(r.Columns, c.Name) {
+			if len(r.Columns) > 0 && !slices.Contains(r.Columns, c.Name) {
 				continue
 			}
 			if mk, ok := r.Masks[c.Name]; ok && mk != workspace.MaskNone {
@@ -87,11 +105,11 @@ func entry(m *workspace.Manifest, acc query.Access, agreement string, r workspac
 			}
 		case query.AccessAggregation, query.AccessDP:
 			switch {
-			case contains(r.Dimensions, c.Name):
+			case slices.Contains(r.Dimensions, c.Name):
 				role = "dimension"
 			case len(r.Aggregates[c.Name]) > 0:
 				role = "aggregate"
-			case contains(r.JoinColumns, c.Name):
+			case slices.Contains(r.JoinColumns, c.Name):
 				role = "join"
 			default:
 				continue

@@ -1,4 +1,4 @@
-package gateway
+package sqlop
 
 import (
 	"context"

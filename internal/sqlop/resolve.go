@@ -1,48 +1,42 @@
-package gateway
+package sqlop
 
 import (
 	"context"
 	"errors"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/airlock-dev/airlock/internal/identity"
+	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/policy"
 	"github.com/airlock-dev/airlock/internal/query"
 	"github.com/airlock-dev/airlock/internal/refusal"
+	"github.com/airlock-dev/airlock/internal/share"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
 // isSteward reports whether the principal administers datasets of its own
 // org: stewards read their own data as stored, without an agreement.
-func isSteward(id identity.Identity, m *workspace.Manifest) bool {
-	if id.Org != m.Owner {
-		return false
-	}
-	for _, r := range id.Roles {
-		if r == "steward" {
-			return true
-		}
-	}
-	return false
+func isSteward(id share.Identity, m *workspace.Manifest) bool {
+	return id.Org == m.Owner && id.HasRole("steward")
 }
 
 // resolve picks the agreement the request acts under and turns it into one
 // grant per dataset. A request acts under exactly one agreement, or as the
 // owner's steward.
-func (g *Gateway) resolve(ctx context.Context, snap *Snapshot, req Request, now time.Time, datasets []string) (*workspace.Agreement, map[string]*query.Grant, error) {
-	ws := snap.WS
-	id := req.Identity
+func (g *Service) resolve(ctx context.Context, c *govern.Call, datasets []string) (*workspace.Agreement, map[string]*query.Grant, error) {
+	ws := c.Snap.WS
+	id := c.Caller.Identity
 	allOwned := true
 	for _, d := range datasets {
 		if !isSteward(id, ws.Datasets[d]) {
 			allOwned = false
 		}
 	}
-	if allOwned && req.Agreement == "" {
+	if allOwned && c.Agreement == "" {
 		grants := map[string]*query.Grant{}
 		for _, d := range datasets {
 			_, table := g.Route(ws.Datasets[d])
@@ -50,7 +44,7 @@ func (g *Gateway) resolve(ctx context.Context, snap *Snapshot, req Request, now 
 		}
 		return nil, grants, nil
 	}
-	ag, err := g.chooseAgreement(ctx, ws, req, now, datasets)
+	ag, err := g.chooseAgreement(ctx, c, datasets)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -85,17 +79,18 @@ func (g *Gateway) resolve(ctx context.Context, snap *Snapshot, req Request, now 
 // chooseAgreement finds the one agreement in force that lets this principal
 // act on these datasets for this purpose, and explains precisely why none
 // does when none does.
-func (g *Gateway) chooseAgreement(ctx context.Context, ws *workspace.Workspace, req Request, now time.Time, datasets []string) (*workspace.Agreement, error) {
-	id := req.Identity
-	action := "query"
-	if req.DryRun {
-		action = "plan"
+func (g *Service) chooseAgreement(ctx context.Context, c *govern.Call, datasets []string) (*workspace.Agreement, error) {
+	ws := c.Snap.WS
+	id := c.Caller.Identity
+	action := policy.ActionQuery
+	if c.Mode == share.Plan {
+		action = policy.ActionPlan
 	}
 	var candidates []*workspace.Agreement
-	if req.Agreement != "" {
-		a, ok := ws.Agreements[req.Agreement]
+	if c.Agreement != "" {
+		a, ok := ws.Agreements[c.Agreement]
 		if !ok || a.RecipientOrg != id.Org {
-			return nil, refusal.New(refusal.Forbidden, "agreement.unknown", "agreement %q does not exist or is not addressed to org %s", req.Agreement, id.Org)
+			return nil, refusal.New(refusal.Forbidden, "agreement.unknown", "agreement %q does not exist or is not addressed to org %s", c.Agreement, id.Org)
 		}
 		candidates = []*workspace.Agreement{a}
 	} else {
@@ -114,7 +109,7 @@ func (g *Gateway) chooseAgreement(ctx context.Context, ws *workspace.Workspace, 
 	var usable []*workspace.Agreement
 	var firstErr error
 	for _, a := range candidates {
-		err := g.checkAgreement(ctx, a, req, action, now, datasets)
+		err := g.checkAgreement(ctx, a, c, action, datasets)
 		if err == nil {
 			usable = append(usable, a)
 		} else if firstErr == nil || specificity(err) > specificity(firstErr) {
@@ -155,23 +150,15 @@ func specificity(err error) int {
 
 func coversAll(a *workspace.Agreement, datasets []string) bool {
 	for _, d := range datasets {
-		if !contains(a.Datasets, d) {
+		if !slices.Contains(a.Datasets, d) {
 			return false
 		}
 	}
 	return true
 }
 
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
-}
-
-func (g *Gateway) checkAgreement(ctx context.Context, a *workspace.Agreement, req Request, action string, now time.Time, datasets []string) error {
+func (g *Service) checkAgreement(ctx context.Context, a *workspace.Agreement, c *govern.Call, action string, datasets []string) error {
+	now := c.Now
 	if !coversAll(a, datasets) {
 		return refusal.New(refusal.Forbidden, "agreement.dataset", "agreement %s does not cover %s", a.ID, strings.Join(datasets, ", "))
 	}
@@ -180,7 +167,7 @@ func (g *Gateway) checkAgreement(ctx context.Context, a *workspace.Agreement, re
 	case err == nil:
 		return refusal.New(refusal.Forbidden, "agreement.revoked", "agreement %s was revoked at %s", a.ID, rev.RevokedAt.UTC().Format(time.RFC3339))
 	case !errors.Is(err, store.ErrNotFound):
-		return refusal.New(refusal.Internal, "store.unavailable", "the state store is unavailable")
+		return refusal.StoreUnavailable(err)
 	}
 	if now.Before(a.ValidFrom) {
 		return refusal.New(refusal.Forbidden, "agreement.not_yet_valid", "agreement %s is valid from %s", a.ID, a.ValidFrom.UTC().Format(time.RFC3339))
@@ -188,16 +175,16 @@ func (g *Gateway) checkAgreement(ctx context.Context, a *workspace.Agreement, re
 	if !now.Before(a.ValidUntil) {
 		return refusal.New(refusal.Forbidden, "agreement.expired", "agreement %s expired at %s", a.ID, a.ValidUntil.UTC().Format(time.RFC3339))
 	}
-	if req.Purpose == "" {
+	if c.Purpose == "" {
 		return refusal.New(refusal.Forbidden, "agreement.purpose", "a purpose is required; agreement %s permits: %s", a.ID, strings.Join(a.Purposes, ", "))
 	}
-	if !contains(a.Purposes, req.Purpose) {
-		return refusal.New(refusal.Forbidden, "agreement.purpose", "purpose %q is not permitted by agreement %s (permitted: %s)", req.Purpose, a.ID, strings.Join(a.Purposes, ", "))
+	if !slices.Contains(a.Purposes, c.Purpose) {
+		return refusal.New(refusal.Forbidden, "agreement.purpose", "purpose %q is not permitted by agreement %s (permitted: %s)", c.Purpose, a.ID, strings.Join(a.Purposes, ", "))
 	}
-	if len(a.Regions) > 0 && !contains(a.Regions, req.Identity.Region) {
-		return refusal.New(refusal.Forbidden, "agreement.region", "agreement %s does not permit access from region %q", a.ID, req.Identity.Region)
+	if len(a.Regions) > 0 && !slices.Contains(a.Regions, c.Caller.Region) {
+		return refusal.New(refusal.Forbidden, "agreement.region", "agreement %s does not permit access from region %q", a.ID, c.Caller.Region)
 	}
-	if !contains(a.Actions, action) {
+	if !slices.Contains(a.Actions, action) {
 		return refusal.New(refusal.Forbidden, "agreement.action", "agreement %s does not permit action %s", a.ID, action)
 	}
 	return nil
@@ -207,7 +194,7 @@ var placeholder = regexp.MustCompile(`\{principal\.([a-z_]+)\}`)
 
 // rowFilter binds a rule's row filter to the principal (placeholders become
 // quoted literals) and parses it as a predicate over the dataset.
-func rowFilter(text string, m *workspace.Manifest, id identity.Identity) (query.Expr, error) {
+func rowFilter(text string, m *workspace.Manifest, id share.Identity) (query.Expr, error) {
 	missing := ""
 	bound := placeholder.ReplaceAllStringFunc(text, func(ph string) string {
 		attr := placeholder.FindStringSubmatch(ph)[1]
@@ -234,7 +221,7 @@ func rowFilter(text string, m *workspace.Manifest, id identity.Identity) (query.
 	return q.Where, nil
 }
 
-func principalAttr(id identity.Identity, attr string) (string, bool) {
+func principalAttr(id share.Identity, attr string) (string, bool) {
 	switch attr {
 	case "name":
 		return id.Principal, true
@@ -252,14 +239,15 @@ func principalAttr(id identity.Identity, attr string) (string, bool) {
 }
 
 // policyRequest builds the Cedar request for one dataset.
-func policyRequest(req Request, action string, m *workspace.Manifest, ag *workspace.Agreement, now time.Time, plan *query.Plan, kind string) policy.Request {
-	id := req.Identity
+func policyRequest(c *govern.Call, action string, m *workspace.Manifest, ag *workspace.Agreement, plan *query.Plan, kind string) policy.Request {
+	id := c.Caller.Identity
+	now := c.Now
 	return policy.Request{
 		Principal: policy.Principal{Name: id.Principal, Org: id.Org, Region: id.Region, Country: id.Country, Clearance: id.Clearance, Roles: id.Roles, Attributes: id.Attributes},
 		Action:    action,
 		Resource:  policy.Resource{Name: m.Name, Owner: m.Owner, Tier: m.Tier, Region: m.Region},
 		Context: policy.Context{
-			Purpose: req.Purpose, Agreement: agID(ag), ClientRegion: id.Region, QueryKind: kind, Now: now,
+			Purpose: c.Purpose, Agreement: agID(ag), ClientRegion: id.Region, QueryKind: kind, Now: now,
 			Columns: plan.Touched, Classes: plan.Classes,
 		},
 	}

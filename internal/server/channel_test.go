@@ -1,0 +1,133 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// reply is one answer as a client of some channel sees it.
+type reply struct {
+	// Status is the HTTP status; over the wire, 200 or the SQLSTATE.
+	Status   int
+	SQLState string
+	Rule     string
+	Message  string
+	Columns  []string
+	// Rows hold JSON-like values on every channel: numbers as float64,
+	// dates and times as text.
+	Rows [][]any
+	// Raw is everything the client received, for leak checks.
+	Raw []byte
+}
+
+// channel is a way to ask the server a question: the attack suites run
+// over each, so a rule enforced on one channel only is a failing test.
+type channel struct {
+	name string
+	ask  func(t *testing.T, h *harness, principal, purpose, agreement, sql string) reply
+}
+
+var channels = []channel{
+	{"http", askHTTP},
+	{"wire", askWire},
+}
+
+func askHTTP(t *testing.T, h *harness, principal, purpose, agreement, sql string) reply {
+	t.Helper()
+	r := h.query(t, principal, purpose, agreement, sql)
+	return reply{Status: r.Status, Rule: r.Error.Rule, Message: r.Error.Message, Columns: r.Columns, Rows: r.Rows, Raw: r.Body}
+}
+
+var ruleSuffix = regexp.MustCompile(`\(rule ([^)]+)\)$`)
+
+func askWire(t *testing.T, h *harness, principal, purpose, agreement, sql string) reply {
+	t.Helper()
+	conn := h.pgConnString(principal, "")
+	opts := ""
+	if purpose != "" {
+		opts += " -c airlock.purpose=" + purpose
+	}
+	if agreement != "" {
+		opts += " -c airlock.agreement=" + agreement
+	}
+	if opts != "" {
+		conn += fmt.Sprintf(" options='%s'", opts[1:])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, conn)
+	if err != nil {
+		t.Fatalf("wire connect: %v", err)
+	}
+	defer c.Close(ctx)
+	out := reply{Status: 200}
+	rows, err := c.Query(ctx, sql)
+	if err == nil {
+		for _, f := range rows.FieldDescriptions() {
+			out.Columns = append(out.Columns, f.Name)
+		}
+		for rows.Next() {
+			vals, _ := rows.Values()
+			for i, v := range vals {
+				vals[i] = jsonLike(v)
+			}
+			out.Rows = append(out.Rows, vals)
+		}
+		rows.Close()
+		err = rows.Err()
+	}
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &pe):
+		out = reply{Status: 0, SQLState: pe.Code, Message: pe.Message}
+		if m := ruleSuffix.FindStringSubmatch(pe.Message); m != nil {
+			out.Rule = m[1]
+			out.Message = pe.Message[:len(pe.Message)-len(m[0])-1]
+		}
+		out.Raw = []byte(pe.Message + "\n" + pe.Detail + "\n" + pe.Hint)
+		return out
+	case err != nil:
+		t.Fatalf("wire: %v", err)
+	}
+	out.Raw, _ = json.Marshal(out.Rows)
+	return out
+}
+
+// jsonLike is a wire value as the HTTP channel's JSON shows it.
+func jsonLike(v any) any {
+	switch x := v.(type) {
+	case int64:
+		return float64(x)
+	case int32:
+		return float64(x)
+	case float32:
+		return float64(x)
+	case time.Time:
+		if x.Equal(x.Truncate(24 * time.Hour)) {
+			return x.Format("2006-01-02")
+		}
+		return x.Format(time.RFC3339Nano)
+	}
+	return v
+}
+
+// sqlStateOf is the SQLSTATE the wire endpoint sends for an HTTP status
+// (refusal.Code.SQLState composed with the status mapping).
+var sqlStateOf = map[int]string{400: "42601", 401: "28P01", 403: "42501", 404: "42P01", 413: "54000", 422: "42501", 429: "53000", 500: "XX000", 503: "57P03"}
+
+// statusMatches reports whether a reply has the expected outcome on its
+// channel.
+func statusMatches(r reply, want int) bool {
+	if r.SQLState != "" || r.Status == 0 {
+		return want != 200 && sqlStateOf[want] == r.SQLState
+	}
+	return r.Status == want
+}

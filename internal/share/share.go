@@ -1,0 +1,78 @@
+// Package share is Airlock's channel-neutral vocabulary: who asks (Caller,
+// Identity), what kind of operation they ask for (OpKind, Mode), and the
+// stable event code each decision is audited under. Channels, the kernel
+// (govern) and the operations all speak it; it imports no other Airlock
+// package, so anything may import it.
+package share
+
+import "slices"
+
+// Identity is an authenticated principal and the attributes policies and
+// row filters see.
+type Identity struct {
+	Principal  string
+	Org        string
+	Country    string
+	Region     string
+	Clearance  string
+	Roles      []string
+	Attributes map[string]string
+	Method     string // token | jwt
+}
+
+// HasRole reports whether the identity holds a role.
+func (id Identity) HasRole(role string) bool { return slices.Contains(id.Roles, role) }
+
+// Caller is one request's origin: the identity (empty when authentication
+// failed), the channel and client address it came through, and the
+// request id that ties the response, the server log and the audit entry
+// together.
+type Caller struct {
+	Identity
+	Channel    string // http, pgwire, cli
+	ClientAddr string
+	RequestID  string
+	// TokenID is the public id of the API token presented (never the
+	// secret); set on failed authentications so they can be traced.
+	TokenID string
+}
+
+// OpKind names a kind of governed operation.
+type OpKind string
+
+// The operation kinds. Each is one plug-in of the kernel.
+const (
+	OpAuthenticate OpKind = "authn"            // a credential was refused
+	OpQuery        OpKind = "sql.query"        // a SELECT (run, plan, describe)
+	OpCatalogList  OpKind = "catalog.list"     // the datasets a principal may query
+	OpCatalogRead  OpKind = "catalog.read"     // a wire client's system-catalog query
+	OpSession      OpKind = "session"          // wire SET, RESET, SHOW, transaction control
+	OpAuditRead    OpKind = "audit.read"       // decoded or raw audit entries
+	OpRevoke       OpKind = "agreement.revoke" // revoking an agreement
+	OpMetricsRead  OpKind = "metrics.read"     // GET /metrics
+	OpReserve      OpKind = "charge.reserve"   // announced before a budget or quota charge
+)
+
+// Mode is how far an operation goes.
+type Mode int
+
+const (
+	// Run decides, executes and releases.
+	Run Mode = iota
+	// Plan decides and reports cost and shape; nothing runs or is spent.
+	Plan
+	// Describe is a wire client's Parse/Describe: the operation is checked
+	// and planned to learn its shape. Only a refusal is audited (the
+	// Execute that follows is audited as a Run).
+	Describe
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Plan:
+		return "plan"
+	case Describe:
+		return "describe"
+	}
+	return "run"
+}
