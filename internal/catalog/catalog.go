@@ -73,7 +73,6 @@ func (o readOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, e
 
 var catalogRef = regexp.MustCompile(`(?i)\b(pg_catalog|information_schema)\s*\.|\bpg_(class|namespace|attribute|type|database|roles|settings|tables|views|index|description|constraint|am|inherits|proc)\b`)
 
-
 // shims make psql's catalog SQL run in DuckDB's PostgreSQL-compatible catalog.
 var shims = []struct {
 	re   *regexp.Regexp

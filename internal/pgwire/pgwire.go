@@ -43,11 +43,11 @@ type Server struct {
 	Kernel *govern.Kernel
 	SQL    *sqlop.Service
 	Auth   *identity.Authenticator
-	Log     *slog.Logger
-	wire    *wire.Server
-	limits  Limits
-	lis     *netlimit.Listener
-	tls     *tls.Config
+	Log    *slog.Logger
+	wire   *wire.Server
+	limits Limits
+	lis    *netlimit.Listener
+	tls    *tls.Config
 }
 
 // Limits bound the endpoint (see workspace.LimitsConfig).

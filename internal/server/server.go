@@ -82,17 +82,17 @@ type Node struct {
 	Audit     *audit.Log
 	// Kernel is the one pipeline every operation goes through; SQL its
 	// query operation.
-	Kernel    *govern.Kernel
-	SQL       *sqlop.Service
-	Auth      *identity.Authenticator
-	Verifier  string // the audit log's note verifier key
-	log       *slog.Logger
-	http      *http.Server
-	listener  net.Listener
-	pgLis     net.Listener
-	pg        *pgwire.Server
-	mu        sync.Mutex
-	wsNow     *workspace.Workspace
+	Kernel   *govern.Kernel
+	SQL      *sqlop.Service
+	Auth     *identity.Authenticator
+	Verifier string // the audit log's note verifier key
+	log      *slog.Logger
+	http     *http.Server
+	listener net.Listener
+	pgLis    net.Listener
+	pg       *pgwire.Server
+	mu       sync.Mutex
+	wsNow    *workspace.Workspace
 }
 
 // OpenStore opens the state store a workspace uses.
