@@ -11,8 +11,10 @@ package duckdb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/big"
 	"path/filepath"
@@ -200,41 +202,69 @@ func (d *DB) Dialect() string { return "duckdb" }
 func (d *DB) Close() error { return d.db.Close() }
 
 // Query implements engine.Engine. The context's deadline interrupts the
-// query inside DuckDB.
+// query inside DuckDB. Only a SELECT runs: the statement is prepared, its
+// type checked, and the prepared statement executed, so no other kind of
+// statement (CREATE, INSERT, COPY, SET...) can reach the instance even
+// after Lockdown, which an in-memory DuckDB cannot make read-only.
 func (d *DB) Query(ctx context.Context, q string, args ...any) (*engine.Result, error) {
-	rows, err := d.db.QueryContext(ctx, q, args...)
+	conn, err := d.db.Conn(ctx)
 	if err != nil {
 		return nil, sanitize(ctx, err)
 	}
-	defer rows.Close()
-	cts, err := rows.ColumnTypes()
-	if err != nil {
-		return nil, sanitize(ctx, err)
-	}
+	defer conn.Close()
 	res := &engine.Result{}
-	for _, c := range cts {
-		res.Columns = append(res.Columns, engine.Column{Name: c.Name(), Type: c.DatabaseTypeName()})
+	err = conn.Raw(func(dc any) error {
+		ps, err := dc.(driver.ConnPrepareContext).PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		defer ps.Close()
+		st := ps.(*duck.Stmt)
+		if typ, err := st.StatementType(); err != nil || typ != duck.STATEMENT_TYPE_SELECT {
+			return errNotSelect
+		}
+		named := make([]driver.NamedValue, len(args))
+		for i, a := range args {
+			named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+		}
+		rows, err := st.QueryContext(ctx, named)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		names := rows.Columns()
+		typed, _ := rows.(driver.RowsColumnTypeDatabaseTypeName)
+		for i, n := range names {
+			c := engine.Column{Name: n}
+			if typed != nil {
+				c.Type = typed.ColumnTypeDatabaseTypeName(i)
+			}
+			res.Columns = append(res.Columns, c)
+		}
+		for {
+			dest := make([]driver.Value, len(names))
+			if err := rows.Next(dest); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			vals := make([]any, len(dest))
+			for i, v := range dest {
+				vals[i] = normalize(v)
+			}
+			res.Rows = append(res.Rows, vals)
+		}
+	})
+	if errors.Is(err, errNotSelect) {
+		return nil, engine.NewSanitized("permission", "only a SELECT statement may run")
 	}
-	n := len(cts)
-	for rows.Next() {
-		vals := make([]any, n)
-		ptrs := make([]any, n)
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, sanitize(ctx, err)
-		}
-		for i, v := range vals {
-			vals[i] = normalize(v)
-		}
-		res.Rows = append(res.Rows, vals)
-	}
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return nil, sanitize(ctx, err)
 	}
 	return res, nil
 }
+
+var errNotSelect = errors.New("duckdb: not a SELECT")
 
 // normalize converts driver values to the documented Go types.
 func normalize(v any) any {

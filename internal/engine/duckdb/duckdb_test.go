@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/engine"
+	"github.com/airlock-dev/airlock/internal/engine/enginetest"
 	"github.com/airlock-dev/airlock/internal/query"
 )
 
@@ -247,4 +248,29 @@ func BenchmarkLoadTable(b *testing.B) {
 	b.ReportMetric(float64(plain.Milliseconds()), "plain-p50-ms")
 	b.ReportMetric(float64(unit.Milliseconds()), "with-unit-id-p50-ms")
 	b.ReportMetric(float64(unit)/float64(plain), "ratio")
+}
+
+func TestConformance(t *testing.T) {
+	enginetest.Run(t, func(t *testing.T) enginetest.Target {
+		csv := filepath.Join(t.TempDir(), "fixture.csv")
+		if err := os.WriteFile(csv, []byte(enginetest.CSV), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d, err := Open(Config{MemoryLimit: "512MB", Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		var cols []ColumnSpec
+		for _, c := range enginetest.Columns {
+			cols = append(cols, ColumnSpec{Name: c[0], Type: c[1]})
+		}
+		if err := d.LoadTable(context.Background(), "fixture", csv, cols); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Lockdown(); err != nil {
+			t.Fatal(err)
+		}
+		return enginetest.Target{Engine: d, Table: `"fixture"`}
+	})
 }
