@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 )
 
 // seeded is a deterministic byte source for reproducible statistical tests.
@@ -233,5 +234,38 @@ func BenchmarkDiscreteGaussian(b *testing.B) {
 	num, den := RatUp(1e6)
 	for i := 0; i < b.N; i++ {
 		s.DiscreteGaussian(num, den)
+	}
+}
+
+// The cost of a query: the defaults, the split of δ between the
+// conversion and partition selection, and the per-statistic shares.
+func TestCostOf(t *testing.T) {
+	g := CostOf(Gaussian, 0, 0, 4, true)
+	if g.Epsilon != DefaultEpsilon || g.Delta != DefaultDelta || g.SelectionDelta != DefaultDelta/2 {
+		t.Fatalf("Gaussian defaults: %+v", g)
+	}
+	if want := RhoForEpsDelta(DefaultEpsilon, DefaultDelta/2); g.Rho != want || g.RhoPerStat != want/4 {
+		t.Fatalf("Gaussian ρ %v (per stat %v), want %v: half of δ converts", g.Rho, g.RhoPerStat, want)
+	}
+	if open := CostOf(Gaussian, 1, 1e-6, 2, false); open.SelectionDelta != 0 || open.Rho != RhoForEpsDelta(1, 1e-6) {
+		t.Fatalf("public groups spend no selection δ: %+v", open)
+	}
+	l := CostOf(Laplace, 0.5, 0, 5, false)
+	if l.Delta != 0 || l.Rho != 0.125 || l.EpsPerStat != 0.1 || l.QuantileEpsilon() != 0.1 {
+		t.Fatalf("Laplace without selection is pure ε: %+v", l)
+	}
+	if s := CostOf(Laplace, 0.5, 1e-8, 5, true); s.Delta != 1e-8 || s.SelectionDelta != 1e-8 {
+		t.Fatalf("Laplace selection δ: %+v", s)
+	}
+	rho, d := BudgetLimits(3, 1e-6)
+	if rho != RhoForEpsDelta(3, 5e-7) || d != 5e-7 {
+		t.Fatalf("budget limits %v %v", rho, d)
+	}
+	if Period(0) != DefaultPeriod || !PeriodStart(time.Date(2026, 5, 1, 13, 0, 0, 0, time.UTC), 0).Equal(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatal("a budget without a period refreshes daily, at UTC midnight")
+	}
+	n := NewNoise(l, 2, []float64{1, 10})
+	if n.Scale[0] != LaplaceScale(2, 0.1) || n.Scale[1] != LaplaceScale(20, 0.1) || n.Name() != "discrete Laplace" {
+		t.Fatalf("Laplace noise scales %v: L0 × L∞ / ε per stat", n.Scale)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/airlock-dev/airlock/internal/dp"
 	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
 	"github.com/airlock-dev/airlock/internal/query"
@@ -210,8 +211,8 @@ func wholeQueryAudit(t *testing.T, mech string) {
 	}
 	p0, rows0 := plan(loadBounds(t, base))
 	_, rows1 := plan(loadBounds(t, heavy))
-	cost := dpCostOf(rule, len(p0.DP.Stats), false)
-	noise := newNoise(rule, p0.DP, cost)
+	cost := dp.CostOf(dp.MechanismOf(rule.Noise), rule.EpsilonPerQuery, rule.DeltaPerQuery, len(p0.DP.Stats), false)
+	noise := noiseSpec{Noise: noiseOf(cost, p0.DP)}
 	g := &Service{sampler: newTestSampler()}
 	const n = 20000
 	count := func(rows [][]any, thr float64) int {
@@ -229,14 +230,14 @@ func wholeQueryAudit(t *testing.T, mech string) {
 		a, b := count(rows0, c0+off), count(rows1, c0+off)
 		pa := (float64(a) + 4*math.Sqrt(float64(a)+1)) / n
 		pb := (float64(b) - 4*math.Sqrt(float64(b)+1)) / n
-		if pb <= cost.delta || pa <= 0 {
+		if pb <= cost.Delta || pa <= 0 {
 			continue
 		}
-		lower := math.Log((pb - cost.delta) / pa)
-		if lower > cost.eps {
-			t.Fatalf("threshold +%v: empirical ε lower bound %.3f exceeds the claimed %.3f", off, lower, cost.eps)
+		lower := math.Log((pb - cost.Delta) / pa)
+		if lower > cost.Epsilon {
+			t.Fatalf("threshold +%v: empirical ε lower bound %.3f exceeds the claimed %.3f", off, lower, cost.Epsilon)
 		}
-		t.Logf("threshold +%v: empirical ε lower bound %.3f <= claimed %.3f", off, lower, cost.eps)
+		t.Logf("threshold +%v: empirical ε lower bound %.3f <= claimed %.3f", off, lower, cost.Epsilon)
 	}
 }
 

@@ -50,62 +50,6 @@ type DPReport struct {
 	BoundingBias string `json:"bounding_bias"`
 }
 
-// dpCost is what one DP query spends.
-type dpCost struct {
-	eps, delta, rho, selDelta float64
-	perStat                   float64 // rho per statistic (Gaussian)
-	epsPerStat                float64 // epsilon per statistic (Laplace)
-}
-
-func dpCostOf(r workspace.Rule, stats int, selection bool) dpCost {
-	if r.Noise == "laplace" {
-		return laplaceCostOf(r, stats, selection)
-	}
-	eps, delta := r.EpsilonPerQuery, r.DeltaPerQuery
-	if eps <= 0 {
-		eps = 1
-	}
-	if delta <= 0 {
-		delta = 1e-7
-	}
-	c := dpCost{eps: eps, delta: delta}
-	convDelta := delta
-	if selection {
-		c.selDelta = delta / 2
-		convDelta = delta / 2
-	}
-	c.rho = dp.RhoForEpsDelta(eps, convDelta)
-	c.perStat = c.rho / float64(stats)
-	return c
-}
-
-// laplaceCostOf is the cost of a pure-ε query (discrete Laplace noise, ε
-// split evenly over the statistics): ρ = ε²/2 in the zCDP ledger, plus δ
-// for partition selection when groups are not public.
-func laplaceCostOf(r workspace.Rule, stats int, selection bool) dpCost {
-	eps := r.EpsilonPerQuery
-	if eps <= 0 {
-		eps = 1
-	}
-	c := dpCost{eps: eps, rho: dp.RhoOfPureEps(eps), epsPerStat: eps / float64(stats)}
-	if selection {
-		c.delta = r.DeltaPerQuery
-		if c.delta <= 0 {
-			c.delta = 1e-7
-		}
-		c.selDelta = c.delta
-	}
-	return c
-}
-
-// quantileEpsilon is the pure ε one quantile statistic may use.
-func (c dpCost) quantileEpsilon(r workspace.Rule) float64 {
-	if r.Noise == "laplace" {
-		return c.epsPerStat
-	}
-	return dp.QuantileEpsilonOfRho(c.perStat)
-}
-
 // quantileHistograms runs each quantile pass: per group key, the bounded
 // bin counts.
 func quantileHistograms(ctx context.Context, eng engine.Engine, d *query.DPPlan) ([]map[string][]int64, error) {
@@ -132,80 +76,26 @@ func quantileHistograms(ctx context.Context, eng engine.Engine, d *query.DPPlan)
 	return out, nil
 }
 
-// noiseSpec is the noise of each statistic of one query.
-type noiseSpec struct {
-	// quantileEps is the ε of each group's quantile mechanism (one unit
-	// reaches at most L0 groups, so the statistic's ε is divided by L0).
-	quantileEps float64
-	laplace     bool
-	scale       []float64 // discrete Laplace scale b, or discrete Gaussian variance σ²
+// costOf is the cost of a DP plan under its rule.
+func costOf(r workspace.Rule, d *query.DPPlan) dp.Cost {
+	return dp.CostOf(dp.MechanismOf(r.Noise), r.EpsilonPerQuery, r.DeltaPerQuery, len(d.Stats)+len(d.Quantiles), needsSelection(d))
 }
 
-func newNoise(r workspace.Rule, d *query.DPPlan, cost dpCost) noiseSpec {
-	n := noiseSpec{laplace: r.Noise == "laplace", scale: make([]float64, len(d.Stats))}
+// noiseOf calibrates a DP plan's statistics.
+func noiseOf(c dp.Cost, d *query.DPPlan) dp.Noise {
+	linf := make([]float64, len(d.Stats))
 	for i, st := range d.Stats {
-		if n.laplace {
-			n.scale[i] = dp.LaplaceScale(float64(d.L0)*st.Linf, cost.epsPerStat)
-		} else {
-			n.scale[i] = dp.GaussianSigma2(math.Sqrt(float64(d.L0))*st.Linf, cost.perStat)
-		}
+		linf[i] = st.Linf
 	}
-	return n
+	return dp.NewNoise(c, d.L0, linf)
 }
 
-func (n noiseSpec) sample(s *dp.Sampler, i int) *big.Int {
-	num, den := dp.RatUp(n.scale[i])
-	if n.laplace {
-		return s.DiscreteLaplace(num, den)
-	}
-	return s.DiscreteGaussian(num, den)
-}
-
-func (n noiseSpec) mechanism() string {
-	if n.laplace {
-		return "discrete Laplace"
-	}
-	return "discrete Gaussian"
-}
-
-// sd is the noise's standard deviation (before scaling to the column's units).
-func (n noiseSpec) sd(i int) float64 {
-	if n.laplace {
-		b := n.scale[i]
-		return math.Sqrt(2*math.Exp(-1/b)) / (1 - math.Exp(-1/b)) // exact for the discrete Laplace
-	}
-	return math.Sqrt(n.scale[i])
-}
-
-// ci95 is the exact 95% half-width of the noise, in integer units.
-func (n noiseSpec) ci95(i int) float64 {
-	if n.laplace {
-		return dp.DiscreteLaplaceCI95(n.scale[i])
-	}
-	return dp.DiscreteGaussianCI95(n.scale[i])
-}
-
-// threshold is the partition-selection threshold on the unit count (stat 0).
-func (n noiseSpec) threshold(l0 int, delta float64) float64 {
-	if n.laplace {
-		// P(X >= k) <= exp(-k/b) for the discrete Laplace; union over L0 groups.
-		return 1 + n.scale[0]*math.Log(float64(l0)/delta)
-	}
-	return dp.SelectionThreshold(n.scale[0], l0, delta)
-}
-
-// budgetLimits converts an agreement budget to the ledger's limits: half of
-// δ for the zCDP conversion of all noise, half for partition selections.
-func budgetLimits(b *workspace.Budget) (rho, delta float64) {
-	return dp.RhoForEpsDelta(b.Epsilon, b.Delta/2), b.Delta / 2
-}
-
-func periodStart(now time.Time, b *workspace.Budget) time.Time {
-	p := b.Period
-	if p <= 0 {
-		p = 24 * time.Hour
-	}
-	return now.UTC().Truncate(p)
+// noiseSpec is the noise of one query's statistics and the ε of each
+// group's quantile mechanism (one unit reaches at most L0 groups, so the
+// statistic's ε is divided by L0).
+type noiseSpec struct {
+	dp.Noise
+	quantileEps float64
 }
 
 // dpPrepared is a planned DP query: its cost, noise and report are known
@@ -214,7 +104,7 @@ type dpPrepared struct {
 	*prepared
 	d      *query.DPPlan
 	rule   workspace.Rule
-	cost   dpCost
+	cost   dp.Cost
 	key    store.BudgetKey
 	report *DPReport
 	noise  noiseSpec
@@ -228,27 +118,27 @@ func (g *Service) prepareDP(ctx context.Context, p *prepared) (govern.Prepared, 
 	if ag.Budget == nil {
 		return nil, refusal.New(refusal.Forbidden, "dp.budget", "agreement %s has a DP rule but no budget", ag.ID)
 	}
-	cost := dpCostOf(rule, len(d.Stats)+len(d.Quantiles), needsSelection(d))
-	pstart := periodStart(p.c.Now, ag.Budget)
+	cost := costOf(rule, d)
+	pstart := dp.PeriodStart(p.c.Now, ag.Budget.Period)
 	key := store.BudgetKey{Agreement: ag.ID, PeriodStart: pstart}
 	if ag.Budget.PerPrincipal {
 		key.Principal = p.c.Caller.Principal
 	}
 	unit := p.c.Snap.WS.Datasets[d.Dataset].PrivacyUnit
-	report := &DPReport{Epsilon: cost.eps, Delta: cost.delta, Rho: cost.rho, BudgetEpsilon: ag.Budget.Epsilon,
-		BudgetRefresh: pstart.Add(periodOf(ag.Budget)),
+	report := &DPReport{Epsilon: cost.Epsilon, Delta: cost.Delta, Rho: cost.Rho, BudgetEpsilon: ag.Budget.Epsilon,
+		BudgetRefresh: pstart.Add(dp.Period(ag.Budget.Period)),
 		ContribBounds: fmt.Sprintf("at most %d group(s) per %s, at most %d row(s) per group", d.L0, unit, d.Linf),
 		BoundingBias: fmt.Sprintf("the 95%% intervals cover the noise only; bounding can only lower counts (a %s beyond %d group(s) or %d row(s) per group is not fully counted), "+
 			"pulls sums toward zero where values fall outside the column bounds, and weighs averages by each %s's mean over at most %d row(s)", unit, d.L0, d.Linf, unit, d.Linf)}
-	noise := newNoise(rule, d, cost)
+	noise := noiseSpec{Noise: noiseOf(cost, d), quantileEps: cost.QuantileEpsilon() / float64(d.L0)}
 	var tau float64
 	if needsSelection(d) {
-		tau = noise.threshold(d.L0, cost.selDelta)
+		tau = noise.Threshold(d.L0, cost.SelectionDelta)
 		report.Threshold = tau
 	}
 	report.Columns = describeColumns(d, noise)
 	spent, _ := g.Store.Budget(ctx, key)
-	report.SpentEpsilon = dp.EpsilonForRho(spent.Rho, ag.Budget.Delta/2)
+	report.SpentEpsilon = dp.Spent(spent.Rho, ag.Budget.Delta)
 	report.RemainingEps = math.Max(0, ag.Budget.Epsilon-report.SpentEpsilon)
 	return &dpPrepared{prepared: p, d: d, rule: rule, cost: cost, key: key, report: report, noise: noise, tau: tau, pstart: pstart}, nil
 }
@@ -296,15 +186,15 @@ func (p *dpPrepared) Reused(c *govern.Call, v any, concurrent bool) any {
 // refused for budget never reaches the data.
 func (p *dpPrepared) Cost(c *govern.Call) []govern.Charge {
 	ag, cost, refresh := p.ag, p.cost, p.report.BudgetRefresh
-	limRho, limDelta := budgetLimits(ag.Budget)
+	limRho, limDelta := dp.BudgetLimits(ag.Budget.Epsilon, ag.Budget.Delta)
 	return []govern.Charge{{
-		Charge:   store.Charge{Key: p.key, Rho: cost.rho, Epsilon: cost.eps, Delta: cost.selDelta, LimitRho: limRho, LimitDelta: limDelta},
-		Announce: func(e *audit.Entry) { e.Epsilon, e.Delta, e.Rho = cost.eps, cost.delta, cost.rho },
+		Charge:   store.Charge{Key: p.key, Rho: cost.Rho, Epsilon: cost.Epsilon, Delta: cost.SelectionDelta, LimitRho: limRho, LimitDelta: limDelta},
+		Announce: func(e *audit.Entry) { e.Epsilon, e.Delta, e.Rho = cost.Epsilon, cost.Delta, cost.Rho },
 		Exhausted: func(st store.BudgetState) *refusal.Error {
-			left := math.Max(0, ag.Budget.Epsilon-dp.EpsilonForRho(st.Rho, ag.Budget.Delta/2))
+			left := math.Max(0, ag.Budget.Epsilon-dp.Spent(st.Rho, ag.Budget.Delta))
 			e := refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "the privacy budget of agreement %s is exhausted for this period: this query needs ε=%.3g, %.3g is left; it refreshes at %s",
-				ag.ID, cost.eps, left, refresh.Format(time.RFC3339))
-			if st.Delta+cost.selDelta > limDelta {
+				ag.ID, cost.Epsilon, left, refresh.Format(time.RFC3339))
+			if st.Delta+cost.SelectionDelta > limDelta {
 				e = refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "the privacy budget of agreement %s is exhausted for this period: its δ for partition selection is spent; it refreshes at %s",
 					ag.ID, refresh.Format(time.RFC3339))
 			}
@@ -340,25 +230,16 @@ func (r *dpResult) Release(ctx context.Context, c *govern.Call) (any, error) {
 	p := r.p
 	report := *p.report
 	if len(c.Charged) > 0 {
-		report.SpentEpsilon = dp.EpsilonForRho(c.Charged[0].Rho, p.ag.Budget.Delta/2)
+		report.SpentEpsilon = dp.Spent(c.Charged[0].Rho, p.ag.Budget.Delta)
 		report.RemainingEps = math.Max(0, p.ag.Budget.Epsilon-report.SpentEpsilon)
 	}
-	noise := p.noise
-	noise.quantileEps = p.cost.quantileEpsilon(p.rule) / float64(p.d.L0)
-	resp := release(p.d, r.res, noise, p.tau, p.svc.sampler, r.hists)
+	resp := release(p.d, r.res, p.noise, p.tau, p.svc.sampler, r.hists)
 	if err := checkRowLimit(len(resp.Rows), p.limits.MaxResultRows); err != nil {
 		return nil, err
 	}
 	resp.Columns, resp.Access, resp.Agreement, resp.DP = p.plan.Columns, string(p.plan.Kind), p.ag.ID, &report
 	c.Entry.RowsReturned, c.Entry.RowsSuppressed = int64(len(resp.Rows)), resp.RowsSuppressed
 	return resp, nil
-}
-
-func periodOf(b *workspace.Budget) time.Duration {
-	if b.Period <= 0 {
-		return 24 * time.Hour
-	}
-	return b.Period
 }
 
 func hasKeys(d *query.DPPlan) bool { return len(d.GroupBy) > 0 }
@@ -422,15 +303,15 @@ func describeColumns(d *query.DPPlan, noise noiseSpec) []DPColumn {
 			continue
 		}
 		s := d.Stats[o.Stats[0]]
-		c := DPColumn{Column: o.Name, Mechanism: noise.mechanism()}
+		c := DPColumn{Column: o.Name, Mechanism: noise.Name()}
 		switch o.Agg {
 		case "count", "count_distinct", "sum":
-			c.Sigma = noise.sd(o.Stats[0]) * s.Scale
-			c.CI95 = noise.ci95(o.Stats[0]) * s.Scale
+			c.Sigma = noise.SD(o.Stats[0]) * s.Scale
+			c.CI95 = noise.CI95(o.Stats[0]) * s.Scale
 		default:
 			var parts []string
 			for _, i := range o.Stats {
-				parts = append(parts, fmt.Sprintf("%s σ=%.4g", d.Stats[i].Kind, noise.sd(i)*d.Stats[i].Scale))
+				parts = append(parts, fmt.Sprintf("%s σ=%.4g", d.Stats[i].Kind, noise.SD(i)*d.Stats[i].Scale))
 			}
 			c.Note = "post-processed from noisy " + strings.Join(parts, ", ") + "; its error shrinks with the group's size"
 		}
@@ -491,7 +372,7 @@ func release(d *query.DPPlan, res *engine.Result, noise noiseSpec, tau float64, 
 	for _, gr := range groups {
 		noisy := make([]float64, len(d.Stats))
 		for i, v := range gr.stats {
-			n := new(big.Int).Add(v, noise.sample(s, i))
+			n := new(big.Int).Add(v, noise.Sample(s, i))
 			f, _ := new(big.Float).SetInt(n).Float64()
 			noisy[i] = f
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/audit"
+	"github.com/airlock-dev/airlock/internal/dp"
 	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/refusal"
 	"github.com/airlock-dev/airlock/internal/store"
@@ -29,12 +30,12 @@ func rowQuotaKey(ag *workspace.Agreement, now time.Time) store.BudgetKey {
 	return store.BudgetKey{Agreement: ag.ID + "#rows", PeriodStart: now.UTC().Truncate(quotaPeriod(ag))}
 }
 
-// quotaPeriod is the agreement's budget period, or a day.
+// quotaPeriod is the agreement's budget period, or the default.
 func quotaPeriod(ag *workspace.Agreement) time.Duration {
-	if ag.Budget != nil && ag.Budget.Period > 0 {
-		return ag.Budget.Period
+	if ag.Budget != nil {
+		return dp.Period(ag.Budget.Period)
 	}
-	return 24 * time.Hour
+	return dp.DefaultPeriod
 }
 
 // quotaState reads what is left without charging (dry runs, empty answers).
