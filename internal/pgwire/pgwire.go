@@ -48,7 +48,12 @@ type Server struct {
 	limits Limits
 	lis    *netlimit.Listener
 	tls    *tls.Config
+	// sessions counts authenticated sessions open now.
+	sessions atomic.Int64
 }
+
+// Sessions is the number of authenticated sessions open now.
+func (s *Server) Sessions() int64 { return s.sessions.Load() }
 
 // Limits bound the endpoint (see workspace.LimitsConfig).
 type Limits struct {
@@ -71,6 +76,8 @@ func New(k *govern.Kernel, sql *sqlop.Service, auth *identity.Authenticator, log
 		wire.Version("15.0 (Airlock)"),
 		wire.Logger(log),
 		wire.ErrorSanitizer(s.sanitize),
+		// Called when an authenticated session ends.
+		wire.CloseConn(func(context.Context) error { s.sessions.Add(-1); return nil }),
 	}
 	// TLS is terminated by guardedConn, below psql-wire, so that it can
 	// check every message in plaintext.
@@ -147,6 +154,7 @@ func (s *Server) authenticate(ctx context.Context, _, user, password string) (co
 	if s.lis != nil {
 		s.lis.Authenticated(wire.RemoteAddress(ctx))
 	}
+	s.sessions.Add(1)
 	return context.WithValue(ctx, identityKey, id), true, nil
 }
 

@@ -386,6 +386,12 @@ func (n *Node) registerLiveMetrics() {
 		m.Gauge("airlock_connections_open", "Connections a listener holds.", labels, func() float64 { return float64(l.stats().Open) })
 		m.Counter("airlock_connections_refused_total", "Connections refused over a listener's limits.", labels, func() float64 { return float64(l.stats().Rejected) })
 	}
+	m.Gauge("airlock_wire_sessions", "Authenticated Postgres wire sessions open now.", nil, func() float64 {
+		if n.pg == nil {
+			return 0
+		}
+		return float64(n.pg.Sessions())
+	})
 	for v, reason := range map[admission.Verdict]string{admission.NodeBusy: "node", admission.PrincipalBusy: "principal_concurrency", admission.PrincipalRate: "principal_rate"} {
 		m.Counter("airlock_admission_refused_total", "Requests refused by admission control.", prometheus.Labels{"reason": reason},
 			func() float64 { return float64(n.Kernel.Admission().Refused()[v]) })

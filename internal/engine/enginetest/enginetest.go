@@ -82,8 +82,8 @@ func Run(t *testing.T, open func(t *testing.T) Target) {
 	t.Run("errors carry no data", func(t *testing.T) {
 		for q, kinds := range map[string][]string{
 			"SELECT CAST(name AS INTEGER) FROM " + tbl + " WHERE id = 1": {"conversion"},
-			"SELECT nonexistent FROM " + tbl:                            {"binder"},
-			"SELEC name FROM " + tbl:                                    {"syntax", "binder"},
+			"SELECT nonexistent FROM " + tbl:                             {"binder"},
+			"SELEC name FROM " + tbl:                                     {"syntax", "binder"},
 		} {
 			_, err := e.Query(ctx, q)
 			var se *engine.SanitizedError
