@@ -26,6 +26,9 @@ type reply struct {
 	Rows [][]any
 	// Raw is everything the client received, for leak checks.
 	Raw []byte
+	// Wire only: the command tag and the notices the session received.
+	Tag     string
+	Notices []string
 }
 
 // channel is a way to ask the server a question: the attack suites run
@@ -63,7 +66,13 @@ func askWire(t *testing.T, h *harness, principal, purpose, agreement, sql string
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := pgx.Connect(ctx, conn)
+	cfg, err := pgx.ParseConfig(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notices []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("wire connect: %v", err)
 	}
@@ -83,6 +92,7 @@ func askWire(t *testing.T, h *harness, principal, purpose, agreement, sql string
 		}
 		rows.Close()
 		err = rows.Err()
+		out.Tag = rows.CommandTag().String()
 	}
 	var pe *pgconn.PgError
 	switch {
@@ -93,11 +103,13 @@ func askWire(t *testing.T, h *harness, principal, purpose, agreement, sql string
 			out.Message = pe.Message[:len(pe.Message)-len(m[0])-1]
 		}
 		out.Raw = []byte(pe.Message + "\n" + pe.Detail + "\n" + pe.Hint)
+		out.Notices = notices
 		return out
 	case err != nil:
 		t.Fatalf("wire: %v", err)
 	}
 	out.Raw, _ = json.Marshal(out.Rows)
+	out.Notices = notices
 	return out
 }
 

@@ -1,9 +1,7 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"gopkg.in/yaml.v3"
 )
 
@@ -95,21 +91,21 @@ func TestNoOracles(t *testing.T) {
 	for _, name := range []string{"duckdb", "postgres"} {
 		t.Run(name, func(t *testing.T) {
 			base, neighbour := engines[name](t)
-			for _, channel := range []string{"http", "wire"} {
+			for _, ch := range channels {
 				for _, p := range suite.Probes {
 					if p.Principal == "" {
 						p.Principal, p.Purpose = "analyst@partner", "research"
 					}
-					a, b := observe(t, base, channel, p), observe(t, neighbour, channel, p)
+					a, b := observe(t, base, ch, p), observe(t, neighbour, ch, p)
 					if p.Compare != "rows" {
 						a.Rows, a.Values, b.Rows, b.Values = 0, "", 0, ""
 						a.DP, b.DP = "", "" // the command tag counts rows
 					}
 					if !reflect.DeepEqual(a, b) {
-						t.Errorf("%s over %s: the hidden person is visible\n  without: %+v\n  with:    %+v", p.Name, channel, a, b)
+						t.Errorf("%s over %s: the hidden person is visible\n  without: %+v\n  with:    %+v", p.Name, ch.name, a, b)
 					}
 					if a.Status == "500" || a.Status == "XX000" {
-						t.Errorf("%s over %s: internal error %s", p.Name, channel, a.Error)
+						t.Errorf("%s over %s: internal error %s", p.Name, ch.name, a.Error)
 					}
 				}
 			}
@@ -117,16 +113,20 @@ func TestNoOracles(t *testing.T) {
 	}
 }
 
-func observe(t *testing.T, h *harness, channel string, p oracleProbe) observation {
+// observe is everything a client of the channel sees of one answer,
+// except what differs by design between any two requests (the request id,
+// the budget's refresh time).
+func observe(t *testing.T, h *harness, ch channel, p oracleProbe) observation {
 	t.Helper()
-	if channel == "http" {
-		// Everything in the body counts, except the row values of noisy
-		// answers (compared or not by the caller) and the server's time.
-		r := h.query(t, p.Principal, p.Purpose, "", p.SQL)
+	r := ch.ask(t, h, p.Principal, p.Purpose, "", p.SQL)
+	o := observation{Rows: len(r.Rows), Values: fmt.Sprint(r.Rows), Notes: r.Notices, DP: r.Tag}
+	if ch.name == "http" {
+		// The whole body counts, except the row values of noisy answers
+		// (compared or not by the caller).
 		var body map[string]any
-		json.Unmarshal(r.Body, &body)
+		json.Unmarshal(r.Raw, &body)
 		delete(body, "rows")
-		delete(body, "request_id") // fresh for every request
+		delete(body, "request_id")
 		if e, ok := body["error"].(map[string]any); ok {
 			delete(e, "request_id")
 		}
@@ -134,43 +134,13 @@ func observe(t *testing.T, h *harness, channel string, p oracleProbe) observatio
 			delete(dp, "budget_refresh")
 		}
 		whole, _ := json.Marshal(body)
-		return observation{Status: fmt.Sprint(r.Status), Error: string(whole), Rows: len(r.Rows), Values: fmt.Sprint(r.Rows)}
+		o.Status, o.Error = fmt.Sprint(r.Status), string(whole)
+		return o
 	}
-	ctx := context.Background()
-	cfg, err := pgx.ParseConfig(h.pgConnString(p.Principal, p.Purpose))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var notices []string
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	o := observation{Status: "ok"}
-	rows, err := conn.Query(ctx, p.SQL)
-	if err == nil {
-		for _, f := range rows.FieldDescriptions() {
-			o.Columns = append(o.Columns, f.Name)
-		}
-		var vals [][]any
-		for rows.Next() {
-			v, _ := rows.Values()
-			vals = append(vals, v)
-		}
-		rows.Close()
-		err = rows.Err()
-		o.Rows, o.Values = len(vals), fmt.Sprint(vals)
-		o.DP = rows.CommandTag().String()
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		o.Status, o.Error = pe.Code, pe.Message
+	o.Status, o.Columns = "ok", r.Columns
+	if r.SQLState != "" {
+		o.Status, o.Error = r.SQLState, r.Message+" (rule "+r.Rule+")"
 		o.Columns, o.Rows, o.Values = nil, 0, ""
-	} else if err != nil {
-		t.Fatalf("%s over the wire: %v", p.Name, err)
 	}
-	o.Notes = notices
 	return o
 }
