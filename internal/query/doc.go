@@ -24,5 +24,5 @@
 //   - aggregation: aggregates over groups that cover at least min_units
 //     distinct privacy units, withheld in the engine's HAVING.
 //   - dp: bounded-contribution statistics (at most L0 groups per unit and
-//     L∞ rows per group, values clamped), noised by the gateway.
+//     L∞ rows per group, values clamped), noised by sqlop.
 package query

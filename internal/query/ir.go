@@ -4,7 +4,7 @@ import "github.com/airlock-dev/airlock/internal/workspace"
 
 // Select is one query block of the logical IR: a FROM tree of registered
 // datasets and derived tables, a filter, an optional aggregation and the
-// output list. Everything the gateway can answer is a Select; anything the
+// output list. Everything the SQL operation can answer is a Select; anything the
 // parser cannot map onto one is refused.
 type Select struct {
 	With     []*CTE

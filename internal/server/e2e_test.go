@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,8 @@ type harness struct {
 	tokens  map[string]string
 	secrets []string // identifier values from the data that must never appear
 	cancel  context.CancelFunc
+	served  chan error // Serve's result: it ends only when the node stops
+	stopped sync.Once
 }
 
 var shared *harness
@@ -89,8 +92,8 @@ func startHarnessOpts(o server.Options, mint bool) (*harness, error) {
 		cancel()
 		return nil, err
 	}
-	go n.Serve(ctx)
-	h := &harness{node: n, url: "http://" + addr.String(), pgAddr: pgAddr.(*net.TCPAddr), dir: dir, tokens: map[string]string{}, cancel: cancel}
+	h := &harness{node: n, url: "http://" + addr.String(), pgAddr: pgAddr.(*net.TCPAddr), dir: dir, tokens: map[string]string{}, cancel: cancel, served: make(chan error, 1)}
+	go func() { h.served <- n.Serve(ctx) }()
 	for name := range n.WS.Principals {
 		if !mint {
 			break
@@ -106,9 +109,20 @@ func startHarnessOpts(o server.Options, mint bool) (*harness, error) {
 	return h, nil
 }
 
-func (h *harness) stop() {
+// stop ends the node and waits for it to finish serving (it shuts down
+// gracefully), then closes it.
+func (h *harness) stop() { h.stopped.Do(h.stopNow) }
+
+func (h *harness) stopNow() {
 	h.cancel()
-	time.Sleep(50 * time.Millisecond)
+	select {
+	case err := <-h.served:
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "the node had stopped serving early:", err)
+		}
+	case <-time.After(15 * time.Second):
+		fmt.Fprintln(os.Stderr, "the node did not stop serving within 15 s")
+	}
 	h.node.Close()
 }
 

@@ -1,6 +1,6 @@
 // Package server is Airlock's composition root: it builds every subsystem
 // from a workspace directory (state store, node keys, engine, policies,
-// audit log, gateway, authenticator, HTTP API) and runs them until the
+// audit log, governance kernel, authenticator, HTTP API) and runs them until the
 // context ends. Only cmd/airlock (via cli) and end-to-end tests import it.
 package server
 

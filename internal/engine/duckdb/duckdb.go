@@ -5,7 +5,7 @@
 // workspace CSV/Parquet files. Lockdown then disables every file, network and
 // extension path (enable_external_access=false, no extension autoload or
 // install) and locks the configuration, so no later statement can re-enable
-// them. Only then does the gateway send it queries.
+// them. Only then does the kernel send it queries.
 package duckdb
 
 import (
