@@ -424,8 +424,8 @@ func (k *Kernel) charge(ctx context.Context, c *Call, cs []Charge) error {
 		if _, err := k.cfg.Audit.Append(context.WithoutCancel(ctx), r); err != nil {
 			return refusal.AuditUnavailable().WithCause(err)
 		}
-		if i == 0 {
-			c.Entry.ChargeID = id
+		if c.Entry.ChargeID == "" {
+			c.Entry.ChargeID = id // the deciding entry names the first charge
 		}
 		debits[i] = ch.Charge
 		debits[i].ID = id
