@@ -139,9 +139,11 @@ func (p *fakePrepared) Preview(context.Context, *Call) (any, error) {
 
 func charge(rho float64, agreement string) []Charge {
 	return []Charge{{
-		Charge:    store.Charge{Key: store.BudgetKey{Agreement: agreement}, Rho: rho, LimitRho: 1},
-		Announce:  func(e *audit.Entry) { e.Rho = rho },
-		Exhausted: func(st store.BudgetState) *refusal.Error { return refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "spent") },
+		Charge:   store.Charge{Key: store.BudgetKey{Agreement: agreement}, Rho: rho, LimitRho: 1},
+		Announce: func(e *audit.Entry) { e.Rho = rho },
+		Exhausted: func(st store.BudgetState) *refusal.Error {
+			return refusal.New(refusal.BudgetExhausted, "dp.budget_exhausted", "spent")
+		},
 	}}
 }
 
