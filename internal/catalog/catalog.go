@@ -44,8 +44,9 @@ func Read(sql string) govern.Op { return readOp{sql} }
 
 type readOp struct{ sql string }
 
+// Not Light: each read starts a shadow DuckDB, so admission counts it
+// like a query.
 func (readOp) Kind() share.OpKind { return share.OpCatalogRead }
-func (readOp) Light()             {}
 
 func (o readOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
 	c.Entry.SQL = o.sql
