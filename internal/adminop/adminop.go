@@ -82,8 +82,8 @@ type readEntries struct {
 	limit uint64
 }
 
+// Not Light: a filtered read may scan the whole log, so admission counts it.
 func (o *readEntries) Kind() share.OpKind { return share.OpAuditRead }
-func (o *readEntries) Light()             {}
 
 func (o *readEntries) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
 	// The scope filters rather than gates: each dataset's entries are
@@ -232,37 +232,46 @@ func (o *revoke) Kind() share.OpKind { return share.OpRevoke }
 func (o *revoke) Light()             {}
 
 type revokePrepared struct {
-	o      *revoke
-	a      *workspace.Agreement
-	checks []policy.Request
+	o *revoke
+	a *workspace.Agreement
 }
 
 func (o *revoke) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
+	// One refusal for an agreement that does not exist and one the caller
+	// may not administer, naming no dataset: otherwise any principal could
+	// enumerate agreements and what they cover. Policy is therefore asked
+	// here (action admin on every covered dataset) rather than through
+	// Checks, whose refusal names the dataset.
+	refused := refusal.New(refusal.Forbidden, "agreement.revoke", "agreement %q does not exist or this principal may not revoke it", o.agreement)
 	a, ok := c.Snap.WS.Agreements[o.agreement]
 	if !ok {
-		return nil, refusal.New(refusal.NotFound, "agreement.unknown", "agreement %q does not exist", o.agreement)
+		return nil, refused
 	}
 	c.Entry.Agreement, c.Entry.Datasets, c.Entry.Message = a.ID, a.Datasets, o.reason
-	p := &revokePrepared{o: o, a: a}
 	if !o.local {
+		covered := 0
 		for _, name := range a.Datasets {
 			m := c.Snap.WS.Datasets[name]
 			if m == nil {
 				continue
 			}
-			p.checks = append(p.checks, policy.Request{
+			covered++
+			d := c.Snap.Policy.Decide(policy.Request{
 				Principal: principal(c.Caller.Identity), Action: policy.ActionAdmin, Resource: resource(m),
 				Context: policy.Context{Agreement: a.ID, ClientRegion: c.Caller.Region, Now: c.Now},
 			})
+			if !d.Allowed {
+				return nil, refused
+			}
 		}
-		if len(p.checks) == 0 {
-			return nil, refusal.New(refusal.Forbidden, "policy", "agreement %s covers no dataset of this node", a.ID)
+		if covered == 0 {
+			return nil, refused
 		}
 	}
-	return p, nil
+	return &revokePrepared{o: o, a: a}, nil
 }
 
-func (p *revokePrepared) Checks() []policy.Request { return p.checks }
+func (p *revokePrepared) Checks() []policy.Request { return nil } // decided in Prepare
 
 func (p *revokePrepared) Preview(context.Context, *govern.Call) (any, error) {
 	return &Revoked{Agreement: p.a.ID}, nil

@@ -7,6 +7,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -27,7 +28,7 @@ import (
 // little memory and time; anything more is a client looping.
 const (
 	shadowMemory  = "64MB"
-	shadowTimeout = 5 * time.Second
+	shadowTimeout = 2 * time.Second
 )
 
 // Rows is a catalog answer: column names and text-like values.
@@ -36,13 +37,44 @@ type Rows struct {
 	Rows    [][]any
 }
 
-// IsQuery reports whether a query reads the system catalog.
-func IsQuery(text string) bool { return catalogRef.MatchString(text) }
+// IsQuery reports whether a statement reads the system catalog: whether
+// its parse tree (not its text, so a comment does not count) names a
+// relation in pg_catalog or information_schema, or an unqualified pg_*
+// one. Everything else goes to the governed SQL operation.
+func IsQuery(text string) bool {
+	tree, err := pg.Parse(text)
+	if err != nil || len(tree.Stmts) != 1 {
+		return false
+	}
+	found := false
+	query.WalkPG(tree.Stmts[0].Stmt, func(n *pg.Node) {
+		if rv := n.GetRangeVar(); rv != nil && isCatalogRelation(rv) {
+			found = true
+		}
+	})
+	return found
+}
 
-// Read is the operation answering one catalog query.
-func Read(sql string) govern.Op { return readOp{sql} }
+func isCatalogRelation(rv *pg.RangeVar) bool {
+	schema, rel := strings.ToLower(rv.Schemaname), strings.ToLower(rv.Relname)
+	return schema == "pg_catalog" || schema == "information_schema" || (schema == "" && strings.HasPrefix(rel, "pg_"))
+}
 
-type readOp struct{ sql string }
+// Bounds of one catalog answer: a catalog lists a few datasets' columns,
+// so more than this is a client looping or an attempt at compute.
+const (
+	maxRows  = 10000
+	maxBytes = 4 << 20
+)
+
+// Read is the operation answering one catalog query, from the datasets
+// svc lists for the caller.
+func Read(svc *sqlop.Service, sql string) govern.Op { return readOp{svc, sql} }
+
+type readOp struct {
+	svc *sqlop.Service
+	sql string
+}
 
 // Not Light: each read starts a shadow DuckDB, so admission counts it
 // like a query.
@@ -54,13 +86,21 @@ func (o readOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, e
 	if err != nil || len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetSelectStmt() == nil {
 		return nil, refusal.New(refusal.BadSQL, "sql.select_only", "only a single SELECT may read the catalog")
 	}
-	if !catalogOnly(tree.Stmts[0].Stmt) {
+	if !catalogOnly(tree.Stmts[0].Stmt, c.Snap.WS.Datasets) {
 		// The shadow catalog holds the datasets as empty tables: reading
-		// one here would answer from nothing, as if it were data.
-		return nil, refusal.New(refusal.Forbidden, "catalog.mixed", "a query that reads the system catalog cannot read datasets; query them separately")
+		// one here would answer from nothing, as if it were data; and
+		// table functions (range, duckdb_settings, ...) are compute or
+		// the shadow engine's own state, not the catalog.
+		return nil, refusal.New(refusal.Forbidden, "catalog.mixed", "a query that reads the system catalog may read only catalog relations; query datasets separately")
 	}
-	entries := sqlop.Catalog(c.Snap.WS, c.Caller.Identity, c.Now)
+	entries, err := o.svc.Catalog(ctx, c.Snap.WS, c.Caller.Identity, c.Now)
+	if err != nil {
+		return nil, err
+	}
 	res, err := answer(ctx, entries, o.sql, tree)
+	if r, ok := err.(*refusal.Error); ok {
+		return nil, r
+	}
 	if err != nil {
 		return nil, refusal.New(refusal.Internal, "catalog.shadow", "the catalog could not be read").WithCause(err)
 	}
@@ -71,8 +111,6 @@ func (o readOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, e
 	c.Entry.RowsReturned = int64(len(out.Rows))
 	return govern.Answer(out), nil
 }
-
-var catalogRef = regexp.MustCompile(`(?i)\b(pg_catalog|information_schema)\s*\.|\bpg_(class|namespace|attribute|type|database|roles|settings|tables|views|index|description|constraint|am|inherits|proc)\b`)
 
 // shims make psql's catalog SQL run in DuckDB's PostgreSQL-compatible catalog.
 var shims = []struct {
@@ -91,9 +129,9 @@ var shims = []struct {
 }
 
 // catalogOnly reports whether every relation a statement reads is a
-// system-catalog one (pg_catalog, information_schema, an unqualified
-// pg_* name) or one of its own CTEs.
-func catalogOnly(stmt *pg.Node) bool {
+// system-catalog one or one of its own CTEs (never named like a dataset,
+// whatever the scope), and it calls no table function.
+func catalogOnly[M any](stmt *pg.Node, datasets map[string]M) bool {
 	ctes := map[string]bool{}
 	query.WalkPG(stmt, func(n *pg.Node) {
 		if c := n.GetCommonTableExpr(); c != nil {
@@ -102,19 +140,49 @@ func catalogOnly(stmt *pg.Node) bool {
 	})
 	ok := true
 	query.WalkPG(stmt, func(n *pg.Node) {
+		if rf := n.GetRangeFunction(); rf != nil && !allowedTableFunctions(rf) {
+			ok = false
+		}
+		if n.GetRangeTableFunc() != nil {
+			ok = false
+		}
 		rv := n.GetRangeVar()
-		if rv == nil {
+		if rv == nil || isCatalogRelation(rv) {
 			return
 		}
-		schema, rel := strings.ToLower(rv.Schemaname), strings.ToLower(rv.Relname)
-		switch {
-		case schema == "pg_catalog", schema == "information_schema":
-		case schema == "" && (strings.HasPrefix(rel, "pg_") || ctes[rel]):
-		default:
+		rel := strings.ToLower(rv.Relname)
+		_, isDataset := datasets[rv.Relname]
+		if rv.Schemaname != "" || !ctes[rel] || isDataset {
 			ok = false
 		}
 	})
 	return ok
+}
+
+// catalogTableFunctions are the set-returning functions catalog queries
+// use in FROM (psql's \d uses generate_series over a column list). Their
+// output is bounded by the answer's row limit and the shadow's deadline.
+var catalogTableFunctions = map[string]bool{"generate_series": true, "unnest": true, "generate_subscripts": true}
+
+// allowedTableFunctions reports whether every function of a FROM item is
+// one of catalogTableFunctions (the shadow engine's own, such as
+// duckdb_settings or range, are not).
+func allowedTableFunctions(rf *pg.RangeFunction) bool {
+	found := false
+	for _, item := range rf.Functions {
+		for _, f := range item.GetList().GetItems() {
+			fc := f.GetFuncCall()
+			if fc == nil {
+				continue
+			}
+			found = true
+			name := fc.Funcname[len(fc.Funcname)-1].GetString_().GetSval()
+			if len(fc.Funcname) > 1 && fc.Funcname[0].GetString_().GetSval() != "pg_catalog" || !catalogTableFunctions[strings.ToLower(name)] {
+				return false
+			}
+		}
+	}
+	return found
 }
 
 // answer runs a catalog query in a fresh shadow catalog of the entries.
@@ -151,7 +219,13 @@ func answer(ctx context.Context, entries []sqlop.CatalogEntry, text string, tree
 	}
 	qctx, cancel := context.WithTimeout(ctx, shadowTimeout)
 	defer cancel()
-	res, err := shadow.Query(qctx, rewritten)
+	res, err := shadow.QueryBounded(qctx, rewritten, maxRows, maxBytes)
+	switch {
+	case errors.Is(err, duckdb.ErrTooLarge):
+		return nil, refusal.New(refusal.Limit, "catalog.size", "a catalog answer is limited to %d rows and %d bytes", maxRows, maxBytes)
+	case errors.Is(err, engine.ErrTimeout), errors.Is(err, engine.ErrMemory):
+		return nil, refusal.New(refusal.Limit, "limit.time", "the catalog query exceeded its limits (%s, %s)", shadowTimeout, shadowMemory)
+	}
 	if err != nil {
 		// psql's \d asks for PostgreSQL-only catalog columns; answer its
 		// describe queries from the principal's catalog, and any other

@@ -139,8 +139,9 @@ type CacheKey struct {
 	Period                 time.Time
 }
 
-// Light is an Op that reads only workspace or log state, never an engine:
-// admission control does not count it.
+// Light is an Op that reads only a little workspace or store state, never
+// an engine: admission control does not count it. Every other operation,
+// in every mode (a wire Describe plans a query too), is admitted.
 type Light interface{ Light() }
 
 // Charge is one debit and how the kernel reports it.
@@ -287,7 +288,7 @@ func (k *Kernel) run(ctx context.Context, c *Call) (v any, err error) {
 		}
 	}()
 	op := c.Op
-	if c.Mode != share.Describe && k.cfg.Admission != nil {
+	if k.cfg.Admission != nil {
 		if _, light := op.(Light); !light {
 			release, verdict := k.cfg.Admission.Admit(ctx, c.Caller.Principal)
 			if verdict != admission.Admitted {

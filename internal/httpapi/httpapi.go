@@ -188,7 +188,7 @@ func (s *Server) wrap(kind share.OpKind, h Handler) http.Handler {
 			WriteError(w, s.refuseAuth(r.Context(), c, refusal.New(refusal.Unauthenticated, "authn.invalid", "%s", authMessage(err))))
 			return
 		}
-		c.TokenID, c.Identity = "", id
+		c.Identity = id // the credential's public id stays: which token acted
 		defer s.recoverPanic(w, r, c, kind)
 		if err := h(w, r, c); err != nil {
 			WriteError(w, refusal.As(err))
@@ -349,7 +349,7 @@ func encodeResponse(r *sqlop.Response) *sqlop.Response {
 }
 
 func (s *Server) datasets(w http.ResponseWriter, r *http.Request, c share.Caller) error {
-	res, err := s.Kernel.Do(r.Context(), govern.Request{Caller: c, Op: sqlop.CatalogList()})
+	res, err := s.Kernel.Do(r.Context(), govern.Request{Caller: c, Op: s.SQL.CatalogList()})
 	if err != nil {
 		return err
 	}

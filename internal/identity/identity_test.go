@@ -486,3 +486,26 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A failed credential is named in the audit log by what cannot be turned
+// back into it: an API token's public id, a JWT's truncated hash, and
+// nothing at all of anything else (a mistyped password would fall to a
+// dictionary even from a truncated hash).
+func TestCredentialID(t *testing.T) {
+	tok, id, _, _ := identity.NewToken()
+	if got := identity.CredentialID(tok); got != "token:"+id {
+		t.Fatalf("token: %q", got)
+	}
+	jwt := strings.Repeat("eyJhbGciOiJFZERTQSJ9", 2) + "." + strings.Repeat("eyJzdWIiOiJ4In0", 3) + "." + strings.Repeat("c2ln", 10)
+	if got := identity.CredentialID(jwt); !strings.HasPrefix(got, "jwt:sha256:") || len(got) != len("jwt:sha256:")+16 {
+		t.Fatalf("jwt: %q", got)
+	}
+	for _, pw := range []string{"hunter2", "alk_short", "a.b.c", "correct horse battery staple"} {
+		if got := identity.CredentialID(pw); got != "malformed" {
+			t.Fatalf("%q recorded as %q", pw, got)
+		}
+	}
+	if identity.CredentialID("") != "" {
+		t.Fatal("nothing presented, nothing recorded")
+	}
+}

@@ -50,18 +50,33 @@ func HashToken(token string) []byte {
 }
 
 // CredentialID names a presented credential for the audit log without
-// revealing it: an API token's public id, or for anything else the first
-// 16 hex digits of its SHA-256 (a JWT's signature is not recoverable from
-// it). Empty when nothing was presented.
+// revealing it: an API token's public id; for something shaped like a JWT
+// (three base64url parts, too long to guess) the first 16 hex digits of
+// its SHA-256; anything else (a password typed by mistake could be
+// brute-forced from even a truncated hash) only "malformed". Empty when
+// nothing was presented.
 func CredentialID(bearer string) string {
-	if bearer == "" {
+	switch {
+	case bearer == "":
 		return ""
+	case strings.HasPrefix(bearer, TokenPrefix):
+		if id, _, err := ParseToken(bearer); err == nil {
+			return "token:" + id
+		}
+	case strings.Count(bearer, ".") == 2 && len(bearer) >= 64 && isBase64URLDots(bearer):
+		h := sha256.Sum256([]byte(bearer))
+		return "jwt:sha256:" + hex.EncodeToString(h[:8])
 	}
-	if id, _, err := ParseToken(bearer); err == nil {
-		return "token:" + id
+	return "malformed"
+}
+
+func isBase64URLDots(s string) bool {
+	for _, r := range s {
+		if !(r == '.' || r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
 	}
-	h := sha256.Sum256([]byte(bearer))
-	return "sha256:" + hex.EncodeToString(h[:8])
+	return true
 }
 
 // ParseToken checks that s is a well-formed API token and returns its public

@@ -64,7 +64,10 @@ type Limits struct {
 
 type ctxKey int
 
-const identityKey ctxKey = 1
+const (
+	identityKey ctxKey = iota + 1
+	credentialKey
+)
 
 // New builds the endpoint; tlsConfig may be nil (plain TCP on loopback).
 func New(k *govern.Kernel, sql *sqlop.Service, auth *identity.Authenticator, log *slog.Logger, tlsConfig *tls.Config, limits Limits) (*Server, error) {
@@ -155,6 +158,7 @@ func (s *Server) authenticate(ctx context.Context, _, user, password string) (co
 		s.lis.Authenticated(wire.RemoteAddress(ctx))
 	}
 	s.sessions.Add(1)
+	ctx = context.WithValue(ctx, credentialKey, identity.CredentialID(password))
 	return context.WithValue(ctx, identityKey, id), true, nil
 }
 
@@ -172,6 +176,7 @@ func identityOf(ctx context.Context) (identity.Identity, bool) {
 // callerOf is a statement's origin on this connection.
 func callerOf(ctx context.Context, id share.Identity) share.Caller {
 	c := share.Caller{Identity: id, Channel: "pgwire"}
+	c.TokenID, _ = ctx.Value(credentialKey).(string)
 	if addr := wire.RemoteAddress(ctx); addr != nil {
 		c.ClientAddr, _, _ = net.SplitHostPort(addr.String())
 	}
@@ -276,6 +281,12 @@ func (s *Server) parse(ctx context.Context, q wire.Query) (stmts wire.PreparedSt
 	if text == "" {
 		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Empty() })), nil
 	}
+	if isSessionCommand(text) && strings.Contains(text, ";") {
+		// "SET a = b; SELECT ..." would set a to "b; SELECT ..." and drop
+		// the query: a session command stands alone.
+		return nil, pgError(s.Kernel.Refuse(ctx, request(ctx, id, share.Run, sessionOp(text)),
+			refusal.New(refusal.BadSQL, "sql.single_statement", "send a session command (SET, RESET, SHOW, BEGIN, COMMIT) as a statement of its own")))
+	}
 	if st, handled := s.sessionCommand(ctx, text); handled {
 		if _, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, sessionOp(text))); err != nil {
 			return nil, pgError(err)
@@ -286,6 +297,20 @@ func (s *Server) parse(ctx context.Context, q wire.Query) (stmts wire.PreparedSt
 		return s.catalogQuery(ctx, id, text)
 	}
 	return s.governed(ctx, id, text, q)
+}
+
+// isSessionCommand reports whether text starts like a command
+// sessionCommand handles.
+func isSessionCommand(text string) bool {
+	f := strings.Fields(strings.ToUpper(text))
+	if len(f) == 0 {
+		return false
+	}
+	switch strings.TrimRight(f[0], ";") {
+	case "SET", "RESET", "SHOW", "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT":
+		return true
+	}
+	return false
 }
 
 // sessionCommand handles SET/RESET/SHOW and transaction control, which
@@ -361,7 +386,7 @@ var typeOID = map[string]uint32{
 
 // catalogQuery answers a system-catalog query through the kernel.
 func (s *Server) catalogQuery(ctx context.Context, id share.Identity, text string) (wire.PreparedStatements, error) {
-	res, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, catalog.Read(text)))
+	res, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, catalog.Read(s.SQL, text)))
 	if err != nil {
 		return nil, pgError(err)
 	}

@@ -82,6 +82,11 @@ func ParamTypes(sql string, cat Catalog, datasets []string) map[int]string {
 	return out
 }
 
+// MaxParams is the most parameters a statement may take: PostgreSQL's own
+// limit (the wire protocol counts them in 16 bits). A $n above it would
+// have the caller allocate n slots before anything else is checked.
+const MaxParams = 65535
+
 // ParamCount is the highest $n in sql, read from PostgreSQL's own parse
 // tree (0 if sql does not parse, when it is refused anyway): a lexical
 // scan would count a $1 inside a string, and psql-wire's panics on some

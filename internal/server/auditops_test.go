@@ -149,7 +149,7 @@ func TestEveryOperationIsAuditedOnce(t *testing.T) {
 		{"http revoke refused", func(t *testing.T) string {
 			_, id, _ := httpCall(t, h, "POST", "/v1/agreements/partner-visits-research/revoke", analyst, nil)
 			return id
-		}, want{event: "AL1400W", principal: "analyst@partner", channel: "http", decision: "deny", rule: "policy"}},
+		}, want{event: "AL1400W", principal: "analyst@partner", channel: "http", decision: "deny", rule: "agreement.revoke"}},
 		{"wire query (Describe is not audited, Execute is)", wire("analyst@partner", analyst, "research", "SELECT hospital, count(*) FROM visits GROUP BY hospital"),
 			want{event: "AL1000I", principal: "analyst@partner", channel: "pgwire", decision: "allow"}},
 		{"wire query refused at Describe", wire("analyst@partner", analyst, "marketing", "SELECT count(*) FROM visits"),

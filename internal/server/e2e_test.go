@@ -168,7 +168,17 @@ func (h *harness) query(t *testing.T, principal, purpose, agreement, sql string)
 
 func (h *harness) post(t *testing.T, path, token string, body []byte) apiResponse {
 	t.Helper()
-	req, _ := http.NewRequest("POST", h.url+path, bytes.NewReader(body))
+	return h.do(t, "POST", path, token, body)
+}
+
+func (h *harness) get(t *testing.T, path, token string) apiResponse {
+	t.Helper()
+	return h.do(t, "GET", path, token, nil)
+}
+
+func (h *harness) do(t *testing.T, method, path, token string, body []byte) apiResponse {
+	t.Helper()
+	req, _ := http.NewRequest(method, h.url+path, bytes.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

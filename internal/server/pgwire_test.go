@@ -254,3 +254,14 @@ func preparedOnWire(t *testing.T, h *harness, name, sql string, oids []uint32) *
 	}
 	return pc
 }
+
+// A NUL cannot hide in a bytea parameter either: what is audited must be
+// what runs, and the engine's SQL would end at the NUL.
+func TestWireBinaryParameterWithNULIsRefused(t *testing.T) {
+	pc := preparedOnWire(t, shared, "nul", "SELECT country, count(*) FROM transactions WHERE country = $1 GROUP BY country", []uint32{17})
+	res := pc.ExecPrepared(context.Background(), "nul", [][]byte{[]byte("\\x610062")}, nil, nil).Read()
+	var pe *pgconn.PgError
+	if !errors.As(res.Err, &pe) || !strings.Contains(pe.Message, "rule sql.nul") {
+		t.Fatalf("got %v (%d rows), want a sql.nul refusal", res.Err, len(res.Rows))
+	}
+}

@@ -93,15 +93,31 @@ func TestRevocationTakesEffectOnTheNextRequest(t *testing.T) {
 	if r := q(); r.Status != 200 {
 		t.Fatalf("before revocation: %d %s", r.Status, r.Body)
 	}
-	// The partner cannot revoke; the owner's steward can.
-	if r := h.post(t, "/v1/agreements/partner-visits-research/revoke", h.tokens["analyst@partner"], nil); r.Status != 403 {
-		t.Fatalf("partner revoked the owner's agreement: %d %s", r.Status, r.Body)
+	listed := func() bool {
+		r := h.get(t, "/v1/datasets", h.tokens["analyst@partner"])
+		return strings.Contains(string(r.Body), `"visits"`)
+	}
+	if !listed() {
+		t.Fatal("the catalog does not list the dataset before revocation")
+	}
+	// The partner cannot revoke; the owner's steward can. A partner learns
+	// nothing of which agreements exist: refusing an unknown one and one it
+	// may not revoke read alike, naming no dataset.
+	notMine := h.post(t, "/v1/agreements/partner-visits-research/revoke", h.tokens["analyst@partner"], nil)
+	unknown := h.post(t, "/v1/agreements/no-such-agreement/revoke", h.tokens["analyst@partner"], nil)
+	if notMine.Status != 403 || unknown.Status != 403 || notMine.Error.Rule != unknown.Error.Rule ||
+		strings.Replace(notMine.Error.Message, "partner-visits-research", "X", 1) != strings.Replace(unknown.Error.Message, "no-such-agreement", "X", 1) ||
+		strings.Contains(notMine.Error.Message, "visits ") {
+		t.Fatalf("a partner revoking: %d %s; an unknown agreement: %d %s", notMine.Status, notMine.Body, unknown.Status, unknown.Body)
 	}
 	if r := h.post(t, "/v1/agreements/partner-visits-research/revoke?reason=breach", h.tokens["steward@stmary"], nil); r.Status != 200 {
 		t.Fatalf("steward revoke: %d %s", r.Status, r.Body)
 	}
 	if r := q(); r.Status != 403 || r.Error.Rule != "agreement.revoked" {
 		t.Fatalf("after revocation: %d %s", r.Status, r.Body)
+	}
+	if listed() {
+		t.Fatal("the catalog still lists the dataset under a revoked agreement")
 	}
 }
 

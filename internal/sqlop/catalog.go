@@ -2,11 +2,14 @@ package sqlop
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sort"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/govern"
+	"github.com/airlock-dev/airlock/internal/refusal"
+	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/query"
 	"github.com/airlock-dev/airlock/internal/share"
 	"github.com/airlock-dev/airlock/internal/workspace"
@@ -33,15 +36,18 @@ type CatalogColumn struct {
 }
 
 // CatalogList is the operation that lists the datasets a caller may query.
-func CatalogList() govern.Op { return catalogOp{} }
+func (s *Service) CatalogList() govern.Op { return catalogOp{s} }
 
-type catalogOp struct{}
+type catalogOp struct{ svc *Service }
 
 func (catalogOp) Kind() share.OpKind { return share.OpCatalogList }
 func (catalogOp) Light()             {}
 
-func (catalogOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
-	entries := Catalog(c.Snap.WS, c.Caller.Identity, c.Now)
+func (o catalogOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
+	entries, err := o.svc.Catalog(ctx, c.Snap.WS, c.Caller.Identity, c.Now)
+	if err != nil {
+		return nil, err
+	}
 	for _, e := range entries {
 		c.Entry.Datasets = append(c.Entry.Datasets, e.Name)
 	}
@@ -49,9 +55,27 @@ func (catalogOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, 
 }
 
 // Catalog lists the datasets the principal may query now: its org's own as
-// a steward, and those covered by an agreement in force (not revoked is
-// checked at query time). Nothing else of the workspace is revealed.
-func Catalog(ws *workspace.Workspace, id share.Identity, now time.Time) []CatalogEntry {
+// a steward, and those covered by an agreement in force for it (valid
+// now, not revoked, permitting its region). Nothing else of the workspace
+// is revealed.
+func (s *Service) Catalog(ctx context.Context, ws *workspace.Workspace, id share.Identity, now time.Time) ([]CatalogEntry, error) {
+	usable := map[string]bool{}
+	for aid, a := range ws.Agreements {
+		if a.RecipientOrg != id.Org || !a.InForce(now) || (len(a.Regions) > 0 && !slices.Contains(a.Regions, id.Region)) {
+			continue
+		}
+		_, err := s.Store.AgreementRevocation(ctx, aid)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			usable[aid] = true
+		case err != nil:
+			return nil, refusal.StoreUnavailable(err)
+		}
+	}
+	return catalogOf(ws, id, usable), nil
+}
+
+func catalogOf(ws *workspace.Workspace, id share.Identity, usable map[string]bool) []CatalogEntry {
 	var out []CatalogEntry
 	names := make([]string, 0, len(ws.Datasets))
 	for n := range ws.Datasets {
@@ -66,7 +90,7 @@ func Catalog(ws *workspace.Workspace, id share.Identity, now time.Time) []Catalo
 		}
 		var ids []string
 		for aid, a := range ws.Agreements {
-			if a.RecipientOrg == id.Org && slices.Contains(a.Datasets, n) && a.InForce(now) {
+			if usable[aid] && slices.Contains(a.Datasets, n) {
 				ids = append(ids, aid)
 			}
 		}

@@ -70,3 +70,11 @@ func (g *Service) rowCharge(ag *workspace.Agreement, quota, n int, now time.Time
 		},
 	}
 }
+
+// quotaSpent is the refusal of any list query once the period's rows are
+// all released.
+func quotaSpent(ag *workspace.Agreement, quota int, refresh time.Time) *refusal.Error {
+	e := refusal.New(refusal.Limit, "list.quota", "agreement %s may release %d rows per period and has none left; wait until %s", ag.ID, quota, refresh.Format(time.RFC3339))
+	e.Details = map[string]any{"rows_left": 0, "refresh": refresh}
+	return e
+}

@@ -155,7 +155,11 @@ func (o *queryOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared,
 		return nil, refusal.New(refusal.BadSQL, "sql.nul", "the query text contains a NUL byte")
 	}
 	for _, p := range o.params {
-		if s, ok := p.(string); ok && strings.ContainsRune(s, 0) {
+		s, ok := p.(string)
+		if b, isBytes := p.([]byte); isBytes {
+			s, ok = string(b), true
+		}
+		if ok && strings.ContainsRune(s, 0) {
 			return nil, refusal.New(refusal.BadSQL, "sql.nul", "a parameter contains a NUL byte")
 		}
 	}
@@ -163,6 +167,9 @@ func (o *queryOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared,
 	nparams := len(params)
 	if c.Mode == share.Describe && params == nil {
 		nparams = query.ParamCount(o.sql)
+		if nparams > query.MaxParams {
+			return nil, refusal.New(refusal.BadSQL, "sql.parameter", "a statement takes at most %d parameters", query.MaxParams)
+		}
 		params = make([]any, nparams)
 	}
 	full := func(name string) *workspace.Manifest { return ws.Datasets[name] }
@@ -206,6 +213,18 @@ func (o *queryOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared,
 		return nil, err
 	}
 	c.Entry.Columns = plan.Touched
+	if plan.MaxRows > 0 && ag != nil && c.Mode == share.Run {
+		// A spent quota refuses every list query, before it runs: were
+		// empty answers still free, "is there a matching row?" could be
+		// asked without end once the quota is gone.
+		q, err := o.svc.quotaState(ctx, ag, plan.MaxRows, c.Now)
+		if err != nil {
+			return nil, err
+		}
+		if q.Left <= 0 {
+			return nil, quotaSpent(ag, plan.MaxRows, q.Refresh)
+		}
+	}
 	p := &prepared{svc: o.svc, c: c, ag: ag, plan: plan, eng: eng, datasets: datasets, view: view, sql: o.sql, nparams: nparams, limits: ws.Config.Limits}
 	if plan.Kind != query.AccessDP {
 		return p, nil

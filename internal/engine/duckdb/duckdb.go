@@ -207,6 +207,20 @@ func (d *DB) Close() error { return d.db.Close() }
 // statement (CREATE, INSERT, COPY, SET...) can reach the instance even
 // after Lockdown, which an in-memory DuckDB cannot make read-only.
 func (d *DB) Query(ctx context.Context, q string, args ...any) (*engine.Result, error) {
+	return d.query(ctx, q, 0, 0, args)
+}
+
+// ErrTooLarge is QueryBounded's refusal of a result over its bounds.
+var ErrTooLarge = errors.New("duckdb: result over its bounds")
+
+// QueryBounded is Query with a bound on the rows and on the bytes of text
+// values materialized: past either it stops reading and fails with
+// ErrTooLarge (the shadow catalog's answers are small by nature).
+func (d *DB) QueryBounded(ctx context.Context, q string, maxRows, maxBytes int) (*engine.Result, error) {
+	return d.query(ctx, q, maxRows, maxBytes, nil)
+}
+
+func (d *DB) query(ctx context.Context, q string, maxRows, maxBytes int, args []any) (*engine.Result, error) {
 	conn, err := d.db.Conn(ctx)
 	if err != nil {
 		return nil, sanitize(ctx, err)
@@ -241,6 +255,7 @@ func (d *DB) Query(ctx context.Context, q string, args ...any) (*engine.Result, 
 			}
 			res.Columns = append(res.Columns, c)
 		}
+		size := 0
 		for {
 			dest := make([]driver.Value, len(names))
 			if err := rows.Next(dest); err == io.EOF {
@@ -251,10 +266,24 @@ func (d *DB) Query(ctx context.Context, q string, args ...any) (*engine.Result, 
 			vals := make([]any, len(dest))
 			for i, v := range dest {
 				vals[i] = normalize(v)
+				switch x := vals[i].(type) {
+				case string:
+					size += len(x)
+				case []byte:
+					size += len(x)
+				default:
+					size += 8
+				}
 			}
 			res.Rows = append(res.Rows, vals)
+			if (maxRows > 0 && len(res.Rows) > maxRows) || (maxBytes > 0 && size > maxBytes) {
+				return ErrTooLarge
+			}
 		}
 	})
+	if errors.Is(err, ErrTooLarge) {
+		return nil, err
+	}
 	if errors.Is(err, errNotSelect) {
 		return nil, engine.NewSanitized("permission", "only a SELECT statement may run")
 	}
