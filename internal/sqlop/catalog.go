@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/govern"
-	"github.com/airlock-dev/airlock/internal/refusal"
-	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/query"
+	"github.com/airlock-dev/airlock/internal/refusal"
 	"github.com/airlock-dev/airlock/internal/share"
+	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
