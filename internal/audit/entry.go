@@ -56,6 +56,9 @@ type Entry struct {
 	RequestID  string   `json:"request_id,omitempty"`
 	Params     []string `json:"params,omitempty"`
 	Credential string   `json:"credential,omitempty"`
+	// WorkspaceVersion is the digest of every workspace file the decision
+	// was made under (policy_version covers the policies only).
+	WorkspaceVersion string `json:"workspace_version,omitempty"`
 }
 
 // DecisionReserve marks an entry appended before a charge: it explains the

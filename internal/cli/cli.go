@@ -286,7 +286,12 @@ func validate(args []string, out, errw io.Writer) error {
 	if len(probs) > 0 {
 		return fmt.Errorf("%d problem(s) in %s", len(probs), pos[0])
 	}
-	fmt.Fprintf(out, "%s: ok\n", pos[0])
+	ws, err := workspace.Load(pos[0])
+	if err != nil {
+		return err
+	}
+	// The version every audit entry records for decisions under these files.
+	fmt.Fprintf(out, "%s: ok (workspace version sha256:%s)\n", pos[0], ws.Digest)
 	return nil
 }
 

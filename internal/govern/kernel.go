@@ -46,6 +46,16 @@ type Snapshot struct {
 	Policy *policy.Engine
 }
 
+// Version names everything that decides under this snapshot (policies,
+// agreements, principals, manifests, configuration): the digest of the
+// workspace's files. Every audit entry records it.
+func (s *Snapshot) Version() string {
+	if s.WS == nil || s.WS.Digest == "" {
+		return ""
+	}
+	return "sha256:" + s.WS.Digest
+}
+
 // Auditor appends an entry to the audit log durably.
 type Auditor interface {
 	Append(ctx context.Context, e audit.Entry) (uint64, error)
@@ -81,10 +91,11 @@ type Request struct {
 // Result is what a channel encodes: the operation's released value and
 // the receipt that ties it to its audit entry.
 type Result struct {
-	Value         any
-	RequestID     string
-	AuditIndex    uint64
-	PolicyVersion string
+	Value            any
+	RequestID        string
+	AuditIndex       uint64
+	PolicyVersion    string
+	WorkspaceVersion string
 }
 
 // Op is one kind of governed operation.
@@ -261,7 +272,7 @@ func (k *Kernel) newCall(r Request) *Call {
 	}
 	e := &audit.Entry{
 		Time: now, Principal: r.Caller.Principal, Org: r.Caller.Org, Agreement: r.Agreement, Purpose: r.Purpose,
-		Channel: r.Caller.Channel, ClientAddr: r.Caller.ClientAddr, PolicyVersion: snap.Policy.Version(),
+		Channel: r.Caller.Channel, ClientAddr: r.Caller.ClientAddr, PolicyVersion: snap.Policy.Version(), WorkspaceVersion: snap.Version(),
 		QueryKind: queryKind(kind, r.Mode), RequestID: r.Caller.RequestID, Credential: r.Caller.TokenID,
 	}
 	return &Call{Request: r, Snap: snap, Now: now, Entry: e,
@@ -492,7 +503,7 @@ func (k *Kernel) seal(ctx context.Context, c *Call, v any, err error, start time
 		out.RequestID = c.Caller.RequestID
 		return nil, &out
 	}
-	return &Result{Value: v, RequestID: c.Caller.RequestID, AuditIndex: idx, PolicyVersion: e.PolicyVersion}, nil
+	return &Result{Value: v, RequestID: c.Caller.RequestID, AuditIndex: idx, PolicyVersion: e.PolicyVersion, WorkspaceVersion: e.WorkspaceVersion}, nil
 }
 
 // logRefusal writes a refusal's cause to the server log with the request

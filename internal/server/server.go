@@ -93,6 +93,11 @@ type Node struct {
 	pg       *pgwire.Server
 	mu       sync.Mutex
 	wsNow    *workspace.Workspace
+	// reloadErr is why the files on disk do not load (see reloadOrReport);
+	// failedDigest their digest, so one broken edit is reported once.
+	reloadErr      string
+	failedDigest   string
+	reloadFailures int
 }
 
 // OpenStore opens the state store a workspace uses.
@@ -386,6 +391,17 @@ func (n *Node) registerLiveMetrics() {
 		m.Gauge("airlock_connections_open", "Connections a listener holds.", labels, func() float64 { return float64(l.stats().Open) })
 		m.Counter("airlock_connections_refused_total", "Connections refused over a listener's limits.", labels, func() float64 { return float64(l.stats().Rejected) })
 	}
+	m.Gauge("airlock_workspace_reload_failing", "1 while the workspace files on disk do not load (the previous workspace stays in force).", nil, func() float64 {
+		if n.ReloadError() != "" {
+			return 1
+		}
+		return 0
+	})
+	m.Counter("airlock_workspace_reload_failures_total", "Workspace edits that did not load.", nil, func() float64 {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return float64(n.reloadFailures)
+	})
 	m.Gauge("airlock_wire_sessions", "Authenticated Postgres wire sessions open now.", nil, func() float64 {
 		if n.pg == nil {
 			return 0
@@ -459,7 +475,13 @@ func (n *Node) readinessRoute(mux *http.ServeMux, _ func(share.OpKind, httpapi.H
 			httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "store": "unreachable"})
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+		body := map[string]any{"status": "ready", "workspace_version": n.Kernel.Snapshot().Version()}
+		if e := n.ReloadError(); e != "" {
+			// Still ready: the previous workspace serves. Operators see why
+			// their edit is not in force.
+			body["workspace_reload_error"] = e
+		}
+		httpapi.WriteJSON(w, http.StatusOK, body)
 	})
 }
 
@@ -533,9 +555,59 @@ func (n *Node) Reload() error {
 	}
 	// Keep the loaded manifests: the engine still holds the old tables.
 	ws.Datasets = n.WS.Datasets
-	n.Kernel.Swap(&govern.Snapshot{WS: ws, Policy: pol})
-	n.log.Info("workspace reloaded", "policy_version", pol.Version())
+	snap := &govern.Snapshot{WS: ws, Policy: pol}
+	n.Kernel.Swap(snap)
+	n.setReloadError(nil)
+	n.log.Info("workspace reloaded", "workspace_version", snap.Version(), "policy_version", pol.Version())
 	return nil
+}
+
+// setReloadError records why the workspace on disk does not load (nil:
+// it does, or it is the one in force), for /readyz and the metrics.
+func (n *Node) setReloadError(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err == nil {
+		n.reloadErr = ""
+		return
+	}
+	n.reloadErr = err.Error()
+	n.reloadFailures++
+}
+
+// ReloadError is why the workspace files on disk do not load, or "".
+func (n *Node) ReloadError() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.reloadErr
+}
+
+// reloadOrReport reloads the workspace if its files changed (or always,
+// on SIGHUP). A change that does not load is logged once per distinct
+// content, with each problem's file and line, and shown by /readyz and the
+// metrics until fixed; the previous workspace stays in force meanwhile.
+func (n *Node) reloadOrReport(force bool) {
+	ws, err := workspace.Load(n.opts.Workspace)
+	n.mu.Lock()
+	digest := ""
+	if ws != nil {
+		digest = ws.Digest
+	}
+	changed := digest != n.wsNow.Digest && digest != n.failedDigest
+	if err != nil {
+		n.failedDigest = digest
+	}
+	n.mu.Unlock()
+	if !changed && !force {
+		return
+	}
+	if err == nil {
+		err = n.Reload()
+	}
+	if err != nil {
+		n.setReloadError(err)
+		n.log.Error("the workspace on disk does not load; the previous one stays in force until it is fixed", "problems", err.Error())
+	}
 }
 
 func (n *Node) reloadLoop(ctx context.Context) {
@@ -549,19 +621,9 @@ func (n *Node) reloadLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if err := n.Reload(); err != nil {
-				n.log.Error("reload failed; keeping the previous workspace", "err", err)
-			}
+			n.reloadOrReport(true)
 		case <-t.C:
-			ws, err := workspace.Load(n.opts.Workspace)
-			n.mu.Lock()
-			changed := err == nil && ws.Digest != n.wsNow.Digest
-			n.mu.Unlock()
-			if changed {
-				if err := n.Reload(); err != nil {
-					n.log.Error("reload failed; keeping the previous workspace", "err", err)
-				}
-			}
+			n.reloadOrReport(false)
 		}
 	}
 }

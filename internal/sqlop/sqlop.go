@@ -79,22 +79,25 @@ type Response struct {
 	// RowsSuppressed is how many groups the output controls withheld. It
 	// is a count of hidden data, so it goes to the audit log (read only by
 	// stewards and auditors) and never to the client.
-	RowsSuppressed int64     `json:"-"`
-	Access         string    `json:"access"`
-	Agreement      string    `json:"agreement,omitempty"`
-	PolicyVersion  string    `json:"policy_version"`
-	AuditIndex     uint64    `json:"audit_index"`
-	RequestID      string    `json:"request_id,omitempty"`
-	Notes          []string  `json:"notes,omitempty"`
-	Plan           *PlanInfo `json:"plan,omitempty"`
-	DP             *DPReport `json:"dp,omitempty"`
-	Quota          *RowQuota `json:"row_quota,omitempty"`
+	RowsSuppressed int64  `json:"-"`
+	Access         string `json:"access"`
+	Agreement      string `json:"agreement,omitempty"`
+	PolicyVersion  string `json:"policy_version"`
+	// WorkspaceVersion is the digest of everything that decided: policies,
+	// agreements, principals, manifests, configuration.
+	WorkspaceVersion string    `json:"workspace_version"`
+	AuditIndex       uint64    `json:"audit_index"`
+	RequestID        string    `json:"request_id,omitempty"`
+	Notes            []string  `json:"notes,omitempty"`
+	Plan             *PlanInfo `json:"plan,omitempty"`
+	DP               *DPReport `json:"dp,omitempty"`
+	Quota            *RowQuota `json:"row_quota,omitempty"`
 }
 
 // Answer is a kernel result as the SQL response, with its receipt.
 func Answer(r *govern.Result) *Response {
 	resp := r.Value.(*Response)
-	resp.AuditIndex, resp.PolicyVersion, resp.RequestID = r.AuditIndex, r.PolicyVersion, r.RequestID
+	resp.AuditIndex, resp.PolicyVersion, resp.RequestID, resp.WorkspaceVersion = r.AuditIndex, r.PolicyVersion, r.RequestID, r.WorkspaceVersion
 	return resp
 }
 
