@@ -3,7 +3,11 @@
 package cli
 
 import (
+	"encoding/json"
 	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"slices"
 
 	"context"
 	"crypto/tls"
@@ -32,37 +36,65 @@ import (
 )
 
 type command struct {
-	name, summary string
-	run           func(args []string, out, errw io.Writer) error
+	name     string
+	usage    string // the synopsis after "airlock "
+	summary  string
+	examples []string
+	run      func(args []string, out, errw io.Writer) error
 }
 
 func commands() []command {
 	return []command{
-		{"serve", "run the server: serve --workspace DIR [--http ADDR] [--pg ADDR] [--pg-tls-cert PEM --pg-tls-key PEM] [--store DSN]", serve},
-		{"token create", "mint an API token: token create --workspace DIR --principal NAME [--ttl 720h]", tokenCreate},
-		{"token revoke", "revoke an API token: token revoke --workspace DIR --id ID", tokenRevoke},
-		{"query", "ask a question: query --server URL --token T --purpose P [--agreement A] [--plan] [--json] SQL", runQuery},
-		{"validate", "check a workspace against its data: validate DIR", validate},
-		{"agreement revoke", "revoke an agreement at once: agreement revoke --workspace DIR [--by NAME] [--reason R] ID", agreementRevoke},
-		{"policy test", "run policy test cases: policy test DIR", policyTest},
-		{"audit verify", "verify the audit log: audit verify (--server URL --token T | --workspace DIR | --log EXPORT.jsonl --checkpoint CP) --since FILE [--pubkey KEY|FILE]", auditVerify},
-		{"audit reconcile", "check that every budget and quota charge is explained by an audit entry: audit reconcile --workspace DIR [--store DSN]", auditReconcile},
-		{"audit export", "export the audit log as JSON lines: audit export --workspace DIR [--checkpoint FILE] [--principal P] [--dataset D] [--decision allow|deny] [--since RFC3339]", auditExport},
-		{"demo init", "write the demo workspace: demo init DIR", demoInit},
+		{"init", "init DIR --data FILE|postgres://DSN#schema.table [--name DATASET] [--owner ORG]", "write a workspace around your own table: columns, types and suggested classes inferred from the data, a steward, an example agreement and policy with tests",
+			[]string{"airlock init ./ws --data customers.csv", "airlock init ./ws --data 'postgres://owner@db/crm#public.customers' --owner acme"}, initWorkspace},
+		{"serve", "serve --workspace DIR [--http ADDR] [--pg ADDR] [--pg-tls-cert PEM --pg-tls-key PEM] [--store DSN] [--access-log text|json|off]", "run the server on a workspace",
+			[]string{"airlock serve --workspace demo", "airlock serve --workspace ws --http 0.0.0.0:8080 --pg '' --store postgres://airlock@db/state"}, serve},
+		{"token create", "token create --workspace DIR --principal NAME [--ttl 720h] [--store DSN]", "mint an API token for a declared principal",
+			[]string{"airlock token create --workspace demo --principal analyst@partner"}, tokenCreate},
+		{"token revoke", "token revoke --workspace DIR --id ID [--store DSN]", "revoke an API token at once",
+			[]string{"airlock token revoke --workspace demo --id 3f2a9c01d4e5b6a7"}, tokenRevoke},
+		{"query", "query [--server URL] --token T --purpose P [--agreement A] [--param V]... [--plan] [--json] SQL", "ask a governed question over HTTP; --param binds $1, $2, ... (JSON numbers, true, false and null keep their type; anything else is text)",
+			[]string{`airlock query --token $T --purpose research "SELECT region, count(*) FROM visits GROUP BY region"`,
+				`airlock query --token $T --purpose research --param I10 "SELECT count(*) FROM visits WHERE diagnosis = $1"`}, runQuery},
+		{"validate", "validate DIR", "check a workspace against its data and print its version", []string{"airlock validate demo"}, validate},
+		{"agreement revoke", "agreement revoke --workspace DIR [--by NAME] [--reason R] [--store DSN] ID", "revoke an agreement at once, on the node itself",
+			[]string{"airlock agreement revoke --workspace demo --by steward@stmary --reason breach partner-visits-research"}, agreementRevoke},
+		{"policy test", "policy test DIR", "run a workspace's Cedar policy tests", []string{"airlock policy test demo"}, policyTest},
+		{"audit verify", "audit verify (--server URL --token T | --workspace DIR | --log EXPORT.jsonl --checkpoint CP) --since FILE [--pubkey KEY|FILE]", "verify that the audit log was only ever appended to since a trusted checkpoint",
+			[]string{"airlock audit verify --server http://127.0.0.1:8080 --token $T --pubkey demo/.airlock/node.pub --since trusted.checkpoint"}, auditVerify},
+		{"audit reconcile", "audit reconcile --workspace DIR [--store DSN]", "check that every budget and quota charge is explained by an audit entry",
+			[]string{"airlock audit reconcile --workspace demo"}, auditReconcile},
+		{"audit export", "audit export --workspace DIR [--checkpoint FILE] [--principal P] [--dataset D] [--decision allow|deny] [--since RFC3339]", "export the audit log as JSON lines",
+			[]string{"airlock audit export --workspace demo --decision deny --since 2026-01-01T00:00:00Z"}, auditExport},
+		{"demo init", "demo init DIR", "write the demo workspace (hospital visits, bank transactions)", []string{"airlock demo init demo"}, demoInit},
+		{"version", "version", "print the version of airlock and its engines", []string{"airlock version"}, version},
 	}
 }
 
-// Main runs the command line and returns the exit code.
+// Main runs the command line and returns the exit code: 0 ok (and for
+// --help), 1 a failure or refusal, 2 a usage error.
 func Main(args []string, out, errw io.Writer) int {
+	if len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
+		printCommands(out)
+		return 0
+	}
 	for _, c := range commands() {
 		words := strings.Fields(c.name)
 		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == c.name {
-			err := c.run(args[len(words):], out, errw)
+			rest := args[len(words):]
+			if wantsHelp(rest) {
+				// Each command prints its own flags; help goes to stdout.
+				c.run([]string{"--help"}, out, out)
+				return 0
+			}
+			err := c.run(rest, out, errw)
 			switch {
 			case err == nil:
 				return 0
-			case errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp):
-				fmt.Fprintf(errw, "usage: airlock %s\n", c.summary)
+			case errors.Is(err, flag.ErrHelp):
+				return 0
+			case errors.Is(err, errUsage):
+				fmt.Fprintf(errw, "usage: airlock %s\nrun 'airlock %s --help' for the flags and examples\n", c.usage, c.name)
 				return 2
 			default:
 				fmt.Fprintln(errw, "airlock:", err)
@@ -70,16 +102,65 @@ func Main(args []string, out, errw io.Writer) int {
 			}
 		}
 	}
-	fmt.Fprintln(errw, "airlock — governed access to sensitive data\n\ncommands:")
-	for _, c := range commands() {
-		fmt.Fprintf(errw, "  %-18s %s\n", c.name, c.summary)
-	}
+	printCommands(errw)
 	return 2
 }
 
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			return true
+		}
+	}
+	return false
+}
+
+func printCommands(w io.Writer) {
+	fmt.Fprintln(w, "airlock — governed access to sensitive data\n\nusage: airlock COMMAND [flags] [args]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nrun 'airlock COMMAND --help' for a command's flags and examples")
+}
+
+func lookup(name string) command {
+	for _, c := range commands() {
+		if c.name == name {
+			return c
+		}
+	}
+	return command{name: name, usage: name}
+}
+
+// flags is a command's flag set; its usage text is the command's synopsis,
+// summary, flags (written --long) and examples.
 func flags(name string, errw io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(errw)
+	fs.Usage = func() {
+		c := lookup(name)
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: airlock %s\n\n%s\n", c.usage, c.summary)
+		var lines []string
+		fs.VisitAll(func(f *flag.Flag) {
+			arg, help := flag.UnquoteUsage(f)
+			line := "  --" + f.Name
+			if arg != "" {
+				line += " " + strings.ToUpper(arg)
+			}
+			line += "\n      " + help
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
+				line += " (default " + f.DefValue + ")"
+			}
+			lines = append(lines, line)
+		})
+		if len(lines) > 0 {
+			fmt.Fprintf(w, "\nflags:\n%s\n", strings.Join(lines, "\n"))
+		}
+		if len(c.examples) > 0 {
+			fmt.Fprintf(w, "\nexamples:\n  %s\n", strings.Join(c.examples, "\n  "))
+		}
+	}
 	return fs
 }
 
@@ -143,16 +224,102 @@ func serve(args []string, out, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "airlock %s listening on http://%s (workspace %s, policy %s)\n", n.WS.Config.Node.Name, addr, *dir, n.Kernel.Snapshot().Policy.Version()[:19])
+	fmt.Fprintf(out, "airlock %s listening on http://%s (workspace %s, version %s)\n", n.WS.Config.Node.Name, addr, *dir, n.Kernel.Snapshot().Version()[:19])
+	example := exampleFor(n.WS)
 	if pgA != nil {
-		fmt.Fprintf(out, "postgres wire on %s: psql \"host=%s port=%d user=PRINCIPAL password=TOKEN options='-c airlock.purpose=research'\"\n", pgA, pgA.(*net.TCPAddr).IP, pgA.(*net.TCPAddr).Port)
+		fmt.Fprintf(out, "postgres wire on %s: psql \"host=%s port=%d user=PRINCIPAL password=TOKEN options='-c airlock.purpose=%s'\"\n", pgA, pgA.(*net.TCPAddr).IP, pgA.(*net.TCPAddr).Port, example.purpose)
 	}
 	fmt.Fprintf(out, "audit log verifier key: %s\n\nget a token for a principal with:\n", n.Verifier)
 	for _, p := range sortedPrincipals(n.WS) {
 		fmt.Fprintf(out, "  airlock token create --workspace %s --principal %s\n", *dir, p)
 	}
-	fmt.Fprintf(out, "then: airlock query --server http://%s --token TOKEN --purpose research \"SELECT diagnosis, count(*) FROM visits GROUP BY diagnosis\"\n", addr)
+	fmt.Fprintf(out, "then, as %s: airlock query --server http://%s --token TOKEN --purpose %s %q\n", example.principal, addr, example.purpose, example.sql)
 	return n.Serve(ctx)
+}
+
+// example is a question the served workspace can answer, for the banner:
+// the first agreement's recipient, purpose and dataset.
+type example struct{ principal, purpose, sql string }
+
+func exampleFor(ws *workspace.Workspace) example {
+	ids := make([]string, 0, len(ws.Agreements))
+	for id := range ws.Agreements {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		a := ws.Agreements[id]
+		if len(a.Purposes) == 0 || len(a.Datasets) == 0 || !a.InForce(time.Now()) {
+			continue
+		}
+		for _, name := range sortedPrincipals(ws) {
+			if ws.Principals[name].Org == a.RecipientOrg {
+				return example{name, a.Purposes[0], "SELECT count(*) FROM " + a.Datasets[0]}
+			}
+		}
+	}
+	for _, name := range sortedPrincipals(ws) {
+		for _, m := range ws.Datasets {
+			if p := ws.Principals[name]; p.Org == m.Owner && slices.Contains(p.Roles, "steward") {
+				return example{name, "", "SELECT count(*) FROM " + m.Name}
+			}
+		}
+	}
+	return example{"PRINCIPAL", "PURPOSE", "SELECT count(*) FROM DATASET"}
+}
+
+// paramList is --param, repeated: JSON scalars keep their type, anything
+// else is text.
+type paramList []any
+
+func (p *paramList) String() string { return fmt.Sprint([]any(*p)) }
+
+func (p *paramList) Set(v string) error {
+	var x any
+	if err := json.Unmarshal([]byte(v), &x); err == nil {
+		switch x.(type) {
+		case float64, bool, nil, string:
+			*p = append(*p, json.RawMessage(v))
+			return nil
+		}
+	}
+	*p = append(*p, v)
+	return nil
+}
+
+// version prints what this binary is: its module version and commit, Go,
+// and the DuckDB it embeds.
+func version(args []string, out, errw io.Writer) error {
+	if _, err := parse(flags("version", errw), args); err != nil {
+		return err
+	}
+	v, rev, dirty, duck := "(devel)", "", "", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/duckdb/duckdb-go/v2" {
+				duck = d.Version
+			}
+		}
+	}
+	fmt.Fprintf(out, "airlock %s", v)
+	if rev != "" {
+		fmt.Fprintf(out, " (%s%s)", rev[:min(12, len(rev))], dirty)
+	}
+	fmt.Fprintf(out, "\n%s, duckdb-go %s\n", runtime.Version(), duck)
+	return nil
 }
 
 func sortedPrincipals(ws *workspace.Workspace) []string {
@@ -230,12 +397,18 @@ func tokenRevoke(args []string, out, errw io.Writer) error {
 func runQuery(args []string, out, errw io.Writer) error {
 	fs := flags("query", errw)
 	srv := fs.String("server", "http://127.0.0.1:8080", "server URL")
-	tok := fs.String("token", os.Getenv("AIRLOCK_TOKEN"), "bearer token (or $AIRLOCK_TOKEN)")
+	// Not a default from the environment: --help would print the token.
+	tok := fs.String("token", "", "bearer token (default: $AIRLOCK_TOKEN)")
 	purpose := fs.String("purpose", "", "purpose of the query")
 	ag := fs.String("agreement", "", "agreement to act under (when several apply)")
 	plan := fs.Bool("plan", false, "dry run: show the plan and its cost, run nothing")
 	asJSON := fs.Bool("json", false, "print the JSON response")
+	var params paramList
+	fs.Var(&params, "param", "a value for the next $n (repeat for $1, $2, ...)")
 	pos, err := parse(fs, args)
+	if *tok == "" {
+		*tok = os.Getenv("AIRLOCK_TOKEN")
+	}
 	if err != nil || len(pos) != 1 || *tok == "" {
 		return errUsage
 	}
@@ -244,6 +417,9 @@ func runQuery(args []string, out, errw io.Writer) error {
 		path = "/v1/query/plan"
 	}
 	body := map[string]any{"sql": pos[0], "purpose": *purpose}
+	if len(params) > 0 {
+		body["params"] = []any(params)
+	}
 	if *ag != "" {
 		body["agreement"] = *ag
 	}

@@ -30,6 +30,9 @@ func buildBinary(t *testing.T) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.Contains(string(out), "duckdb-go v2.") {
+		t.Fatalf("airlock version: %v %q", err, out)
+	}
 	return bin
 }
 

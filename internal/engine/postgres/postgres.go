@@ -195,3 +195,22 @@ func finite(f float64) any {
 	}
 	return f
 }
+
+// TableColumns lists a table's columns in order, with PostgreSQL's type
+// names (information_schema data_type).
+func (d *DB) TableColumns(ctx context.Context, schema, table string) ([]engine.Column, error) {
+	rows, err := d.pool.Query(ctx, `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`, schema, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []engine.Column
+	for rows.Next() {
+		var c engine.Column
+		if err := rows.Scan(&c.Name, &c.Type); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
