@@ -10,6 +10,7 @@ package httpapi
 
 import (
 	"context"
+	_ "embed"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -62,22 +63,61 @@ type Server struct {
 	Audit       Transparency
 	// Metrics serves GET /metrics once the kernel allows the read.
 	Metrics http.Handler
-	// Extra registers further routes (readiness) on the mux.
-	Extra []func(mux *http.ServeMux, wrap func(share.OpKind, Handler) http.Handler)
+	// Extra registers further routes (readiness).
+	Extra []func(r Router, wrap func(share.OpKind, Handler) http.Handler)
+	// routes are the patterns Handler registered, in order.
+	routes []string
 }
+
+// Router is where routes are registered; every pattern is recorded, so
+// the API document can be checked against what is served.
+type Router interface {
+	Handle(pattern string, h http.Handler)
+	HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request))
+}
+
+type recordingMux struct {
+	*http.ServeMux
+	patterns *[]string
+}
+
+func (m recordingMux) Handle(pattern string, h http.Handler) {
+	*m.patterns = append(*m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m recordingMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
+}
+
+// Routes are the patterns the last Handler registered (method and path),
+// without the catch-all.
+func (s *Server) Routes() []string { return s.routes }
+
+// OpenAPI is the API's OpenAPI 3.1 document, served at GET /v1/openapi.json;
+// a test holds it to the registered routes and to real responses.
+//
+//go:embed openapi.json
+var OpenAPI []byte
 
 // Handler is an HTTP handler that returns an error instead of writing it.
 type Handler func(w http.ResponseWriter, r *http.Request, c share.Caller) error
 
 // Handler returns the API's http.Handler.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
+	s.routes = nil
+	base := http.NewServeMux()
+	mux := recordingMux{base, &s.routes}
 	mux.Handle("POST /v1/query", s.wrap(share.OpQuery, s.query(share.Run)))
 	mux.Handle("POST /v1/query/plan", s.wrap(share.OpQuery, s.query(share.Plan)))
 	mux.Handle("GET /v1/datasets", s.wrap(share.OpCatalogList, s.datasets))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(OpenAPI)
 	})
 	s.auditRoutes(mux)
 	mux.Handle("POST /v1/agreements/{id}/revoke", s.wrap(share.OpRevoke, s.revoke))
@@ -97,10 +137,10 @@ func (s *Server) Handler() http.Handler {
 	for _, add := range s.Extra {
 		add(mux, s.wrap)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	base.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, refusal.New(refusal.NotFound, "http.route", "no such endpoint"))
 	})
-	return s.accessLog(securityHeaders(mux))
+	return s.accessLog(securityHeaders(base))
 }
 
 func securityHeaders(h http.Handler) http.Handler {
@@ -378,7 +418,7 @@ func queryUint(r *http.Request, name string, def uint64) (uint64, error) {
 	return n, nil
 }
 
-func (s *Server) auditRoutes(mux *http.ServeMux) {
+func (s *Server) auditRoutes(mux Router) {
 	// Decoded entries for stewards (their datasets) and auditors (all).
 	mux.Handle("GET /v1/audit", s.wrap(share.OpAuditRead, func(w http.ResponseWriter, r *http.Request, c share.Caller) error {
 		refuse := func(err error) error {

@@ -95,6 +95,7 @@ type Node struct {
 	wsNow    *workspace.Workspace
 	// reloadErr is why the files on disk do not load (see reloadOrReport);
 	// failedDigest their digest, so one broken edit is reported once.
+	routes         []string
 	reloadErr      string
 	failedDigest   string
 	reloadFailures int
@@ -363,8 +364,13 @@ func (n *Node) Handler() http.Handler {
 	api := &httpapi.Server{Kernel: n.Kernel, SQL: n.SQL, Auth: n.Auth, Log: n.opts.Log.With("component", "http"),
 		AccessLog: n.opts.AccessLog, Leaves: n.Store, Revocations: n.Store, Audit: n.Audit, Metrics: n.Metrics.Handler()}
 	api.Extra = append(api.Extra, n.readinessRoute)
-	return api.Handler()
+	h := api.Handler()
+	n.routes = api.Routes()
+	return h
 }
+
+// Routes are the HTTP routes the node serves (method and path pattern).
+func (n *Node) Routes() []string { return n.routes }
 
 // registerLiveMetrics exposes the counters the edge keeps, read at each
 // scrape (listeners and the breaker exist only once the node serves).
@@ -464,7 +470,7 @@ func (g guardedLeaves) AppendLeaves(ctx context.Context, data [][]byte, hashes [
 // readinessRoute serves GET /readyz: 200 when the state store answers a
 // lookup, 503 naming the store while it does not. /healthz stays 200 as
 // long as the process serves.
-func (n *Node) readinessRoute(mux *http.ServeMux, _ func(share.OpKind, httpapi.Handler) http.Handler) {
+func (n *Node) readinessRoute(mux httpapi.Router, _ func(share.OpKind, httpapi.Handler) http.Handler) {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		var probe [32]byte
 		rand.Read(probe[:])
