@@ -6,7 +6,7 @@ DEMO ?= demo
 # Packages with goroutines shared between requests run under the race detector.
 RACE_PKGS := ./internal/audit/... ./internal/store/... ./internal/sqlop/... ./internal/govern/... ./internal/dp/... ./internal/engine/... ./internal/keys/... ./internal/netlimit/... ./internal/breaker/... ./internal/admission/...
 
-.PHONY: help build run deps test test-race vet fmt-check bench stress fuzz clean
+.PHONY: help build run deps test test-race vet fmt-check bench stress fuzz reference clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ fuzz: deps ## fuzz the wire protocol, the HTTP body decoder and the SQL planner 
 	$(GO) test -run '^$$' -fuzz FuzzWireMessages -fuzztime $(FUZZTIME) ./internal/server
 	$(GO) test -run '^$$' -fuzz FuzzDecodeQuery -fuzztime $(FUZZTIME) ./internal/httpapi
 	$(GO) test -run '^$$' -fuzz FuzzParsePlan -fuzztime $(FUZZTIME) ./internal/query
+
+reference: ## regenerate docs/workspace-reference.md and docs/schema/ from internal/workspace
+	AIRLOCK_WRITE_REFERENCE=1 $(GO) test -count=1 -run TestReferenceIsCurrent ./internal/workspace/reference
 
 clean: ## remove build output
 	rm -rf bin

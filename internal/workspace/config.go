@@ -4,8 +4,11 @@ import "time"
 
 // Config is the node configuration, read from airlock.yaml at the workspace root.
 type Config struct {
-	Node   NodeConfig   `yaml:"node"`
-	Auth   AuthConfig   `yaml:"auth"`
+	// Node names the node.
+	Node NodeConfig `yaml:"node"`
+	// Auth configures bearer tokens beyond API tokens.
+	Auth AuthConfig `yaml:"auth"`
+	// Limits bound what queries and connections may use.
 	Limits LimitsConfig `yaml:"limits"`
 	// DataDir holds the embedded state store, the node key and the engine
 	// database; relative to the workspace. Default ".airlock".
@@ -14,7 +17,9 @@ type Config struct {
 
 // NodeConfig names the node.
 type NodeConfig struct {
-	Name   string `yaml:"name"`
+	// Name is the node's name, in checkpoints and the banner. Default "airlock".
+	Name string `yaml:"name"`
+	// Region is where the node runs.
 	Region string `yaml:"region"`
 	// Origin is the audit log's checkpoint origin line. Default "airlock/<name>".
 	Origin string `yaml:"origin"`
@@ -24,13 +29,17 @@ type NodeConfig struct {
 
 // AuthConfig configures bearer-token verification beyond API tokens.
 type AuthConfig struct {
+	// JWT, when set, accepts OIDC/JWT bearer tokens too.
 	JWT *JWTConfig `yaml:"jwt,omitempty"`
 }
 
 // JWTConfig verifies OIDC/JWT bearer tokens against a JWKS file.
 type JWTConfig struct {
+	// JWKSFile is the identity provider's key set (a JWKS file, relative to the workspace).
 	JWKSFile string `yaml:"jwks_file"`
-	Issuer   string `yaml:"issuer"`
+	// Issuer is the required iss claim.
+	Issuer string `yaml:"issuer"`
+	// Audience is the required aud claim.
 	Audience string `yaml:"audience"`
 	// PrincipalClaim names the claim that holds the principal name. Default "sub".
 	PrincipalClaim string `yaml:"principal_claim"`

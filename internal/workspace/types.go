@@ -21,15 +21,24 @@ const (
 // Manifest describes one registered dataset: where its rows live and what each
 // column means for privacy. It is read from datasets/<name>.yaml.
 type Manifest struct {
-	Name        string   `yaml:"name"`
-	Description string   `yaml:"description"`
-	Owner       string   `yaml:"owner"` // owning organisation
-	Tier        string   `yaml:"tier"`  // e.g. public, internal, confidential, restricted
-	Region      string   `yaml:"region"`
-	Lineage     string   `yaml:"lineage,omitempty"`
-	Source      Source   `yaml:"source"`
-	PrivacyUnit string   `yaml:"privacy_unit"`
-	Columns     []Column `yaml:"columns"`
+	// Name is the dataset's name in SQL (lower case, digits, _).
+	Name string `yaml:"name"`
+	// Description says what a row is, for the catalog.
+	Description string `yaml:"description"`
+	Owner       string `yaml:"owner"` // owning organisation
+	Tier        string `yaml:"tier"`  // e.g. public, internal, confidential, restricted
+	// Region is where the data lives; policies may compare it with the client's.
+	Region string `yaml:"region"`
+	// Lineage says where the data comes from.
+	Lineage string `yaml:"lineage,omitempty"`
+	// Source says where the rows are: a file or a PostgreSQL table.
+	Source Source `yaml:"source"`
+	// PrivacyUnit is the column naming the person or entity a row is
+	// about: thresholds count its distinct values, DP bounds each one's
+	// contribution.
+	PrivacyUnit string `yaml:"privacy_unit"`
+	// Columns are every column of the table, in order.
+	Columns []Column `yaml:"columns"`
 
 	// File is the manifest's path, set by the loader for error messages.
 	File string `yaml:"-"`
@@ -45,10 +54,13 @@ type Source struct {
 
 // Column is one column of a manifest.
 type Column struct {
-	Name        string      `yaml:"name"`
-	Type        string      `yaml:"type"` // text, integer, double, decimal, date, timestamp, boolean
-	Class       ColumnClass `yaml:"class"`
-	Description string      `yaml:"description,omitempty"`
+	// Name is the column's name in the data and in SQL.
+	Name string `yaml:"name"`
+	Type string `yaml:"type"` // text, integer, double, decimal, date, timestamp, boolean
+	// Class is the column's privacy class: what any rule may ever do with it.
+	Class ColumnClass `yaml:"class"`
+	// Description says what the column holds, for the catalog.
+	Description string `yaml:"description,omitempty"`
 	// Bounds are the public lower and upper bound of a numeric column, used
 	// to clamp contributions under differential privacy.
 	Bounds []float64 `yaml:"bounds,omitempty"`
@@ -58,29 +70,44 @@ type Column struct {
 
 // Principal is a user or service known to the workspace.
 type Principal struct {
-	Name       string            `yaml:"name"`
-	Org        string            `yaml:"org"`
-	Roles      []string          `yaml:"roles"`
-	Country    string            `yaml:"country"`
-	Region     string            `yaml:"region"`
-	Clearance  string            `yaml:"clearance"`
+	// Name is the principal's name: the user of API tokens and of the wire endpoint.
+	Name string `yaml:"name"`
+	// Org is the principal's organisation: agreements are between orgs.
+	Org string `yaml:"org"`
+	// Roles are free-form names policies test (steward, auditor, analyst, ...).
+	Roles []string `yaml:"roles"`
+	// Country is an ISO 3166 code, for policies.
+	Country string `yaml:"country"`
+	// Region is where the principal works from; agreements may restrict it.
+	Region string `yaml:"region"`
+	// Clearance is a level policies test; the demo denies "none" and empty.
+	Clearance string `yaml:"clearance"`
+	// Attributes are further named values for policies and row filters ({principal.<name>}).
 	Attributes map[string]string `yaml:"attributes,omitempty"`
 }
 
 // Agreement is a data-sharing agreement from an owner organisation to a
 // recipient organisation.
 type Agreement struct {
-	ID           string    `yaml:"id"`
-	Description  string    `yaml:"description"`
-	OwnerOrg     string    `yaml:"owner_org"`
-	RecipientOrg string    `yaml:"recipient_org"`
-	Datasets     []string  `yaml:"datasets"`
-	Actions      []string  `yaml:"actions"`           // query, plan
-	Purposes     []string  `yaml:"purposes"`          // e.g. research, fraud_detection
-	Regions      []string  `yaml:"regions,omitempty"` // client regions allowed; empty = any
-	ValidFrom    time.Time `yaml:"valid_from"`
-	ValidUntil   time.Time `yaml:"valid_until"`
-	EndUse       string    `yaml:"end_use,omitempty"`
+	// ID names the agreement in requests, answers and the audit log.
+	ID string `yaml:"id"`
+	// Description says what the agreement is for.
+	Description string `yaml:"description"`
+	// OwnerOrg is the organisation whose datasets the agreement shares.
+	OwnerOrg string `yaml:"owner_org"`
+	// RecipientOrg is the organisation whose principals may act under it.
+	RecipientOrg string `yaml:"recipient_org"`
+	// Datasets are the owner's datasets the agreement covers.
+	Datasets []string `yaml:"datasets"`
+	Actions  []string `yaml:"actions"`           // query, plan
+	Purposes []string `yaml:"purposes"`          // e.g. research, fraud_detection
+	Regions  []string `yaml:"regions,omitempty"` // client regions allowed; empty = any
+	// ValidFrom is when the agreement comes into force.
+	ValidFrom time.Time `yaml:"valid_from"`
+	// ValidUntil is when it ends (exclusive).
+	ValidUntil time.Time `yaml:"valid_until"`
+	// EndUse is the end-use statement the recipient accepted.
+	EndUse string `yaml:"end_use,omitempty"`
 	// Rules maps dataset name to the analysis rule that governs it.
 	Rules map[string]Rule `yaml:"rules"`
 	// Budget is the privacy budget of a differentially private agreement.
@@ -105,6 +132,7 @@ const (
 
 // Rule is an analysis rule for one dataset within an agreement.
 type Rule struct {
+	// Kind is the rule: aggregation, list or dp.
 	Kind RuleKind `yaml:"kind"`
 	// MinUnits is the minimum number of distinct privacy units per output row
 	// (aggregation rule).
@@ -132,8 +160,11 @@ type Rule struct {
 	MaxRowsPerGroup  int                 `yaml:"max_rows_per_group,omitempty"`  // Linf for counts
 	PublicGroups     map[string][]string `yaml:"public_groups,omitempty"`       // column -> public keys
 	Noise            string              `yaml:"noise,omitempty"`               // gaussian (default) | laplace
-	EpsilonPerQuery  float64             `yaml:"epsilon_per_query,omitempty"`
-	DeltaPerQuery    float64             `yaml:"delta_per_query,omitempty"`
+	// EpsilonPerQuery is the ε one query spends. Default 1.
+	EpsilonPerQuery float64 `yaml:"epsilon_per_query,omitempty"`
+	// DeltaPerQuery is the δ one query spends (Gaussian noise and
+	// partition selection). Default 1e-7.
+	DeltaPerQuery float64 `yaml:"delta_per_query,omitempty"`
 }
 
 // Mask is how a column is shown under a list rule.
@@ -152,8 +183,12 @@ const (
 // Budget is the privacy budget of an agreement: at most Epsilon, Delta per
 // refresh Period (e.g. 24h), accounted in zCDP.
 type Budget struct {
-	Epsilon      float64       `yaml:"epsilon"`
-	Delta        float64       `yaml:"delta"`
-	Period       time.Duration `yaml:"period"`
-	PerPrincipal bool          `yaml:"per_principal,omitempty"`
+	// Epsilon is the total ε per period.
+	Epsilon float64 `yaml:"epsilon"`
+	// Delta is the total δ per period (half for noise, half for partition selection).
+	Delta float64 `yaml:"delta"`
+	// Period is how often the budget refreshes. Default 24h.
+	Period time.Duration `yaml:"period"`
+	// PerPrincipal gives each principal its own budget instead of one per agreement.
+	PerPrincipal bool `yaml:"per_principal,omitempty"`
 }
