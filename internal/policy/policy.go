@@ -36,6 +36,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -248,4 +249,90 @@ func (e *Engine) Decide(r Request) Decision {
 	sort.Strings(out.Reasons)
 	sort.Strings(out.Errors)
 	return out
+}
+
+// The attributes Airlock sends, by the variable that holds them (see
+// Decide). A policy reading any other attribute would always fail to
+// evaluate, which denies (a permit) or errs closed (a forbid): a typo that
+// looks like a rule.
+var (
+	PrincipalAttributes = []string{"org", "region", "country", "clearance", "roles"}
+	ResourceAttributes  = []string{"owner", "tier", "region"}
+	ContextAttributes   = []string{"purpose", "agreement", "client_region", "query_kind", "now", "hour_utc", "columns", "classes"}
+)
+
+var (
+	lineComment = regexp.MustCompile(`//[^\n]*`)
+	stringLit   = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+	attrRef     = regexp.MustCompile(`\b(principal|resource|context)\s*(?:\.\s*([A-Za-z_]\w*)|\s+has\s+([A-Za-z_]\w*))`)
+)
+
+// CheckAttributes finds attribute references in the policy files that
+// name no attribute Airlock sends; extraPrincipal are the principal
+// attributes a workspace declares (principals' attributes). Each finding
+// is "policies/<file>:<line>:<column>: ...".
+func CheckAttributes(files map[string][]byte, extraPrincipal []string) []string {
+	known := map[string][]string{
+		"principal": append(append([]string{}, PrincipalAttributes...), extraPrincipal...),
+		"resource":  ResourceAttributes,
+		"context":   ContextAttributes,
+	}
+	var out []string
+	for _, n := range sortedNames(files) {
+		// Blank comments and strings, keeping every offset.
+		text := string(files[n])
+		blank := func(s string) string { return strings.Repeat(" ", len(s)) }
+		text = lineComment.ReplaceAllStringFunc(text, blank)
+		text = stringLit.ReplaceAllStringFunc(text, blank)
+		for _, m := range attrRef.FindAllStringSubmatchIndex(text, -1) {
+			v := text[m[2]:m[3]]
+			attr := ""
+			if m[4] >= 0 {
+				attr = text[m[4]:m[5]]
+			} else {
+				attr = text[m[6]:m[7]]
+			}
+			if slices.Contains(known[v], attr) {
+				continue
+			}
+			line := strings.Count(text[:m[0]], "\n") + 1
+			col := m[0] - strings.LastIndex(text[:m[0]], "\n")
+			msg := fmt.Sprintf("policies/%s:%d:%d: %s.%s is not an attribute Airlock sends (%s has: %s)", n, line, col, v, attr, v, strings.Join(known[v], ", "))
+			if best := nearest(attr, known[v]); best != "" {
+				msg += fmt.Sprintf("; did you mean %s.%s?", v, best)
+			}
+			out = append(out, msg)
+		}
+	}
+	return out
+}
+
+func nearest(s string, options []string) string {
+	best, bestD := "", 3
+	for _, o := range options {
+		if d := levenshtein(s, o); d < bestD {
+			best, bestD = o, d
+		}
+	}
+	return best
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

@@ -32,6 +32,15 @@ func Validate(ctx context.Context, dir string) (workspace.Problems, error) {
 	} else {
 		probs = append(probs, PolicyTestProblems(pol, ws)...)
 	}
+	var declared []string
+	for _, p := range ws.Principals {
+		for k := range p.Attributes {
+			declared = append(declared, k)
+		}
+	}
+	for _, msg := range policy.CheckAttributes(ws.Policies, declared) {
+		probs = append(probs, workspace.Problem{File: "policies/", Msg: msg})
+	}
 	eng, err := duckdb.Open(duckdb.Config{MemoryLimit: "1GB"})
 	if err != nil {
 		return nil, err
@@ -88,6 +97,22 @@ func checkData(ctx context.Context, eng *duckdb.DB, ws *workspace.Workspace, m *
 	}
 	if missing {
 		return ps
+	}
+	if !strings.EqualFold(filepath.Ext(file), ".parquet") {
+		for _, c := range m.Columns {
+			if c.Type == "text" {
+				continue
+			}
+			n, line, err := eng.BadValues(ctx, file, c.Name, c.Type)
+			if err == nil && n > 0 {
+				ps = append(ps, workspace.Problem{File: m.File, Line: lineOf(mf, "name: "+c.Name),
+					Msg: fmt.Sprintf("column %q is declared %s but %d value(s) in %s are not (the first on line %d)", c.Name, c.Type, n, m.Source.File, line),
+					Fix: "fix the type here or the data"})
+			}
+		}
+		if len(ps) > 0 {
+			return ps
+		}
 	}
 	cols := loadSpecs(m)
 	if err := eng.LoadTable(ctx, m.Name, file, cols); err != nil {

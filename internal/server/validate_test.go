@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -68,7 +69,48 @@ func TestValidateNamesFileLineAndFix(t *testing.T) {
 	edit("datasets/transactions.yaml", "{name: merchant, type: text", "{name: merchant, type: date")
 	out.Reset()
 	cli.Main([]string{"validate", dir}, &out, &errw)
-	if !strings.Contains(out.String(), "data/transactions.csv: does not match the declared column types") {
-		t.Errorf("type mismatch not reported:\n%s", out.String())
+	// The data does not fit the declared type: the column, its manifest
+	// line and the first offending data line are named.
+	if !regexp.MustCompile(`datasets/transactions\.yaml:\d+: column "merchant" is declared date but \d+ value\(s\) in data/transactions\.csv are not \(the first on line 2\)`).MatchString(out.String()) {
+		t.Errorf("type mismatch not reported with column and lines:\n%s", out.String())
+	}
+}
+
+// validate explains the other common mistakes where they are: an unknown
+// key with the nearest known one, a bad date with its line, and a Cedar
+// attribute that Airlock never sends (which no policy test may exercise).
+func TestValidateSuggestsAndLocates(t *testing.T) {
+	dir := t.TempDir()
+	if err := demo.Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	edit := func(rel, old, new string) {
+		p := filepath.Join(dir, rel)
+		b, _ := os.ReadFile(p)
+		if !bytes.Contains(b, []byte(old)) {
+			t.Fatalf("%s has no %q", rel, old)
+		}
+		os.WriteFile(p, bytes.Replace(b, []byte(old), []byte(new), 1), 0o644)
+	}
+	report := func() string {
+		var out, errw bytes.Buffer
+		if cli.Main([]string{"validate", dir}, &out, &errw) == 0 {
+			t.Fatalf("validate passed a broken workspace:\n%s", out.String())
+		}
+		return out.String()
+	}
+	edit("agreements/partnerbank-transactions-fraud.yaml", "    kind: aggregation", "    kindd: aggregation")
+	if r := report(); !regexp.MustCompile(`agreements/partnerbank-transactions-fraud\.yaml:\d+: field kindd not found.*did you mean "kind"\?`).MatchString(r) {
+		t.Errorf("unknown key:\n%s", r)
+	}
+	edit("agreements/partnerbank-transactions-fraud.yaml", "    kindd: aggregation", "    kind: aggregation")
+	edit("agreements/partnerbank-transactions-fraud.yaml", "valid_from: 2026-01-01T00:00:00Z", "valid_from: 2026-13-01")
+	if r := report(); !regexp.MustCompile(`agreements/partnerbank-transactions-fraud\.yaml:\d+: parsing time "2026-13-01"`).MatchString(r) {
+		t.Errorf("bad date:\n%s", r)
+	}
+	edit("agreements/partnerbank-transactions-fraud.yaml", "valid_from: 2026-13-01", "valid_from: 2026-01-01T00:00:00Z")
+	edit("policies/base.cedar", `when { principal.clearance == "none"`, `when { principal.clearence == "none"`)
+	if r := report(); !regexp.MustCompile(`policies/base\.cedar:\d+:\d+: principal\.clearence is not an attribute Airlock sends .*did you mean principal\.clearance\?`).MatchString(r) {
+		t.Errorf("Cedar attribute typo:\n%s", r)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -198,16 +199,85 @@ func decode(file string, b []byte, v any) Problems {
 		if errors.As(err, &te) {
 			var ps Problems
 			for _, e := range te.Errors {
-				ps = append(ps, Problem{File: file, Line: atoiLine(e), Msg: stripLine(e)})
+				ps = append(ps, Problem{File: file, Line: atoiLine(e), Msg: stripLine(e), Fix: suggestKey(e)})
 			}
 			return ps
 		}
 		if err.Error() == "EOF" {
 			return Problems{{File: file, Msg: "file is empty"}}
 		}
-		return Problems{{File: file, Line: atoiLine(err.Error()), Msg: stripLine(err.Error())}}
+		line := atoiLine(err.Error())
+		if m := badTime.FindStringSubmatch(err.Error()); m != nil && line == 0 {
+			// time.Time's own parse error carries no position; find the value.
+			line = lineOf(b, m[1])
+			return Problems{{File: file, Line: line, Msg: stripLine(err.Error()), Fix: "write dates as RFC 3339, e.g. 2026-01-31T00:00:00Z"}}
+		}
+		return Problems{{File: file, Line: line, Msg: stripLine(err.Error())}}
 	}
 	return nil
+}
+
+var badTime = regexp.MustCompile(`parsing time "([^"]+)"`)
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type workspace\.(\w+)`)
+
+// keyTypes are the types the files decode into, by name, for suggestions.
+var keyTypes = map[string]reflect.Type{}
+
+func init() {
+	for _, v := range []any{Config{}, NodeConfig{}, AuthConfig{}, JWTConfig{}, LimitsConfig{}, Principal{}, Manifest{}, Source{}, Column{}, Agreement{}, Rule{}, Budget{}} {
+		t := reflect.TypeOf(v)
+		keyTypes[t.Name()] = t
+	}
+}
+
+// suggestKey proposes the nearest known key for an unknown one.
+func suggestKey(msg string) string {
+	m := unknownField.FindStringSubmatch(msg)
+	if m == nil {
+		return ""
+	}
+	t, ok := keyTypes[m[2]]
+	if !ok {
+		return ""
+	}
+	best, bestD := "", 4
+	var known []string
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		known = append(known, name)
+		if d := editDistance(m[1], name); d < bestD {
+			best, bestD = name, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("did you mean %q?", best)
+	}
+	return "known keys here: " + strings.Join(known, ", ")
+}
+
+// editDistance is the Levenshtein distance of two short strings.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 func atoiLine(s string) int {

@@ -386,3 +386,16 @@ func finite(f float64) any {
 	}
 	return f
 }
+
+// BadValues counts the values of a CSV column that do not convert to a
+// manifest type, and the line of the first (1 = the header), so validate
+// can name the column and the line instead of relaying DuckDB's error.
+func (d *DB) BadValues(ctx context.Context, file, column, typ string) (count, firstLine int64, err error) {
+	q := fmt.Sprintf(`SELECT count(*), coalesce(min(rn), 0) FROM (SELECT row_number() OVER () AS rn, %s AS v FROM read_csv(%s, header = true, all_varchar = true))
+		WHERE v IS NOT NULL AND v <> '' AND TRY_CAST(v AS %s) IS NULL`, quoteIdent(column), quoteLit(file), SQLType(typ))
+	err = d.db.QueryRowContext(ctx, q).Scan(&count, &firstLine)
+	if firstLine > 0 {
+		firstLine++ // the header is line 1
+	}
+	return count, firstLine, err
+}
