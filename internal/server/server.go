@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -162,7 +163,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if err := checkSharedKeys(ctx, n.Store, vkey, maskSecret); err != nil {
 		return nil, err
 	}
-	if n.Engine, err = LoadEngine(ctx, ws); err != nil {
+	if n.Engine, err = LoadEngine(ctx, ws, n.log); err != nil {
 		return nil, err
 	}
 	n.PGEngines = map[string]*pgengine.DB{}
@@ -237,8 +238,8 @@ func LocalKernel(ws *workspace.Workspace, st store.Store, lg *audit.Log) (*gover
 }
 
 // LoadEngine loads every file-backed dataset into a fresh embedded DuckDB
-// and locks it down.
-func LoadEngine(ctx context.Context, ws *workspace.Workspace) (*duckdb.DB, error) {
+// and locks it down, logging each load's progress and figures.
+func LoadEngine(ctx context.Context, ws *workspace.Workspace, log *slog.Logger) (*duckdb.DB, error) {
 	eng, err := duckdb.Open(duckdb.Config{MemoryLimit: ws.Config.Limits.MemoryLimit, Threads: ws.Config.Limits.Threads})
 	if err != nil {
 		return nil, err
@@ -252,7 +253,7 @@ func LoadEngine(ctx context.Context, ws *workspace.Workspace) (*duckdb.DB, error
 		if !filepath.IsAbs(file) {
 			file = filepath.Join(ws.Dir, file)
 		}
-		if err := eng.LoadTable(ctx, m.Name, file, cols); err != nil {
+		if err := loadLogged(ctx, eng, m, file, cols, log); err != nil {
 			eng.Close()
 			return nil, fmt.Errorf("%s: %w", m.File, err)
 		}
@@ -263,6 +264,52 @@ func LoadEngine(ctx context.Context, ws *workspace.Workspace) (*duckdb.DB, error
 	}
 	return eng, nil
 }
+
+// loadLogged loads one dataset, saying so while it runs (every 10 s: the
+// time so far and, from the file's size and the previous datasets'
+// throughput, an estimate of what is left) and with its figures when done.
+func loadLogged(ctx context.Context, eng *duckdb.DB, m *workspace.Manifest, file string, cols []duckdb.ColumnSpec, log *slog.Logger) error {
+	var size int64
+	if fi, err := os.Stat(file); err == nil {
+		size = fi.Size()
+	}
+	log.Info("loading dataset", "dataset", m.Name, "file", m.Source.File, "mb", size>>20)
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				args := []any{"dataset", m.Name, "elapsed_s", int(time.Since(start).Seconds())}
+				if bps := loadThroughput.Load(); bps > 0 && size > 0 {
+					eta := time.Duration(float64(size)/float64(bps)*float64(time.Second)) - time.Since(start)
+					args = append(args, "eta_s", int(max(0, eta.Seconds())))
+				}
+				log.Info("still loading", args...)
+			}
+		}
+	}()
+	err := eng.LoadTable(ctx, m.Name, file, cols)
+	close(done)
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	rows, _ := eng.RowCount(ctx, m.Name)
+	if took > 0 && size > 0 {
+		loadThroughput.Store(int64(float64(size) / took.Seconds()))
+	}
+	log.Info("loaded dataset", "dataset", m.Name, "rows", rows, "seconds", fmt.Sprintf("%.1f", took.Seconds()),
+		"rows_per_s", int(float64(rows)/max(took.Seconds(), 1e-3)))
+	return nil
+}
+
+// loadThroughput is the bytes per second of the last load, for estimates.
+var loadThroughput atomic.Int64
 
 // loadSpecs is how a manifest's columns load into DuckDB; the privacy unit
 // also gets its hidden surrogate id.

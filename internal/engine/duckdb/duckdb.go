@@ -164,6 +164,13 @@ func (d *DB) NullCount(ctx context.Context, table, column string) (int64, error)
 	return n, err
 }
 
+// RowCount is the number of rows of a loaded table.
+func (d *DB) RowCount(ctx context.Context, table string) (int64, error) {
+	var n int64
+	err := d.db.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(table)).Scan(&n)
+	return n, err
+}
+
 // Exec runs a statement in the loading phase (tests and benchmarks).
 func (d *DB) Exec(ctx context.Context, q string) error {
 	if d.locked {
