@@ -192,9 +192,13 @@ func answer(ctx context.Context, entries []sqlop.CatalogEntry, text string, tree
 		return nil, err
 	}
 	defer shadow.Close()
+	// The datasets live in schema public, as the governed SQL names them
+	// (public.visits) and as current_schema() says.
 	setup := []string{
 		`CREATE MACRO airlock_owner(x) AS 'airlock'`,
 		`CREATE MACRO airlock_true(x) AS true`,
+		`CREATE SCHEMA public`,
+		`SET schema = 'public'`,
 	}
 	for _, e := range entries {
 		var cols []string
@@ -202,7 +206,7 @@ func answer(ctx context.Context, entries []sqlop.CatalogEntry, text string, tree
 			cols = append(cols, query.QuoteIdent(c.Name)+" "+duckdb.SQLType(c.Type))
 		}
 		if len(cols) > 0 {
-			setup = append(setup, fmt.Sprintf("CREATE TABLE %s (%s)", query.QuoteIdent(e.Name), strings.Join(cols, ", ")))
+			setup = append(setup, fmt.Sprintf("CREATE TABLE public.%s (%s)", query.QuoteIdent(e.Name), strings.Join(cols, ", ")))
 		}
 	}
 	for _, q := range setup {

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -23,6 +24,49 @@ type guardedConn struct {
 	maxMsg   int
 	startup  bool // still in the untyped startup phase
 	pending  []byte
+	// ready is set once the server's first ReadyForQuery has gone out:
+	// until then Write rewrites the handshake's parameters.
+	ready bool
+}
+
+// ServerVersion is the server_version the endpoint announces: PostgreSQL
+// 15's syntax, which drivers parse (pgx, libpq, pgJDBC); psql-wire would
+// announce "150000", which libpq reads as version 1500000000.
+const ServerVersion = "15.8"
+
+// Write passes the server's messages on, rewriting the handshake's
+// server_version parameter (psql-wire hard-codes it). Handshake messages
+// are written one whole message per call.
+func (c *guardedConn) Write(p []byte) (int, error) {
+	if c.ready {
+		return c.Conn.Write(p)
+	}
+	out := make([]byte, 0, len(p)+16)
+	for rest := p; len(rest) >= 5; {
+		size := int(binary.BigEndian.Uint32(rest[1:5]))
+		if size < 4 || 1+size > len(rest) {
+			out = append(out, rest...)
+			break
+		}
+		msg := rest[:1+size]
+		rest = rest[1+size:]
+		switch msg[0] {
+		case 'S':
+			if key, _, ok := bytes.Cut(msg[5:], []byte{0}); ok && string(key) == "server_version" {
+				body := append(append(append([]byte("server_version"), 0), ServerVersion...), 0)
+				m := append([]byte{'S', 0, 0, 0, 0}, body...)
+				binary.BigEndian.PutUint32(m[1:5], uint32(4+len(body)))
+				msg = m
+			}
+		case 'Z':
+			c.ready = true
+		}
+		out = append(out, msg...)
+	}
+	if _, err := c.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func guard(c net.Conn, tlsConfig *tls.Config, maxMsg int) *guardedConn {

@@ -28,6 +28,7 @@ import (
 	wire "github.com/jeroenrinzema/psql-wire"
 	"github.com/jeroenrinzema/psql-wire/codes"
 	pgerror "github.com/jeroenrinzema/psql-wire/errors"
+	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/airlock-dev/airlock/internal/catalog"
 	"github.com/airlock-dev/airlock/internal/govern"
@@ -76,7 +77,14 @@ func New(k *govern.Kernel, sql *sqlop.Service, auth *identity.Authenticator, log
 		// psql-wire's default is 16 MiB per connection, allocated up front.
 		wire.MessageBufferSize(limits.MaxMessageBytes),
 		wire.SessionAuthStrategy(wire.ClearTextPassword(s.authenticate)),
-		wire.Version("15.0 (Airlock)"),
+		wire.Version(ServerVersion),
+		// What PostgreSQL 15 announces at startup; drivers rely on them
+		// (pgx's simple protocol needs standard_conforming_strings, JDBC
+		// and libpq read DateStyle and integer_datetimes).
+		wire.GlobalParameters(wire.Parameters{
+			"DateStyle": "ISO, MDY", "TimeZone": "UTC", "integer_datetimes": "on", "IntervalStyle": "postgres",
+			"standard_conforming_strings": "on",
+		}),
 		wire.Logger(log),
 		wire.ErrorSanitizer(s.sanitize),
 		// Called when an authenticated session ends.
@@ -166,6 +174,14 @@ func (s *Server) refuseAuth(ctx context.Context, password string, why *refusal.E
 	c := callerOf(ctx, share.Identity{})
 	c.TokenID = identity.CredentialID(password)
 	return s.Kernel.Refuse(ctx, govern.Request{Caller: c, Op: govern.Edge(share.OpAuthenticate)}, why)
+}
+
+// databaseOf is the database the client asked for (any name is accepted).
+func databaseOf(ctx context.Context) string {
+	if db := wire.ClientParameters(ctx)["database"]; db != "" {
+		return db
+	}
+	return "airlock"
 }
 
 func identityOf(ctx context.Context) (identity.Identity, bool) {
@@ -278,8 +294,15 @@ func (s *Server) parse(ctx context.Context, q wire.Query) (stmts wire.PreparedSt
 	for strings.HasSuffix(text, ";") {
 		text = strings.TrimSpace(strings.TrimSuffix(text, ";"))
 	}
-	if text == "" {
+	if tree, err := pg.Parse(text); text == "" || err == nil && len(tree.Stmts) == 0 {
+		// Nothing but comments: pgx's Ping sends "-- ping".
 		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Empty() })), nil
+	}
+	if cols, ok := sessionQuery(text, sessionInfo{user: id.Principal, database: databaseOf(ctx)}); ok {
+		if _, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, sessionOp(text))); err != nil {
+			return nil, pgError(err)
+		}
+		return sessionStatement(cols), nil
 	}
 	if isSessionCommand(text) && strings.Contains(text, ";") {
 		// "SET a = b; SELECT ..." would set a to "b; SELECT ..." and drop
@@ -342,7 +365,8 @@ func (s *Server) sessionCommand(ctx context.Context, text string) (wire.Prepared
 	case strings.HasPrefix(upper, "SHOW "):
 		name := strings.ToLower(strings.TrimSpace(text[5:]))
 		val := map[string]string{"transaction_isolation": "read committed", "default_transaction_isolation": "read committed",
-			"server_version": "15.0", "standard_conforming_strings": "on", "client_encoding": "UTF8", "timezone": "UTC",
+			"server_version": ServerVersion, "standard_conforming_strings": "on", "datestyle": "ISO, MDY", "integer_datetimes": "on",
+			"transaction isolation level": "read committed", "server_encoding": "UTF8", "search_path": "public", "max_identifier_length": "63", "client_encoding": "UTF8", "timezone": "UTC",
 			"airlock.purpose": setting(ctx, "purpose"), "airlock.agreement": setting(ctx, "agreement")}[name]
 		cols := wire.Columns{{Name: name, Oid: oidText, Width: -1}}
 		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
@@ -373,6 +397,8 @@ func splitSet(body string) (string, string) {
 const (
 	oidBool      = 16
 	oidInt8      = 20
+	oidInt4      = 23
+	oidNumeric   = 1700
 	oidText      = 25
 	oidFloat8    = 701
 	oidDate      = 1082
