@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL answers at 127.0.0.1:5432 (trust auth, database
-# "test") and that the psql client and python3-psycopg2 used by the wire
-# tests are installed. Starts the local cluster if it is down; exits non-zero
-# if it cannot, so tests never skip silently.
+# "test") and that the clients the wire tests drive are installed: psql,
+# psycopg2, SQLAlchemy and pandas for the system python3, pgJDBC and Java.
+# Starts the local cluster if it is down; exits non-zero if it cannot, so
+# tests never skip silently.
 set -euo pipefail
 need_apt=()
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
@@ -11,6 +12,11 @@ command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 "$py" -c 'import psycopg2' >/dev/null 2>&1 || need_apt+=(python3-psycopg2)
+"$py" -c 'import sqlalchemy' >/dev/null 2>&1 || need_apt+=(python3-sqlalchemy)
+"$py" -c 'import pandas' >/dev/null 2>&1 || need_apt+=(python3-pandas)
+# pgJDBC, for the wire tests' JDBC client (Java 17 is on the machine).
+[ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
+command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
 if ((${#need_apt[@]})); then
   echo "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

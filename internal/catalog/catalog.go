@@ -31,6 +31,9 @@ const (
 	shadowTimeout = 2 * time.Second
 )
 
+// serverVersion is what pg_settings reports (the wire endpoint's version).
+const serverVersion = "15.8"
+
 // Rows is a catalog answer: column names and text-like values.
 type Rows struct {
 	Columns []string
@@ -121,7 +124,11 @@ var shims = []struct {
 	{regexp.MustCompile(`(?i)COLLATE\s+pg_catalog\."?default"?`), ""},
 	{regexp.MustCompile(`(?i)pg_catalog\.pg_get_userbyid\s*\(`), "airlock_owner("},
 	{regexp.MustCompile(`(?i)pg_catalog\.pg_table_is_visible\s*\(`), "airlock_true("},
-	{regexp.MustCompile(`(?i)pg_catalog\.format_type\s*\(`), "format_type("},
+	{regexp.MustCompile(`(?i)(pg_catalog\.)?\bformat_type\s*\(`), "airlock_format_type("},
+	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_attribute|pg_attribute)\b`), "airlock_pg_attribute()"},
+	{regexp.MustCompile(`(?i)information_schema\._pg_expandarray\s*\(`), "airlock_expandarray("},
+	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_settings|pg_settings)\b`), "airlock_pg_settings()"},
+	{regexp.MustCompile(`(?i)'[^']*'::(pg_catalog\.)?(regclass|regproc|regtype)`), "0"},
 	{regexp.MustCompile(`(?i)pg_catalog\.pg_get_expr\s*\(`), "pg_get_expr("},
 	{regexp.MustCompile(`(?i)pg_catalog\.array_to_string\s*\(`), "array_to_string("},
 	{regexp.MustCompile(`(?i)::\s*pg_catalog\.regclass`), ""},
@@ -199,6 +206,37 @@ func answer(ctx context.Context, entries []sqlop.CatalogEntry, text string, tree
 		`CREATE MACRO airlock_true(x) AS true`,
 		`CREATE SCHEMA public`,
 		`SET schema = 'public'`,
+		// DuckDB's pg_attribute gives DuckDB's own type ids, which match no
+		// pg_type row: drivers joining the two (pgJDBC's getColumns) lost
+		// every column. This is pg_attribute with PostgreSQL's OIDs and
+		// typmods; format_type reads them.
+		`CREATE MACRO airlock_pg_attribute() AS TABLE SELECT * REPLACE (
+			CASE atttypid WHEN 10 THEN 16 WHEN 11 THEN 21 WHEN 12 THEN 21 WHEN 13 THEN 23 WHEN 14 THEN 20 WHEN 15 THEN 1082
+				WHEN 16 THEN 1083 WHEN 19 THEN 1114 WHEN 32 THEN 1184 WHEN 21 THEN 1700 WHEN 22 THEN 700 WHEN 23 THEN 701
+				WHEN 25 THEN 1043 WHEN 26 THEN 17 WHEN 27 THEN 1186 ELSE 1043 END AS atttypid,
+			CASE WHEN atttypid = 21 THEN (atttypmod // 1000) * 65536 + atttypmod % 1000 + 4 ELSE -1 END AS atttypmod,
+			CASE atttypid WHEN 10 THEN 1 WHEN 11 THEN 2 WHEN 12 THEN 2 WHEN 13 THEN 4 WHEN 14 THEN 8 WHEN 15 THEN 4 WHEN 19 THEN 8 WHEN 23 THEN 8 ELSE -1 END AS attlen)
+			FROM pg_catalog.pg_attribute`,
+		`CREATE MACRO airlock_format_type(oid, typmod) AS CASE oid WHEN 16 THEN 'boolean' WHEN 20 THEN 'bigint' WHEN 21 THEN 'smallint'
+			WHEN 23 THEN 'integer' WHEN 25 THEN 'text' WHEN 1043 THEN 'text' WHEN 700 THEN 'real' WHEN 701 THEN 'double precision'
+			WHEN 1082 THEN 'date' WHEN 1083 THEN 'time without time zone' WHEN 1114 THEN 'timestamp without time zone'
+			WHEN 1184 THEN 'timestamp with time zone' WHEN 1186 THEN 'interval' WHEN 17 THEN 'bytea'
+			WHEN 1700 THEN CASE WHEN typmod > 4 THEN 'numeric(' || ((typmod - 4) // 65536) || ',' || ((typmod - 4) % 65536) || ')' ELSE 'numeric' END
+			ELSE 'text' END`,
+		// pg_settings as PostgreSQL 15 would answer a client: DuckDB's own
+		// would show the shadow engine's settings (paths included) and lack
+		// what drivers read (pgJDBC's max_index_keys).
+		`CREATE MACRO airlock_pg_settings() AS TABLE SELECT * FROM (VALUES
+			('max_index_keys', '32', 'Preset Options'), ('max_identifier_length', '63', 'Preset Options'),
+			('server_version', '` + serverVersion + `', 'Preset Options'), ('server_version_num', '150008', 'Preset Options'),
+			('server_encoding', 'UTF8', 'Client Connection Defaults'), ('client_encoding', 'UTF8', 'Client Connection Defaults'),
+			('standard_conforming_strings', 'on', 'Version and Platform Compatibility'), ('DateStyle', 'ISO, MDY', 'Client Connection Defaults'),
+			('TimeZone', 'UTC', 'Client Connection Defaults'), ('integer_datetimes', 'on', 'Preset Options'),
+			('search_path', 'public', 'Client Connection Defaults'), ('default_transaction_read_only', 'on', 'Client Connection Defaults'),
+			('transaction_isolation', 'read committed', 'Client Connection Defaults'))
+			AS t(name, setting, category)`,
+		`CREATE MACRO airlock_expandarray(a) AS {'x': NULL::INTEGER, 'n': NULL::INTEGER}`,
+		`CREATE MACRO array_upper(a, d) AS len(a)`,
 	}
 	for _, e := range entries {
 		var cols []string

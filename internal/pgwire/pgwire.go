@@ -395,14 +395,15 @@ func splitSet(body string) (string, string) {
 
 // PostgreSQL type OIDs of the columns the endpoint describes.
 const (
-	oidBool      = 16
-	oidInt8      = 20
-	oidInt4      = 23
-	oidNumeric   = 1700
-	oidText      = 25
-	oidFloat8    = 701
-	oidDate      = 1082
-	oidTimestamp = 1114
+	oidBool        = 16
+	oidInt8        = 20
+	oidInt4        = 23
+	oidNumeric     = 1700
+	oidText        = 25
+	oidFloat8      = 701
+	oidDate        = 1082
+	oidTimestamp   = 1114
+	oidTimestampTZ = 1184
 )
 
 var typeOID = map[string]uint32{
@@ -475,6 +476,9 @@ func (s *Server) governed(ctx context.Context, id share.Identity, text string, q
 		bound := make([]any, len(params))
 		for i, p := range params {
 			v, err := p.Scan(paramOIDs[i])
+			if err != nil && p.Format() == wire.TextFormat {
+				v, err = lenientTime(paramOIDs[i], string(p.Value()))
+			}
 			if err != nil {
 				return pgError(s.Kernel.Refuse(ctx, edge, refusal.New(refusal.BadSQL, "sql.parameter", "parameter $%d cannot be decoded as %s", i+1, oidName(paramOIDs[i]))))
 			}
@@ -511,6 +515,31 @@ func (session) Light()             {}
 func (o session) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
 	c.Entry.SQL = string(o)
 	return govern.Answer(nil), nil
+}
+
+// Text forms of dates and timestamps that drivers send and pgtype does
+// not parse (pgJDBC's setDate sends "2024-01-31 +00").
+var timeLayouts = []string{
+	"2006-01-02", "2006-01-02 -07", "2006-01-02 -07:00", "2006-01-02 15:04:05", "2006-01-02 15:04:05.999999999",
+	"2006-01-02 15:04:05-07", "2006-01-02 15:04:05.999999999-07", "2006-01-02 15:04:05-07:00", "2006-01-02 15:04:05.999999999-07:00",
+	time.RFC3339Nano,
+}
+
+// lenientTime decodes a text date or timestamp parameter in any of
+// timeLayouts: a date as its day, a timestamp as UTC.
+func lenientTime(oid uint32, text string) (any, error) {
+	if oid != oidDate && oid != oidTimestamp && oid != oidTimestampTZ {
+		return nil, errors.New("not a time")
+	}
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, strings.TrimSpace(text)); err == nil {
+			if oid == oidDate {
+				return t.Format("2006-01-02"), nil
+			}
+			return t.UTC().Format("2006-01-02 15:04:05.999999"), nil
+		}
+	}
+	return nil, errors.New("not a time")
 }
 
 func normalizeParam(v any) any {

@@ -1,0 +1,187 @@
+package server_test
+
+import (
+	"context"
+	"database/sql"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/stdlib"
+)
+
+// clientLines runs a client program and returns its "key value" lines.
+func clientLines(t *testing.T, name string, args ...string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, out)
+	}
+	lines := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		k, v, _ := strings.Cut(l, " ")
+		lines[k] = v
+	}
+	return lines
+}
+
+// TestJDBCAsBIToolsUseIt: pgJDBC (what DBeaver, Metabase and Tableau use)
+// lists exactly the principal's datasets and columns with their types,
+// binds string, timestamp, date and boolean parameters, and receives a
+// refusal as an SQLException with the SQLSTATE and the rule.
+func TestJDBCAsBIToolsUseIt(t *testing.T) {
+	h := shared
+	got := clientLines(t, "java", "-cp", "/usr/share/java/postgresql.jar", "testdata/clients/JdbcClient.java",
+		strconv.Itoa(h.pgAddr.Port), "fraud@partnerbank", h.tokens["fraud@partnerbank"])
+	want := map[string]string{
+		"product":    "PostgreSQL 15",
+		"catalogs":   "airlock",
+		"tables":     "transactions",
+		"columns":    "account_id:varchar merchant:varchar mcc:varchar country:varchar ts:timestamp amount:numeric is_fraud:bool",
+		"pks":        "",
+		"imported":   "",
+		"select1":    "1",
+		"date-param": "true",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %q, want %q", k, got[k], v)
+		}
+	}
+	if !strings.Contains(got["schemas"], "public") {
+		t.Errorf("schemas %q lack public", got["schemas"])
+	}
+	if n, _ := strconv.Atoi(got["prepared"]); n == 0 {
+		t.Errorf("the prepared statement returned %q rows", got["prepared"])
+	}
+	if !strings.HasPrefix(got["refusal"], "42501 ") || !strings.Contains(got["refusal"], "rule aggregation.") {
+		t.Errorf("refusal %q: want SQLSTATE 42501 and the rule", got["refusal"])
+	}
+}
+
+// TestSQLAlchemyAndPandas: SQLAlchemy connects and inspects, pandas reads
+// an aggregate, psycopg2 binds parameters.
+func TestSQLAlchemyAndPandas(t *testing.T) {
+	h := shared
+	got := clientLines(t, "/usr/bin/python3", "testdata/clients/sqlalchemy_client.py",
+		strconv.Itoa(h.pgAddr.Port), "fraud@partnerbank", h.tokens["fraud@partnerbank"])
+	for k, v := range map[string]string{
+		"version": "15.8", "tables": "transactions",
+		"columns": "account_id:TEXT merchant:TEXT mcc:TEXT country:TEXT ts:TIMESTAMP amount:NUMERIC(18, 2) is_fraud:BOOLEAN",
+	} {
+		if got[k] != v {
+			t.Errorf("%s: got %q, want %q", k, got[k], v)
+		}
+	}
+	if !strings.HasSuffix(got["pandas"], " country,n") || got["pandas"] == "0 country,n" {
+		t.Errorf("pandas.read_sql: %q", got["pandas"])
+	}
+	if got["unnamed"] == "" || got["unnamed"] == "0" {
+		t.Errorf("psycopg2: %q", got["unnamed"])
+	}
+}
+
+// TestGoDriversPingPrepareSimpleBatch: pgx and database/sql ping, prepare,
+// run the simple protocol (which needs standard_conforming_strings
+// announced) and send batches.
+func TestGoDriversPingPrepareSimpleBatch(t *testing.T) {
+	h := shared
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, h.pgConnString("fraud@partnerbank", "fraud_detection"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.Ping(ctx); err != nil {
+		t.Fatalf("pgx Ping: %v", err)
+	}
+	if v := conn.PgConn().ParameterStatus("server_version"); v != "15.8" {
+		t.Errorf("server_version %q", v)
+	}
+	for _, p := range []string{"standard_conforming_strings", "DateStyle", "TimeZone", "integer_datetimes", "server_encoding", "client_encoding"} {
+		if conn.PgConn().ParameterStatus(p) == "" {
+			t.Errorf("handshake lacks %s", p)
+		}
+	}
+	const q = "SELECT country, count(*) FROM transactions WHERE mcc <> $1 GROUP BY country ORDER BY country"
+	var n int
+	rows, err := conn.Query(ctx, q, pgx.QueryExecModeSimpleProtocol, "0000")
+	if err != nil {
+		t.Fatalf("simple protocol: %v", err)
+	}
+	for rows.Next() {
+		n++
+	}
+	if rows.Err() != nil || n == 0 {
+		t.Fatalf("simple protocol: %v, %d rows", rows.Err(), n)
+	}
+	b := &pgx.Batch{}
+	b.Queue(q, "0000")
+	b.Queue("SELECT 1")
+	br := conn.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		t.Fatalf("batch 1: %v", err)
+	}
+	var one int
+	if err := br.QueryRow().Scan(&one); err != nil || one != 1 {
+		t.Fatalf("batch 2: %v %d", err, one)
+	}
+	br.Close()
+
+	db, err := sql.Open("pgx", h.pgConnString("fraud@partnerbank", "fraud_detection"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.PingContext(ctx); err != nil {
+		t.Fatalf("database/sql Ping: %v", err)
+	}
+	st, err := db.PrepareContext(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r, err := st.QueryContext(ctx, "0000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = 0
+	for r.Next() {
+		n++
+	}
+	r.Close()
+	if n == 0 {
+		t.Fatal("database/sql prepared query returned nothing")
+	}
+}
+
+// TestPsqlSessionQueries: what psql and tools ask beside the data.
+func TestPsqlSessionQueries(t *testing.T) {
+	conn := shared.pgConnString("analyst@partner", "research")
+	for q, want := range map[string]string{
+		"SELECT 1":                  "1",
+		"SELECT version()":          "PostgreSQL 15.8 (Airlock)",
+		"SELECT current_schema()":   "public",
+		"SELECT current_user":       "analyst@partner",
+		"SELECT current_database()": "airlock",
+		"SHOW server_version":       "15.8",
+	} {
+		out, errw := psql(t, conn, "-At", "-c", q)
+		if strings.TrimSpace(out) != want {
+			t.Errorf("%s: %q (%s), want %q", q, out, errw, want)
+		}
+	}
+	// Schema-qualified names in the advertised schema.
+	if out, errw := psql(t, conn, "-At", "-c", "SELECT region, count(*) FROM public.visits GROUP BY region"); strings.Count(out, "\n") < 3 {
+		t.Errorf("public.visits: %q %s", out, errw)
+	}
+	out, _ := psql(t, conn, "-c", `\dt`)
+	if !strings.Contains(out, "public | visits") {
+		t.Errorf(`\dt: %s`, out)
+	}
+}
