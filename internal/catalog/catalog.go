@@ -128,6 +128,13 @@ var shims = []struct {
 	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_attribute|pg_attribute)\b`), "airlock_pg_attribute()"},
 	{regexp.MustCompile(`(?i)information_schema\._pg_expandarray\s*\(`), "airlock_expandarray("},
 	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_settings|pg_settings)\b`), "airlock_pg_settings()"},
+	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_database|pg_database)\b`), "airlock_pg_database()"},
+	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_namespace|pg_namespace)\b`), "airlock_pg_namespace()"},
+	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_type|pg_type)\b`), "airlock_pg_type()"},
+	{regexp.MustCompile(`(?i)(pg_catalog\.)?\bpg_encoding_to_char\s*\(`), "airlock_encoding("},
+	{regexp.MustCompile(`(?i)(pg_catalog\.)?\b(pg_table_size|pg_total_relation_size|pg_relation_size|pg_database_size|pg_indexes_size)\s*\(`), "airlock_size("},
+	{regexp.MustCompile(`(?i)(pg_catalog\.)?\bpg_size_pretty\s*\(`), "airlock_size_pretty("},
+	{regexp.MustCompile(`(?i)(pg_catalog\.)?\b(obj_description|col_description|shobj_description)\s*\(`), "airlock_description("},
 	{regexp.MustCompile(`(?i)'[^']*'::(pg_catalog\.)?(regclass|regproc|regtype)`), "0"},
 	{regexp.MustCompile(`(?i)pg_catalog\.pg_get_expr\s*\(`), "pg_get_expr("},
 	{regexp.MustCompile(`(?i)pg_catalog\.array_to_string\s*\(`), "array_to_string("},
@@ -235,6 +242,23 @@ func answer(ctx context.Context, entries []sqlop.CatalogEntry, text string, tree
 			('search_path', 'public', 'Client Connection Defaults'), ('default_transaction_read_only', 'on', 'Client Connection Defaults'),
 			('transaction_isolation', 'read committed', 'Client Connection Defaults'))
 			AS t(name, setting, category)`,
+		// The schemas a client sees: public (the datasets) and the
+		// catalogs, not the shadow engine's own default schema.
+		`CREATE MACRO airlock_pg_namespace() AS TABLE SELECT oid, nspname, nspowner, nspacl FROM pg_catalog.pg_namespace WHERE nspname <> 'main'
+			UNION ALL SELECT 11, 'pg_catalog', 10, NULL UNION ALL SELECT 13000, 'information_schema', 10, NULL`,
+		// pg_type with what drivers join on: its types in pg_catalog, and
+		// typrelid 0 rather than NULL (pgJDBC's getTypeInfo).
+		`CREATE MACRO airlock_pg_type() AS TABLE SELECT * REPLACE (coalesce(typrelid, 0) AS typrelid,
+			11 AS typnamespace)
+			FROM pg_catalog.pg_type WHERE oid IS NOT NULL`,
+		// One database, as psql's \l lists it.
+		`CREATE MACRO airlock_pg_database() AS TABLE SELECT 1::INTEGER AS oid, 'airlock' AS datname, 10::INTEGER AS datdba, 6::INTEGER AS encoding,
+			'c' AS datlocprovider, false AS datistemplate, true AS datallowconn, -1::INTEGER AS datconnlimit, 'C' AS datcollate, 'C' AS datctype,
+			NULL::VARCHAR AS daticulocale, NULL::VARCHAR AS datcollversion, NULL::VARCHAR[] AS datacl, 1663::INTEGER AS dattablespace`,
+		`CREATE MACRO airlock_encoding(x) AS 'UTF8'`,
+		`CREATE MACRO airlock_size(x) AS 0::BIGINT`,
+		`CREATE MACRO airlock_size_pretty(x) AS '0 bytes'`,
+		`CREATE MACRO airlock_description(x, y) AS NULL::VARCHAR`,
 		`CREATE MACRO airlock_expandarray(a) AS {'x': NULL::INTEGER, 'n': NULL::INTEGER}`,
 		`CREATE MACRO array_upper(a, d) AS len(a)`,
 	}

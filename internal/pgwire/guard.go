@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 )
 
 // guardedConn stands between a client and psql-wire. It terminates TLS
@@ -27,6 +28,7 @@ type guardedConn struct {
 	// ready is set once the server's first ReadyForQuery has gone out:
 	// until then Write rewrites the handshake's parameters.
 	ready bool
+	conns *sync.Map
 }
 
 // ServerVersion is the server_version the endpoint announces: PostgreSQL
@@ -267,11 +269,13 @@ func (d *decoder) int16s() {
 	d.b = d.b[n*2:]
 }
 
-// guardListener guards every connection it accepts.
+// guardListener guards every connection it accepts and registers it, so
+// statement handlers can send what psql-wire cannot (notices, COPY data).
 type guardListener struct {
 	net.Listener
 	tls    *tls.Config
 	maxMsg int
+	conns  *sync.Map // remote address → *guardedConn
 }
 
 func (l guardListener) Accept() (net.Conn, error) {
@@ -279,5 +283,25 @@ func (l guardListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return guard(c, l.tls, l.maxMsg), nil
+	g := guard(c, l.tls, l.maxMsg)
+	g.conns = l.conns
+	l.conns.Store(c.RemoteAddr().String(), g)
+	return g, nil
+}
+
+// Close forgets the connection and closes it.
+func (c *guardedConn) Close() error {
+	if c.conns != nil {
+		c.conns.Delete(c.Conn.RemoteAddr().String())
+	}
+	return c.Conn.Close()
+}
+
+// writeMessage sends one whole protocol message of type typ.
+func (c *guardedConn) writeMessage(typ byte, body []byte) error {
+	msg := make([]byte, 5, 5+len(body))
+	msg[0] = typ
+	binary.BigEndian.PutUint32(msg[1:5], uint32(4+len(body)))
+	_, err := c.Conn.Write(append(msg, body...))
+	return err
 }

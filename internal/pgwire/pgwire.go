@@ -22,9 +22,11 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	wire "github.com/jeroenrinzema/psql-wire"
 	"github.com/jeroenrinzema/psql-wire/codes"
 	pgerror "github.com/jeroenrinzema/psql-wire/errors"
@@ -51,6 +53,37 @@ type Server struct {
 	tls    *tls.Config
 	// sessions counts authenticated sessions open now.
 	sessions atomic.Int64
+	// conns are the guarded connections by remote address (see raw).
+	conns sync.Map
+	// cursors are the sessions' DECLAREd cursors.
+	cursors cursors
+}
+
+// raw is the connection a statement runs on, to send the messages
+// psql-wire has no API for (NoticeResponse, COPY out). Statements run one
+// at a time per connection and psql-wire writes each message whole, so a
+// message written here never splits one of its own.
+func (s *Server) raw(ctx context.Context) *guardedConn {
+	addr := wire.RemoteAddress(ctx)
+	if addr == nil {
+		return nil
+	}
+	c, _ := s.conns.Load(addr.String())
+	g, _ := c.(*guardedConn)
+	return g
+}
+
+// notice sends a NoticeResponse (severity NOTICE, SQLSTATE 00000).
+func (s *Server) notice(ctx context.Context, message string) {
+	c := s.raw(ctx)
+	if c == nil {
+		return
+	}
+	var body []byte
+	for _, f := range [][2]string{{"S", "NOTICE"}, {"V", "NOTICE"}, {"C", "00000"}, {"M", message}} {
+		body = append(append(append(body, f[0][0]), f[1]...), 0)
+	}
+	c.writeMessage('N', append(body, 0))
 }
 
 // Sessions is the number of authenticated sessions open now.
@@ -88,7 +121,11 @@ func New(k *govern.Kernel, sql *sqlop.Service, auth *identity.Authenticator, log
 		wire.Logger(log),
 		wire.ErrorSanitizer(s.sanitize),
 		// Called when an authenticated session ends.
-		wire.CloseConn(func(context.Context) error { s.sessions.Add(-1); return nil }),
+		wire.CloseConn(func(ctx context.Context) error {
+			s.sessions.Add(-1)
+			s.cursors.closeAll(ctx)
+			return nil
+		}),
 	}
 	// TLS is terminated by guardedConn, below psql-wire, so that it can
 	// check every message in plaintext.
@@ -113,7 +150,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return err
 	}
 	s.lis = lis
-	return s.wire.Serve(guardListener{Listener: lis, tls: s.tls, maxMsg: s.limits.MaxMessageBytes})
+	return s.wire.Serve(guardListener{Listener: lis, tls: s.tls, maxMsg: s.limits.MaxMessageBytes, conns: &s.conns})
 }
 
 // Stats reports the endpoint's open and refused connections.
@@ -269,6 +306,12 @@ func oidName(oid uint32) string {
 	return fmt.Sprintf("type %d", oid)
 }
 
+// pgerrorCode is a Postgres error with a SQLSTATE of the protocol's own
+// (not a refusal's).
+func pgerrorCode(msg, code string) error {
+	return pgerror.WithSeverity(pgerror.WithCode(errors.New(msg), codes.Code(code)), pgerror.LevelError)
+}
+
 // pgError turns a refusal into a Postgres error with its SQLSTATE.
 func pgError(err error) error {
 	r := refusal.As(err)
@@ -315,6 +358,15 @@ func (s *Server) parse(ctx context.Context, q wire.Query) (stmts wire.PreparedSt
 			return nil, pgError(err)
 		}
 		return st, nil
+	}
+	if tree, err := pg.Parse(text); err == nil && len(tree.Stmts) == 1 {
+		stmt := tree.Stmts[0].Stmt
+		if cp := stmt.GetCopyStmt(); cp != nil {
+			return s.copyOut(ctx, id, text, cp)
+		}
+		if st, handled, err := s.cursorCommand(ctx, id, text, stmt); handled {
+			return st, err
+		}
 	}
 	if catalog.IsQuery(text) {
 		return s.catalogQuery(ctx, id, text)
@@ -489,6 +541,10 @@ func (s *Server) governed(ctx context.Context, id share.Identity, text string, q
 			return pgError(err)
 		}
 		resp := sqlop.Answer(res)
+		// What the answer is, beside its rows: the client's notices.
+		for _, n := range answerNotes(resp) {
+			s.notice(ctx, n)
+		}
 		for _, row := range resp.Rows {
 			out := make([]any, len(row))
 			for i, v := range row {
@@ -501,6 +557,31 @@ func (s *Server) governed(ctx context.Context, id share.Identity, text string, q
 		return w.Complete(fmt.Sprintf("SELECT %d", len(resp.Rows)))
 	}
 	return wire.Prepared(wire.NewStatement(run, wire.WithColumns(cols), wire.WithParameters(paramOIDs))), nil
+}
+
+// answerNotes are what a governed answer says of itself: its notes, and
+// for a DP answer what it cost, what is left and each column's noise.
+func answerNotes(r *sqlop.Response) []string {
+	out := append([]string(nil), r.Notes...)
+	if dp := r.DP; dp != nil {
+		spent := fmt.Sprintf("differential privacy: this answer spent ε=%.3g, δ=%.3g", dp.Epsilon, dp.Delta)
+		if dp.Cached {
+			spent = "differential privacy: answered from a stored noisy result at no new cost"
+		}
+		out = append(out, fmt.Sprintf("%s; ε left %.4g of %.4g until %s; %s", spent, dp.RemainingEps, dp.BudgetEpsilon, dp.BudgetRefresh.Format(time.RFC3339), dp.ContribBounds))
+		for _, c := range dp.Columns {
+			line := fmt.Sprintf("%s: %s", c.Column, c.Mechanism)
+			if c.Sigma > 0 {
+				line += fmt.Sprintf(", σ=%.4g, 95%% interval ±%.4g", c.Sigma, c.CI95)
+			}
+			if c.Note != "" {
+				line += "; " + c.Note
+			}
+			out = append(out, line)
+		}
+		out = append(out, dp.BoundingBias)
+	}
+	return out
 }
 
 // sessionOp audits a session command (SET, RESET, SHOW, transaction
@@ -544,6 +625,20 @@ func lenientTime(oid uint32, text string) (any, error) {
 
 func normalizeParam(v any) any {
 	switch x := v.(type) {
+	case pgtype.Numeric:
+		// A decimal parameter (JDBC setBigDecimal): its exact text, which
+		// the planner reads as a numeric literal.
+		if !x.Valid {
+			return nil
+		}
+		if f, err := x.Float64Value(); err == nil && f.Valid && !x.NaN && x.InfinityModifier == pgtype.Finite {
+			if x.Exp >= 0 && x.Int.IsInt64() {
+				i, _ := x.Int64Value()
+				return i.Int64
+			}
+			return f.Float64
+		}
+		return nil
 	case int16:
 		return int64(x)
 	case int32:

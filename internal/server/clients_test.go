@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -37,24 +38,24 @@ func clientLines(t *testing.T, name string, args ...string) map[string]string {
 func TestJDBCAsBIToolsUseIt(t *testing.T) {
 	h := shared
 	got := clientLines(t, "java", "-cp", "/usr/share/java/postgresql.jar", "testdata/clients/JdbcClient.java",
-		strconv.Itoa(h.pgAddr.Port), "fraud@partnerbank", h.tokens["fraud@partnerbank"])
+		strconv.Itoa(h.pgAddr.Port), "fraud@partnerbank", h.tokens["fraud@partnerbank"], "internal@stmary", h.tokens["internal@stmary"])
 	want := map[string]string{
-		"product":    "PostgreSQL 15",
-		"catalogs":   "airlock",
-		"tables":     "transactions",
-		"columns":    "account_id:varchar merchant:varchar mcc:varchar country:varchar ts:timestamp amount:numeric is_fraud:bool",
-		"pks":        "",
-		"imported":   "",
-		"select1":    "1",
-		"date-param": "true",
+		"typeinfo":     "true",
+		"typed-params": "5 true",
+		"schemas":      "information_schema,pg_catalog,public",
+		"product":      "PostgreSQL 15",
+		"catalogs":     "airlock",
+		"tables":       "transactions",
+		"columns":      "account_id:varchar merchant:varchar mcc:varchar country:varchar ts:timestamp amount:numeric is_fraud:bool",
+		"pks":          "",
+		"imported":     "",
+		"select1":      "1",
+		"date-param":   "true",
 	}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s: got %q, want %q", k, got[k], v)
 		}
-	}
-	if !strings.Contains(got["schemas"], "public") {
-		t.Errorf("schemas %q lack public", got["schemas"])
 	}
 	if n, _ := strconv.Atoi(got["prepared"]); n == 0 {
 		t.Errorf("the prepared statement returned %q rows", got["prepared"])
@@ -83,6 +84,12 @@ func TestSQLAlchemyAndPandas(t *testing.T) {
 	}
 	if got["unnamed"] == "" || got["unnamed"] == "0" {
 		t.Errorf("psycopg2: %q", got["unnamed"])
+	}
+	// A named (server-side) cursor and pandas reading in chunks: the same
+	// rows as at once, fetched in pieces.
+	n, _ := strconv.Atoi(strings.Fields(got["pandas"] + " 0")[0])
+	if got["named"] != "2 "+strconv.Itoa(n) || !strings.HasSuffix(got["chunks"], " "+strconv.Itoa(n)) {
+		t.Errorf("named cursor %q, chunks %q; want all %d rows", got["named"], got["chunks"], n)
 	}
 }
 
@@ -180,8 +187,58 @@ func TestPsqlSessionQueries(t *testing.T) {
 	if out, errw := psql(t, conn, "-At", "-c", "SELECT region, count(*) FROM public.visits GROUP BY region"); strings.Count(out, "\n") < 3 {
 		t.Errorf("public.visits: %q %s", out, errw)
 	}
-	out, _ := psql(t, conn, "-c", `\dt`)
-	if !strings.Contains(out, "public | visits") {
-		t.Errorf(`\dt: %s`, out)
+	for cmd, want := range map[string]string{
+		`\dt`:  "public | visits | table",
+		`\dt+`: "public | visits | table",
+		`\dn`:  "public",
+		`\l`:   "airlock",
+	} {
+		if out, errw := psql(t, conn, "-c", cmd); !strings.Contains(out, want) {
+			t.Errorf("%s: %q %s", cmd, out, errw)
+		}
+	}
+	// \copy of a governed aggregate, as CSV with a header and as text; DP
+	// notices go to stderr beside it.
+	out, errw := psql(t, conn, "-c", `\copy (SELECT region, count(*) FROM visits GROUP BY region ORDER BY region) TO STDOUT WITH (FORMAT csv, HEADER)`)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || lines[0] != "region,count" || !strings.HasPrefix(lines[1], "east,") || !strings.Contains(errw, "NOTICE:  differential privacy") {
+		t.Errorf("\\copy: %q %q", out, errw)
+	}
+	if out, _ := psql(t, conn, "-c", `\copy (SELECT region, count(*) FROM visits GROUP BY region ORDER BY region) TO STDOUT`); !strings.HasPrefix(out, "east\t") {
+		t.Errorf("\\copy text: %q", out)
+	}
+	if _, errw := psql(t, conn, "-c", `COPY visits TO STDOUT`); !strings.Contains(errw, "rule sql.copy") {
+		t.Errorf("COPY of a table must be refused: %q", errw)
+	}
+}
+
+// TestWireNotices: a DP answer tells a wire client what it cost and how
+// noisy it is, as NoticeResponses beside a plain result set.
+func TestWireNotices(t *testing.T) {
+	ctx := context.Background()
+	cfg, _ := pgx.ParseConfig(shared.pgConnString("analyst@partner", "research"))
+	var notices []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT region, count(*) FROM visits WHERE diagnosis <> 'x' GROUP BY region")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	if rows.Err() != nil || n == 0 || len(rows.FieldDescriptions()) != 2 {
+		t.Fatalf("rows %d, %v", n, rows.Err())
+	}
+	all := strings.Join(notices, "\n")
+	for _, want := range []string{"differential privacy: this answer spent ε=1", "ε left", "count: discrete Gaussian, σ=", "95% interval ±", "bounding"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("notices lack %q:\n%s", want, all)
+		}
 	}
 }

@@ -38,6 +38,7 @@ public class JdbcClient {
         ps.setDate(1, java.sql.Date.valueOf("2024-01-01"));
         try (ResultSet rs = ps.executeQuery()) { rs.next(); System.out.println("date-param " + (rs.getLong(1) > 0)); }
       }
+      System.out.println("typeinfo " + names(md.getTypeInfo(), "TYPE_NAME").contains("numeric"));
       try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT 1")) {
         rs.next();
         System.out.println("select1 " + rs.getInt(1));
@@ -48,6 +49,22 @@ public class JdbcClient {
       } catch (SQLException e) {
         System.out.println("refusal " + e.getSQLState() + " " + e.getMessage().replace('\n', ' '));
       }
+    }
+    // Row-level access under a list rule: integer and decimal parameters.
+    Properties q = new Properties();
+    q.setProperty("user", a[3]);
+    q.setProperty("password", a[4]);
+    q.setProperty("options", "-c airlock.purpose=care_quality");
+    try (Connection c = DriverManager.getConnection("jdbc:postgresql://127.0.0.1:" + a[0] + "/airlock", q);
+         PreparedStatement ps = c.prepareStatement("SELECT diagnosis, cost FROM visits WHERE cost > ? ORDER BY cost, diagnosis LIMIT ?")) {
+      ps.setBigDecimal(1, new java.math.BigDecimal("100.50"));
+      ps.setInt(2, 5);
+      int rows = 0;
+      boolean above = true;
+      try (ResultSet rs = ps.executeQuery()) {
+        while (rs.next()) { rows++; above &= rs.getBigDecimal(2).compareTo(new java.math.BigDecimal("100.50")) > 0; }
+      }
+      System.out.println("typed-params " + rows + " " + above);
     }
   }
 

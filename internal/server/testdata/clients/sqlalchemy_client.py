@@ -20,3 +20,14 @@ conn = psycopg2.connect(host="127.0.0.1", port=port, user=user, password=token, 
 cur = conn.cursor()
 cur.execute("SELECT country, count(*) FROM transactions WHERE mcc <> %s GROUP BY country", ("0000",))
 print("unnamed", len(cur.fetchall()))
+named = conn.cursor(name="airlock_named")
+named.itersize = 2
+named.execute("SELECT country, count(*) FROM transactions GROUP BY country ORDER BY country")
+first = named.fetchmany(2)
+rest = named.fetchall()
+print("named", len(first), len(first) + len(rest))
+named.close()
+conn.rollback()
+with engine.connect() as c:
+    chunks = list(pd.read_sql(sa.text("SELECT country, count(*) AS n FROM transactions GROUP BY country ORDER BY country"), c.execution_options(stream_results=True), chunksize=2))
+    print("chunks", len(chunks), sum(len(x) for x in chunks))
