@@ -154,6 +154,9 @@ func catalogOnly[M any](stmt *pg.Node, datasets map[string]M) bool {
 	})
 	ok := true
 	query.WalkPG(stmt, func(n *pg.Node) {
+		if fc := n.GetFuncCall(); fc != nil && !catalogFunctions[funcName(fc)] {
+			ok = false
+		}
 		if rf := n.GetRangeFunction(); rf != nil && !allowedTableFunctions(rf) {
 			ok = false
 		}
@@ -171,6 +174,41 @@ func catalogOnly[M any](stmt *pg.Node, datasets map[string]M) bool {
 		}
 	})
 	return ok
+}
+
+// funcName is a call's function name, lower case, without pg_catalog.
+func funcName(fc *pg.FuncCall) string {
+	parts := fc.Funcname
+	name := strings.ToLower(parts[len(parts)-1].GetString_().GetSval())
+	if len(parts) == 2 && parts[0].GetString_().GetSval() != "pg_catalog" && parts[0].GetString_().GetSval() != "information_schema" || len(parts) > 2 {
+		return "?" + name
+	}
+	return name
+}
+
+// catalogFunctions are the functions a catalog statement may call: what
+// psql, pgJDBC, SQLAlchemy and BI tools use over the catalog, and plain
+// scalar functions. Anything else (the shadow engine's own functions,
+// settings, files) is refused.
+var catalogFunctions = map[string]bool{}
+
+func init() {
+	for _, f := range strings.Fields(`
+		format_type pg_get_userbyid pg_table_is_visible pg_type_is_visible pg_function_is_visible pg_get_expr pg_get_indexdef
+		pg_get_constraintdef pg_get_viewdef pg_get_ruledef pg_get_triggerdef pg_get_partkeydef pg_get_statisticsobjdef_columns
+		pg_get_function_result pg_get_function_arguments pg_get_function_identity_arguments pg_get_serial_sequence
+		obj_description col_description shobj_description pg_encoding_to_char pg_size_pretty pg_table_size pg_relation_size
+		pg_total_relation_size pg_database_size pg_indexes_size pg_relation_is_publishable pg_get_keywords
+		has_table_privilege has_schema_privilege has_database_privilege has_column_privilege has_any_column_privilege
+		current_schema current_schemas current_database current_user session_user version
+		array_to_string array_upper array_lower array_length array_agg string_agg unnest generate_series generate_subscripts
+		_pg_expandarray _pg_char_max_length _pg_numeric_precision _pg_numeric_scale _pg_datetime_precision _pg_truetypid _pg_truetypmod
+		quote_ident quote_literal regexp_replace regexp_matches textcat length lower upper trim btrim ltrim rtrim substring substr
+		position strpos concat concat_ws left right replace split_part translate
+		coalesce nullif greatest least count min max sum avg bool_and bool_or every row_number rank
+		abs round ceil floor mod now to_char json_build_object jsonb_build_object json_agg jsonb_agg to_json to_jsonb`) {
+		catalogFunctions[f] = true
+	}
 }
 
 // catalogTableFunctions are the set-returning functions catalog queries
