@@ -86,6 +86,10 @@ type Request struct {
 	Agreement string // optional: the agreement to act under
 	Mode      share.Mode
 	Op        Op
+	// Quiet is set by a channel that audits an operation in summary (a
+	// repeat of a catalog read already audited in the session, counted by
+	// Summarize): an allowed outcome is not appended; a refusal still is.
+	Quiet bool
 }
 
 // Result is what a channel encodes: the operation's released value and
@@ -242,6 +246,15 @@ func (k *Kernel) Do(ctx context.Context, r Request) (*Result, error) {
 func (k *Kernel) Refuse(ctx context.Context, r Request, why *refusal.Error) error {
 	c := k.newCall(r)
 	_, err := k.seal(ctx, c, nil, why, time.Now())
+	return err
+}
+
+// Summarize appends an allowed entry that sums up quiet operations (see
+// Request.Quiet): r names the kind and the caller, message what was done.
+func (k *Kernel) Summarize(ctx context.Context, r Request, sql, message string) error {
+	c := k.newCall(r)
+	c.Entry.SQL, c.Entry.Message = sql, message
+	_, err := k.seal(ctx, c, nil, nil, time.Now())
 	return err
 }
 
@@ -481,7 +494,7 @@ func (k *Kernel) seal(ctx context.Context, c *Call, v any, err error, start time
 		logRefusal(c.Log, r)
 	}
 	var idx uint64
-	if !allowed || c.Mode != share.Describe {
+	if !allowed || (c.Mode != share.Describe && !c.Quiet) {
 		t := time.Now()
 		var aerr error
 		idx, aerr = k.cfg.Audit.Append(context.WithoutCancel(ctx), *e)

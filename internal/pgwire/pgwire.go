@@ -57,6 +57,8 @@ type Server struct {
 	conns sync.Map
 	// cursors are the sessions' DECLAREd cursors.
 	cursors cursors
+	// catalogReads dedupes the audit of the sessions' catalog reads.
+	catalogReads catalogReads
 }
 
 // raw is the connection a statement runs on, to send the messages
@@ -124,6 +126,7 @@ func New(k *govern.Kernel, sql *sqlop.Service, auth *identity.Authenticator, log
 		wire.CloseConn(func(ctx context.Context) error {
 			s.sessions.Add(-1)
 			s.cursors.closeAll(ctx)
+			s.endCatalogReads(ctx)
 			return nil
 		}),
 	}
@@ -463,9 +466,68 @@ var typeOID = map[string]uint32{
 	"boolean": oidBool, "text": oidText,
 }
 
-// catalogQuery answers a system-catalog query through the kernel.
+// catalogReads counts a session's catalog reads by kind (the statement's
+// fingerprint: constants such as a table's name do not count), so each
+// kind is audited once and its repeats summed up when the session ends:
+// an auditor sees who listed what without the tools' chatter.
+type catalogReads struct {
+	mu    sync.Mutex
+	kinds map[string]*catalogKind // remote address + "\x00" + fingerprint
+}
+
+type catalogKind struct {
+	first   string // the first statement of the kind
+	repeats int
+}
+
+// seen records a read and reports whether its kind was already audited.
+func (r *catalogReads) seen(ctx context.Context, text string) bool {
+	fp, err := pg.Fingerprint(text)
+	if err != nil {
+		return false
+	}
+	key := cursorKey(ctx, fp)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kinds == nil {
+		r.kinds = map[string]*catalogKind{}
+	}
+	if k, ok := r.kinds[key]; ok {
+		k.repeats++
+		return true
+	}
+	r.kinds[key] = &catalogKind{first: text}
+	return false
+}
+
+// end sums up a finished session's repeated reads, one entry per kind.
+func (s *Server) endCatalogReads(ctx context.Context) {
+	prefix := cursorKey(ctx, "")
+	s.catalogReads.mu.Lock()
+	var done []*catalogKind
+	for key, k := range s.catalogReads.kinds {
+		if strings.HasPrefix(key, prefix) {
+			delete(s.catalogReads.kinds, key)
+			if k.repeats > 0 {
+				done = append(done, k)
+			}
+		}
+	}
+	s.catalogReads.mu.Unlock()
+	id, _ := identityOf(ctx)
+	for _, k := range done {
+		s.Kernel.Summarize(context.WithoutCancel(ctx), govern.Request{Caller: callerOf(ctx, id), Op: govern.Edge(share.OpCatalogRepeat)},
+			k.first, fmt.Sprintf("%d more catalog read(s) of this kind in the session", k.repeats))
+	}
+}
+
+// catalogQuery answers a system-catalog query through the kernel; a kind
+// of read the session has made before is answered without a new entry
+// (counted, and summed up at the session's end).
 func (s *Server) catalogQuery(ctx context.Context, id share.Identity, text string) (wire.PreparedStatements, error) {
-	res, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, catalog.Read(s.SQL, text)))
+	req := request(ctx, id, share.Run, catalog.Read(s.SQL, text))
+	req.Quiet = s.catalogReads.seen(ctx, text)
+	res, err := s.Kernel.Do(ctx, req)
 	if err != nil {
 		return nil, pgError(err)
 	}

@@ -242,3 +242,49 @@ func TestWireNotices(t *testing.T) {
 		}
 	}
 }
+
+// TestCatalogReadsAuditedOncePerKind: a tool's catalog chatter is audited
+// once per kind of read per session, and the repeats are summed up when
+// the session ends, so an auditor sees who listed what.
+func TestCatalogReadsAuditedOncePerKind(t *testing.T) {
+	h := newHarness(t, nil)
+	conn := h.pgConnString("analyst@partner", "research")
+	count := func(from uint64) (reads, repeats int, msgs []string) {
+		for _, e := range auditedSince(t, h, from) {
+			switch e.Event {
+			case "AL1101I":
+				reads++
+			case "AL1102I":
+				repeats++
+				msgs = append(msgs, e.Message)
+			}
+		}
+		return
+	}
+	ctx := context.Background()
+	before, _ := h.node.Store.Size(ctx)
+	psql(t, conn, "-c", `\d visits`)
+	once, _, _ := count(before)
+	if once == 0 {
+		t.Fatal(`\d visits made no catalog reads`)
+	}
+	before, _ = h.node.Store.Size(ctx)
+	psql(t, conn, "-c", `\d visits`, "-c", `\d visits`, "-c", `\d visits`)
+	deadline := time.Now().Add(5 * time.Second)
+	var reads, repeats int
+	var msgs []string
+	for time.Now().Before(deadline) {
+		if reads, repeats, msgs = count(before); repeats >= once {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if reads != once || repeats != once {
+		t.Fatalf("three \\d in one session: %d reads and %d summaries, want %d and %d", reads, repeats, once, once)
+	}
+	for _, m := range msgs {
+		if m != "2 more catalog read(s) of this kind in the session" {
+			t.Fatalf("summary %q", m)
+		}
+	}
+}

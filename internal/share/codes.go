@@ -14,10 +14,11 @@ var eventCodes = map[eventKey]string{
 	{OpQuery, Plan, false}:     "AL1001W",
 	{OpQuery, Describe, false}: "AL1002W",
 
-	{OpCatalogList, Run, true}:  "AL1100I",
-	{OpCatalogList, Run, false}: "AL1100W",
-	{OpCatalogRead, Run, true}:  "AL1101I",
-	{OpCatalogRead, Run, false}: "AL1101W",
+	{OpCatalogList, Run, true}:   "AL1100I",
+	{OpCatalogList, Run, false}:  "AL1100W",
+	{OpCatalogRead, Run, true}:   "AL1101I",
+	{OpCatalogRead, Run, false}:  "AL1101W",
+	{OpCatalogRepeat, Run, true}: "AL1102I",
 
 	{OpSession, Run, true}:  "AL1200I",
 	{OpSession, Run, false}: "AL1200W",

@@ -18,6 +18,7 @@ var released = map[string]string{
 	"AL1100W": "catalog.list run refused",
 	"AL1101I": "catalog.read run allowed",
 	"AL1101W": "catalog.read run refused",
+	"AL1102I": "catalog.repeat run allowed",
 	"AL1200I": "session run allowed",
 	"AL1200W": "session run refused",
 	"AL1300I": "audit.read run allowed",

@@ -42,15 +42,16 @@ type OpKind string
 
 // The operation kinds. Each is one plug-in of the kernel.
 const (
-	OpAuthenticate OpKind = "authn"            // a credential was refused
-	OpQuery        OpKind = "sql.query"        // a SELECT (run, plan, describe)
-	OpCatalogList  OpKind = "catalog.list"     // the datasets a principal may query
-	OpCatalogRead  OpKind = "catalog.read"     // a wire client's system-catalog query
-	OpSession      OpKind = "session"          // wire SET, RESET, SHOW, transaction control
-	OpAuditRead    OpKind = "audit.read"       // decoded or raw audit entries
-	OpRevoke       OpKind = "agreement.revoke" // revoking an agreement
-	OpMetricsRead  OpKind = "metrics.read"     // GET /metrics
-	OpReserve      OpKind = "charge.reserve"   // announced before a budget or quota charge
+	OpAuthenticate  OpKind = "authn"            // a credential was refused
+	OpQuery         OpKind = "sql.query"        // a SELECT (run, plan, describe)
+	OpCatalogList   OpKind = "catalog.list"     // the datasets a principal may query
+	OpCatalogRead   OpKind = "catalog.read"     // a wire client's system-catalog query
+	OpCatalogRepeat OpKind = "catalog.repeat"   // a session's repeats of one kind of catalog read, counted
+	OpSession       OpKind = "session"          // wire SET, RESET, SHOW, transaction control
+	OpAuditRead     OpKind = "audit.read"       // decoded or raw audit entries
+	OpRevoke        OpKind = "agreement.revoke" // revoking an agreement
+	OpMetricsRead   OpKind = "metrics.read"     // GET /metrics
+	OpReserve       OpKind = "charge.reserve"   // announced before a budget or quota charge
 )
 
 // Mode is how far an operation goes.
