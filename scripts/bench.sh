@@ -17,6 +17,8 @@ out=bench-results.txt
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench PostgresDPQuery -benchtime 3x -timeout 60m ./internal/server
   echo "## throughput at 16 concurrent clients (governed vs the same SQL on the engine)"
   go test -run '^$' -bench Throughput16 -benchtime 4x -timeout 30m ./internal/server
+  echo "## wire endpoint vs HTTP (demo data, p50/p99)"
+  go test -run '^$' -bench WireVsHTTP -benchtime 300x -timeout 30m ./internal/server
   echo "## audit log"
   go test -run '^$' -bench . -benchtime 20000x ./internal/audit
   echo "## engine small query"
