@@ -188,10 +188,11 @@ func TestPsqlSessionQueries(t *testing.T) {
 		t.Errorf("public.visits: %q %s", out, errw)
 	}
 	for cmd, want := range map[string]string{
-		`\dt`:  "public | visits | table",
-		`\dt+`: "public | visits | table",
-		`\dn`:  "public",
-		`\l`:   "airlock",
+		`\dt`:       "public | visits | table",
+		`\dt+`:      "public | visits | table",
+		`\dn`:       "public",
+		`\l`:        "airlock",
+		`\conninfo`: `You are connected to database "airlock" as user "analyst@partner"`,
 	} {
 		if out, errw := psql(t, conn, "-c", cmd); !strings.Contains(out, want) {
 			t.Errorf("%s: %q %s", cmd, out, errw)
