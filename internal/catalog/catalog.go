@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -115,31 +116,131 @@ func (o readOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, e
 	return govern.Answer(out), nil
 }
 
-// shims make psql's catalog SQL run in DuckDB's PostgreSQL-compatible catalog.
-var shims = []struct {
-	re   *regexp.Regexp
-	with string
-}{
-	{regexp.MustCompile(`(?i)OPERATOR\s*\(\s*pg_catalog\.(~|!~|~~|=|<>)\s*\)`), " $1 "},
-	{regexp.MustCompile(`(?i)COLLATE\s+pg_catalog\."?default"?`), ""},
-	{regexp.MustCompile(`(?i)pg_catalog\.pg_get_userbyid\s*\(`), "airlock_owner("},
-	{regexp.MustCompile(`(?i)pg_catalog\.pg_table_is_visible\s*\(`), "airlock_true("},
-	{regexp.MustCompile(`(?i)(pg_catalog\.)?\bformat_type\s*\(`), "airlock_format_type("},
-	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_attribute|pg_attribute)\b`), "airlock_pg_attribute()"},
-	{regexp.MustCompile(`(?i)information_schema\._pg_expandarray\s*\(`), "airlock_expandarray("},
-	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_settings|pg_settings)\b`), "airlock_pg_settings()"},
-	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_database|pg_database)\b`), "airlock_pg_database()"},
-	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_namespace|pg_namespace)\b`), "airlock_pg_namespace()"},
-	{regexp.MustCompile(`(?i)\b(pg_catalog\.pg_type|pg_type)\b`), "airlock_pg_type()"},
-	{regexp.MustCompile(`(?i)(pg_catalog\.)?\bpg_encoding_to_char\s*\(`), "airlock_encoding("},
-	{regexp.MustCompile(`(?i)(pg_catalog\.)?\b(pg_table_size|pg_total_relation_size|pg_relation_size|pg_database_size|pg_indexes_size)\s*\(`), "airlock_size("},
-	{regexp.MustCompile(`(?i)(pg_catalog\.)?\bpg_size_pretty\s*\(`), "airlock_size_pretty("},
-	{regexp.MustCompile(`(?i)(pg_catalog\.)?\b(obj_description|col_description|shobj_description)\s*\(`), "airlock_description("},
-	{regexp.MustCompile(`(?i)'[^']*'::(pg_catalog\.)?(regclass|regproc|regtype)`), "0"},
-	{regexp.MustCompile(`(?i)pg_catalog\.pg_get_expr\s*\(`), "pg_get_expr("},
-	{regexp.MustCompile(`(?i)pg_catalog\.array_to_string\s*\(`), "array_to_string("},
-	{regexp.MustCompile(`(?i)::\s*pg_catalog\.regclass`), ""},
-	{regexp.MustCompile(`(?i)'(\d+)'::oid`), "$1"},
+// Normalize is a catalog statement's canonical text: deparsed from its
+// parse tree, so comments and layout do not count and constants are
+// re-quoted (for auditing exact repeats).
+func Normalize(text string) string {
+	tree, err := pg.Parse(text)
+	if err != nil || len(tree.Stmts) != 1 {
+		return text
+	}
+	if out, err := pg.Deparse(tree); err == nil {
+		return out
+	}
+	return text
+}
+
+// shadowRelations are catalog relations the shadow presents through its
+// own table macros (see answer), with what drivers rely on.
+var shadowRelations = map[string]string{
+	"pg_attribute": "airlock_pg_attribute", "pg_settings": "airlock_pg_settings", "pg_database": "airlock_pg_database",
+	"pg_namespace": "airlock_pg_namespace", "pg_type": "airlock_pg_type",
+}
+
+// shadowFunctions are catalog functions the shadow answers with its own
+// macros (PostgreSQL's are missing from DuckDB or read DuckDB's ids).
+var shadowFunctions = map[string]string{
+	"pg_get_userbyid": "airlock_owner", "pg_table_is_visible": "airlock_true", "format_type": "airlock_format_type",
+	"_pg_expandarray": "airlock_expandarray", "pg_encoding_to_char": "airlock_encoding",
+	"pg_table_size": "airlock_size", "pg_total_relation_size": "airlock_size", "pg_relation_size": "airlock_size",
+	"pg_database_size": "airlock_size", "pg_indexes_size": "airlock_size", "pg_size_pretty": "airlock_size_pretty",
+	"obj_description": "airlock_description", "col_description": "airlock_description", "shobj_description": "airlock_description",
+}
+
+func str(n *pg.Node) string { return n.GetString_().GetSval() }
+
+func strNode(s string) *pg.Node {
+	return &pg.Node{Node: &pg.Node_String_{String_: &pg.String{Sval: s}}}
+}
+
+// rangeFunction is FROM name() [AS alias], parsed once per call.
+func rangeFunction(name string, alias *pg.Alias) *pg.Node {
+	t, _ := pg.Parse("SELECT * FROM " + name + "()")
+	n := t.Stmts[0].Stmt.GetSelectStmt().FromClause[0]
+	n.GetRangeFunction().Alias = alias
+	return n
+}
+
+// rewrite turns a checked catalog statement into the shadow's dialect on
+// its parse tree (never on its text, where a quote inside a comment or a
+// literal could be taken for code) and deparses it: catalog relations and
+// functions the shadow answers with its own macros, PostgreSQL's type
+// casts (regclass, oid) and operator and collation qualifiers DuckDB does
+// not know.
+func rewrite(tree *pg.ParseResult) (string, error) {
+	var fix func(n *pg.Node)
+	fix = func(n *pg.Node) {
+		if n == nil {
+			return
+		}
+		switch {
+		case n.GetRangeVar() != nil:
+			rv := n.GetRangeVar()
+			schema, rel := strings.ToLower(rv.Schemaname), strings.ToLower(rv.Relname)
+			if macro, ok := shadowRelations[rel]; ok && (schema == "" || schema == "pg_catalog") {
+				alias := rv.Alias
+				if alias == nil {
+					alias = &pg.Alias{Aliasname: rel}
+				}
+				*n = *rangeFunction(macro, alias)
+				return
+			}
+		case n.GetFuncCall() != nil:
+			fc := n.GetFuncCall()
+			if len(fc.Funcname) == 2 && (str(fc.Funcname[0]) == "pg_catalog" || str(fc.Funcname[0]) == "information_schema") {
+				fc.Funcname = fc.Funcname[1:]
+			}
+			if macro, ok := shadowFunctions[strings.ToLower(str(fc.Funcname[len(fc.Funcname)-1]))]; ok {
+				fc.Funcname = []*pg.Node{strNode(macro)}
+			}
+		case n.GetTypeCast() != nil:
+			tc := n.GetTypeCast()
+			names := tc.TypeName.GetNames()
+			if len(names) == 0 || tc.Arg == nil {
+				break
+			}
+			if len(names) == 2 && str(names[0]) == "pg_catalog" {
+				tc.TypeName.Names = names[1:]
+				names = tc.TypeName.Names
+			}
+			switch strings.ToLower(str(names[len(names)-1])) {
+			case "regclass", "regproc", "regtype", "regnamespace", "regrole", "regprocedure", "regoper":
+				if tc.Arg.GetAConst() != nil {
+					// A name looked up as an object id: the shadow has no such
+					// objects, so no row will match it.
+					*n = pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Ival{Ival: &pg.Integer{Ival: 0}}}}}
+				} else {
+					*n = *tc.Arg
+					fix(n)
+				}
+				return
+			case "oid":
+				if c := tc.Arg.GetAConst(); c != nil && c.GetSval() != nil {
+					if v, err := strconv.ParseInt(c.GetSval().Sval, 10, 32); err == nil {
+						*n = pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Ival{Ival: &pg.Integer{Ival: int32(v)}}}}}
+						return
+					}
+				}
+			}
+		case n.GetAExpr() != nil:
+			ae := n.GetAExpr()
+			if len(ae.Name) == 2 && str(ae.Name[0]) == "pg_catalog" {
+				ae.Name = ae.Name[1:]
+			}
+		case n.GetCollateClause() != nil:
+			cc := n.GetCollateClause()
+			if cc.Arg != nil {
+				*n = *cc.Arg
+				fix(n)
+				return
+			}
+		}
+		query.ForEachChild(n, fix)
+	}
+	for _, st := range tree.Stmts {
+		fix(st.Stmt)
+	}
+	return pg.Deparse(tree)
 }
 
 // catalogOnly reports whether every relation a statement reads is a
@@ -317,9 +418,9 @@ func answer(ctx context.Context, entries []sqlop.CatalogEntry, text string, tree
 	if err := shadow.Lockdown(); err != nil {
 		return nil, err
 	}
-	rewritten := text
-	for _, sh := range shims {
-		rewritten = sh.re.ReplaceAllString(rewritten, sh.with)
+	rewritten, err := rewrite(tree)
+	if err != nil {
+		return nil, err
 	}
 	qctx, cancel := context.WithTimeout(ctx, shadowTimeout)
 	defer cancel()

@@ -8,7 +8,6 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	wire "github.com/jeroenrinzema/psql-wire"
@@ -41,14 +40,15 @@ var pgVersion = func() int32 {
 }()
 
 // governedAnswer runs one SELECT through the kernel, with the types of
-// its columns.
-func (s *Server) governedAnswer(ctx context.Context, id share.Identity, sql string) (*sqlop.Response, []string, error) {
-	d, err := s.Kernel.Do(ctx, request(ctx, id, share.Describe, s.SQL.Query(sql, nil)))
+// its columns; statement is what the client sent (the COPY or DECLARE),
+// which the audit entry records.
+func (s *Server) governedAnswer(ctx context.Context, id share.Identity, sql, statement string) (*sqlop.Response, []string, error) {
+	d, err := s.Kernel.Do(ctx, request(ctx, id, share.Describe, s.SQL.Statement(sql, nil, statement)))
 	if err != nil {
 		return nil, nil, err
 	}
 	types := sqlop.Answer(d).Plan.Types
-	res, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, s.SQL.Query(sql, []any{})))
+	res, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, s.SQL.Statement(sql, []any{}, statement)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -81,11 +81,13 @@ func (s *Server) copyOut(ctx context.Context, id share.Identity, text string, cp
 	if err != nil {
 		return nil, pgError(s.Kernel.Refuse(ctx, edge, refusal.New(refusal.BadSQL, "sql.invalid", "the query could not be read")))
 	}
-	resp, types, err := s.governedAnswer(ctx, id, sql)
-	if err != nil {
-		return nil, pgError(err)
-	}
-	return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
+	// The query runs when the statement is executed, not when it is
+	// prepared: a Parse alone reads and spends nothing.
+	return wire.Prepared(s.statement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
+		resp, types, err := s.governedAnswer(ctx, id, sql, text)
+		if err != nil {
+			return pgError(err)
+		}
 		c := s.raw(ctx)
 		if c == nil {
 			return pgError(refusal.New(refusal.Internal, "internal", "internal error; see the server log"))
@@ -206,87 +208,92 @@ type cursor struct {
 	pos   int
 }
 
-// cursors are the open cursors, per connection and name.
-type cursors struct{ m sync.Map } // remote address + "\x00" + name → *cursor
+// maxCursors bounds the cursors one session holds open (each holds its
+// released rows in memory until closed).
+const maxCursors = 16
 
-func cursorKey(ctx context.Context, name string) string {
-	addr := ""
-	if a := wire.RemoteAddress(ctx); a != nil {
-		addr = a.String()
-	}
-	return addr + "\x00" + name
-}
-
-// closeAll forgets a connection's cursors.
-func (cs *cursors) closeAll(ctx context.Context) {
-	prefix := cursorKey(ctx, "")
-	cs.m.Range(func(k, _ any) bool {
-		if strings.HasPrefix(k.(string), prefix) {
-			cs.m.Delete(k)
-		}
-		return true
-	})
-}
-
-// cursorCommand handles DECLARE, FETCH and CLOSE.
+// cursorCommand handles DECLARE, FETCH and CLOSE. A session's cursors are
+// its own (session state, not found by address). DECLARE runs its query
+// when executed; FETCH finds the cursor when executed.
 func (s *Server) cursorCommand(ctx context.Context, id share.Identity, text string, stmt *pg.Node) (wire.PreparedStatements, bool, error) {
+	ss := sessionOf(ctx)
+	if ss == nil {
+		return nil, false, nil
+	}
 	complete := func(tag string) wire.PreparedStatements {
-		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Complete(tag) }))
+		return wire.Prepared(s.statement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Complete(tag) }))
 	}
 	switch {
 	case stmt.GetDeclareCursorStmt() != nil:
 		d := stmt.GetDeclareCursorStmt()
 		sql, err := innerSelect(d.Query)
 		if err != nil {
-			return nil, true, pgError(refusal.New(refusal.BadSQL, "sql.invalid", "the query could not be read"))
+			return nil, true, pgError(s.Kernel.Refuse(ctx, request(ctx, id, share.Run, govern.Edge(share.OpQuery)), refusal.New(refusal.BadSQL, "sql.invalid", "a cursor is declared for one SELECT")))
 		}
-		resp, types, err := s.governedAnswer(ctx, id, sql)
-		if err != nil {
-			return nil, true, pgError(err)
-		}
-		for _, n := range answerNotes(resp) {
-			s.notice(ctx, n)
-		}
-		c := &cursor{types: types, rows: resp.Rows}
-		for i, name := range resp.Columns {
-			t := "text"
-			if i < len(types) {
-				t = types[i]
+		return wire.Prepared(s.statement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
+			ss.mu.Lock()
+			n := len(ss.cursors)
+			ss.mu.Unlock()
+			if n >= maxCursors {
+				return pgError(s.Kernel.Refuse(ctx, request(ctx, id, share.Run, govern.Edge(share.OpQuery)), refusal.New(refusal.Limit, "limit.cursors", "a session holds at most %d open cursors; CLOSE one", maxCursors)))
 			}
-			c.cols = append(c.cols, wire.Column{Name: name, Oid: typeOID[t], Width: -1})
-		}
-		s.cursors.m.Store(cursorKey(ctx, d.Portalname), c)
-		return complete("DECLARE CURSOR"), true, nil
+			resp, types, err := s.governedAnswer(ctx, id, sql, text)
+			if err != nil {
+				return pgError(err)
+			}
+			for _, n := range answerNotes(resp) {
+				s.notice(ctx, n)
+			}
+			c := &cursor{types: types, rows: resp.Rows}
+			for i, name := range resp.Columns {
+				t := "text"
+				if i < len(types) {
+					t = types[i]
+				}
+				c.cols = append(c.cols, wire.Column{Name: name, Oid: typeOID[t], Width: -1})
+			}
+			ss.mu.Lock()
+			ss.cursors[d.Portalname] = c
+			ss.mu.Unlock()
+			return w.Complete("DECLARE CURSOR")
+		})), true, nil
 	case stmt.GetFetchStmt() != nil:
 		f := stmt.GetFetchStmt()
 		if _, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, sessionOp(text))); err != nil {
 			return nil, true, pgError(err)
 		}
-		v, ok := s.cursors.m.Load(cursorKey(ctx, f.Portalname))
-		if !ok {
-			e := pgerrorCode(fmt.Sprintf("cursor %q does not exist", f.Portalname), "34000")
-			return nil, true, e
-		}
-		c := v.(*cursor)
-		n := int(f.HowMany)
-		if f.HowMany <= 0 || f.HowMany > int64(len(c.rows)) {
-			n = len(c.rows)
-		}
-		if f.Direction != pg.FetchDirection_FETCH_FORWARD {
+		if f.Direction != pg.FetchDirection_FETCH_FORWARD || f.HowMany < 0 {
 			return nil, true, pgError(refusal.New(refusal.BadSQL, "sql.cursor", "cursors fetch forward only"))
 		}
-		move := f.Ismove
-		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
-			end := min(c.pos+n, len(c.rows))
-			batch := c.rows[c.pos:end]
-			c.pos = end
+		ss.mu.Lock()
+		c, ok := ss.cursors[f.Portalname]
+		ss.mu.Unlock()
+		if !ok {
+			return nil, true, pgerrorCode(fmt.Sprintf("cursor %q does not exist", f.Portalname), "34000")
+		}
+		name, howMany, move := f.Portalname, f.HowMany, f.Ismove
+		return wire.Prepared(s.statement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
+			ss.mu.Lock()
+			cur, ok := ss.cursors[name]
+			ss.mu.Unlock()
+			if !ok {
+				return pgerrorCode(fmt.Sprintf("cursor %q does not exist", name), "34000")
+			}
+			// FETCH 0 re-reads the current row; FETCH ALL is the maximum count.
+			end := cur.pos
+			if howMany > 0 {
+				// FETCH ALL is the largest int64: count what is left instead.
+				end = cur.pos + int(min(howMany, int64(len(cur.rows)-cur.pos)))
+			}
+			batch := cur.rows[cur.pos:end]
+			cur.pos = end
 			if move {
 				return w.Complete(fmt.Sprintf("MOVE %d", len(batch)))
 			}
 			for _, row := range batch {
 				out := make([]any, len(row))
 				for i, v := range row {
-					out[i] = encode(v, c.types, i)
+					out[i] = encode(v, cur.types, i)
 				}
 				if err := w.Row(out); err != nil {
 					return err
@@ -299,11 +306,13 @@ func (s *Server) cursorCommand(ctx context.Context, id share.Identity, text stri
 			return nil, true, pgError(err)
 		}
 		name := stmt.GetClosePortalStmt().Portalname
+		ss.mu.Lock()
 		if name == "" {
-			s.cursors.closeAll(ctx)
+			ss.cursors = map[string]*cursor{}
 		} else {
-			s.cursors.m.Delete(cursorKey(ctx, name))
+			delete(ss.cursors, name)
 		}
+		ss.mu.Unlock()
 		return complete("CLOSE CURSOR"), true, nil
 	}
 	return nil, false, nil

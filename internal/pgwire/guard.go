@@ -292,7 +292,9 @@ func (l guardListener) Accept() (net.Conn, error) {
 // Close forgets the connection and closes it.
 func (c *guardedConn) Close() error {
 	if c.conns != nil {
-		c.conns.Delete(c.Conn.RemoteAddr().String())
+		// Only this connection's entry: a new connection from the same
+		// address may already be registered.
+		c.conns.CompareAndDelete(c.Conn.RemoteAddr().String(), c)
 	}
 	return c.Conn.Close()
 }

@@ -20,6 +20,7 @@ import (
 	"math/big"
 	"net"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,24 +56,49 @@ type Server struct {
 	sessions atomic.Int64
 	// conns are the guarded connections by remote address (see raw).
 	conns sync.Map
-	// cursors are the sessions' DECLAREd cursors.
-	cursors cursors
-	// catalogReads dedupes the audit of the sessions' catalog reads.
-	catalogReads catalogReads
+}
+
+// session is one authenticated connection's own state, created when its
+// session starts and carried in its context: nothing of it is found by
+// address, so a new connection from a reused address shares nothing with
+// an old one.
+type connSession struct {
+	conn    *guardedConn
+	mu      sync.Mutex
+	cursors map[string]*cursor
+	reads   map[string]*catalogKind // exact statement text → its repeats
+}
+
+const sessionKey ctxKey = 99
+
+func sessionOf(ctx context.Context) *connSession {
+	s, _ := ctx.Value(sessionKey).(*connSession)
+	return s
 }
 
 // raw is the connection a statement runs on, to send the messages
 // psql-wire has no API for (NoticeResponse, COPY out). Statements run one
 // at a time per connection and psql-wire writes each message whole, so a
-// message written here never splits one of its own.
+// message written here never splits one of its own. The connection was
+// bound to the session when it started.
 func (s *Server) raw(ctx context.Context) *guardedConn {
-	addr := wire.RemoteAddress(ctx)
-	if addr == nil {
-		return nil
+	if ss := sessionOf(ctx); ss != nil {
+		return ss.conn
 	}
-	c, _ := s.conns.Load(addr.String())
-	g, _ := c.(*guardedConn)
-	return g
+	return nil
+}
+
+// startSession binds a new session to its connection (registered by
+// address at Accept; while a connection is open no other has its
+// address) and gives it its own state.
+func (s *Server) startSession(ctx context.Context) (context.Context, error) {
+	ss := &connSession{cursors: map[string]*cursor{}, reads: map[string]*catalogKind{}}
+	if addr := wire.RemoteAddress(ctx); addr != nil {
+		if c, ok := s.conns.Load(addr.String()); ok {
+			ss.conn = c.(*guardedConn)
+		}
+	}
+	return context.WithValue(ctx, sessionKey, ss), nil
 }
 
 // notice sends a NoticeResponse (severity NOTICE, SQLSTATE 00000).
@@ -123,9 +149,9 @@ func New(k *govern.Kernel, sql *sqlop.Service, auth *identity.Authenticator, log
 		wire.Logger(log),
 		wire.ErrorSanitizer(s.sanitize),
 		// Called when an authenticated session ends.
+		wire.SessionMiddleware(s.startSession),
 		wire.CloseConn(func(ctx context.Context) error {
 			s.sessions.Add(-1)
-			s.cursors.closeAll(ctx)
 			s.endCatalogReads(ctx)
 			return nil
 		}),
@@ -267,6 +293,17 @@ func setting(ctx context.Context, name string) string {
 	return ""
 }
 
+// statement is a prepared statement whose handler cannot crash the node:
+// psql-wire runs handlers through iter.Pull, which re-panics in the
+// connection's goroutine, so a panic becomes an audited refusal here.
+func (s *Server) statement(fn wire.PreparedStatementFn, opts ...wire.PreparedOptionFn) *wire.PreparedStatement {
+	return wire.NewStatement(func(ctx context.Context, w wire.DataWriter, params []wire.Parameter) (err error) {
+		id, _ := identityOf(ctx)
+		defer s.recoverPanic(ctx, request(ctx, id, share.Run, govern.Edge(share.OpQuery)), &err)
+		return fn(ctx, w, params)
+	}, opts...)
+}
+
 // Panics counts the panics recovered on this endpoint.
 var Panics atomic.Int64
 
@@ -342,13 +379,13 @@ func (s *Server) parse(ctx context.Context, q wire.Query) (stmts wire.PreparedSt
 	}
 	if tree, err := pg.Parse(text); text == "" || err == nil && len(tree.Stmts) == 0 {
 		// Nothing but comments: pgx's Ping sends "-- ping".
-		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Empty() })), nil
+		return wire.Prepared(s.statement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Empty() })), nil
 	}
 	if cols, ok := sessionQuery(text, sessionInfo{user: id.Principal, database: databaseOf(ctx)}); ok {
 		if _, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, sessionOp(text))); err != nil {
 			return nil, pgError(err)
 		}
-		return sessionStatement(cols), nil
+		return s.sessionStatement(cols), nil
 	}
 	if isSessionCommand(text) && strings.Contains(text, ";") {
 		// "SET a = b; SELECT ..." would set a to "b; SELECT ..." and drop
@@ -396,7 +433,7 @@ func isSessionCommand(text string) bool {
 func (s *Server) sessionCommand(ctx context.Context, text string) (wire.PreparedStatements, bool) {
 	upper := strings.ToUpper(text)
 	complete := func(tag string) wire.PreparedStatements {
-		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Complete(tag) }))
+		return wire.Prepared(s.statement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Complete(tag) }))
 	}
 	switch {
 	case strings.HasPrefix(upper, "SET "), strings.HasPrefix(upper, "SET SESSION "):
@@ -424,7 +461,7 @@ func (s *Server) sessionCommand(ctx context.Context, text string) (wire.Prepared
 			"transaction isolation level": "read committed", "server_encoding": "UTF8", "search_path": "public", "max_identifier_length": "63", "client_encoding": "UTF8", "timezone": "UTC",
 			"airlock.purpose": setting(ctx, "purpose"), "airlock.agreement": setting(ctx, "agreement")}[name]
 		cols := wire.Columns{{Name: name, Oid: oidText, Width: -1}}
-		return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
+		return wire.Prepared(s.statement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
 			if err := w.Row([]any{val}); err != nil {
 				return err
 			}
@@ -466,58 +503,52 @@ var typeOID = map[string]uint32{
 	"boolean": oidBool, "text": oidText,
 }
 
-// catalogReads counts a session's catalog reads by kind (the statement's
-// fingerprint: constants such as a table's name do not count), so each
-// kind is audited once and its repeats summed up when the session ends:
-// an auditor sees who listed what without the tools' chatter.
-type catalogReads struct {
-	mu    sync.Mutex
-	kinds map[string]*catalogKind // remote address + "\x00" + fingerprint
-}
-
+// catalogKind is one distinct catalog statement of a session.
 type catalogKind struct {
-	first   string // the first statement of the kind
 	repeats int
 }
 
-// seen records a read and reports whether its kind was already audited.
-func (r *catalogReads) seen(ctx context.Context, text string) bool {
-	fp, err := pg.Fingerprint(text)
-	if err != nil {
+// seenRead records a catalog read and reports whether the session has
+// made exactly this read before (same text after normalisation: comments
+// and layout do not count, constants do, so no other read hides behind
+// an audited one).
+func seenRead(ctx context.Context, text string) bool {
+	ss := sessionOf(ctx)
+	if ss == nil {
 		return false
 	}
-	key := cursorKey(ctx, fp)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.kinds == nil {
-		r.kinds = map[string]*catalogKind{}
-	}
-	if k, ok := r.kinds[key]; ok {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if k, ok := ss.reads[text]; ok {
 		k.repeats++
 		return true
 	}
-	r.kinds[key] = &catalogKind{first: text}
+	ss.reads[text] = &catalogKind{}
 	return false
 }
 
-// end sums up a finished session's repeated reads, one entry per kind.
+// endCatalogReads sums up a finished session's repeated reads, one entry
+// per statement.
 func (s *Server) endCatalogReads(ctx context.Context) {
-	prefix := cursorKey(ctx, "")
-	s.catalogReads.mu.Lock()
-	var done []*catalogKind
-	for key, k := range s.catalogReads.kinds {
-		if strings.HasPrefix(key, prefix) {
-			delete(s.catalogReads.kinds, key)
-			if k.repeats > 0 {
-				done = append(done, k)
-			}
+	ss := sessionOf(ctx)
+	if ss == nil {
+		return
+	}
+	ss.mu.Lock()
+	reads := ss.reads
+	ss.reads = nil
+	ss.mu.Unlock()
+	id, _ := identityOf(ctx)
+	texts := make([]string, 0, len(reads))
+	for t, k := range reads {
+		if k.repeats > 0 {
+			texts = append(texts, t)
 		}
 	}
-	s.catalogReads.mu.Unlock()
-	id, _ := identityOf(ctx)
-	for _, k := range done {
+	sort.Strings(texts)
+	for _, t := range texts {
 		s.Kernel.Summarize(context.WithoutCancel(ctx), govern.Request{Caller: callerOf(ctx, id), Op: govern.Edge(share.OpCatalogRepeat)},
-			k.first, fmt.Sprintf("%d more catalog read(s) of this kind in the session", k.repeats))
+			t, fmt.Sprintf("%d more catalog read(s) of this statement in the session", reads[t].repeats))
 	}
 }
 
@@ -526,7 +557,7 @@ func (s *Server) endCatalogReads(ctx context.Context) {
 // (counted, and summed up at the session's end).
 func (s *Server) catalogQuery(ctx context.Context, id share.Identity, text string) (wire.PreparedStatements, error) {
 	req := request(ctx, id, share.Run, catalog.Read(s.SQL, text))
-	req.Quiet = s.catalogReads.seen(ctx, text)
+	req.Quiet = seenRead(ctx, catalog.Normalize(text))
 	res, err := s.Kernel.Do(ctx, req)
 	if err != nil {
 		return nil, pgError(err)
@@ -536,7 +567,7 @@ func (s *Server) catalogQuery(ctx context.Context, id share.Identity, text strin
 	for _, c := range rows.Columns {
 		cols = append(cols, wire.Column{Name: c, Oid: oidText, Width: -1})
 	}
-	return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
+	return wire.Prepared(s.statement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
 		for _, r := range rows.Rows {
 			out := make([]any, len(r))
 			for i, v := range r {
@@ -618,7 +649,7 @@ func (s *Server) governed(ctx context.Context, id share.Identity, text string, q
 		}
 		return w.Complete(fmt.Sprintf("SELECT %d", len(resp.Rows)))
 	}
-	return wire.Prepared(wire.NewStatement(run, wire.WithColumns(cols), wire.WithParameters(paramOIDs))), nil
+	return wire.Prepared(s.statement(run, wire.WithColumns(cols), wire.WithParameters(paramOIDs))), nil
 }
 
 // answerNotes are what a governed answer says of itself: its notes, and

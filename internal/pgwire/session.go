@@ -177,7 +177,7 @@ func castText(v any) any {
 }
 
 // sessionStatement is the prepared statement answering a session query.
-func sessionStatement(cols []sessionColumn) wire.PreparedStatements {
+func (s *Server) sessionStatement(cols []sessionColumn) wire.PreparedStatements {
 	var wc wire.Columns
 	row := make([]any, len(cols))
 	for i, c := range cols {
@@ -190,7 +190,7 @@ func sessionStatement(cols []sessionColumn) wire.PreparedStatements {
 			row[i] = strconv.FormatFloat(f, 'f', -1, 64)
 		}
 	}
-	return wire.Prepared(wire.NewStatement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
+	return wire.Prepared(s.statement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
 		if err := w.Row(row); err != nil {
 			return err
 		}

@@ -44,3 +44,7 @@ func WalkPG(n *pg.Node, fn func(*pg.Node)) {
 	}
 	rec(n)
 }
+
+// ForEachChild calls fn on every Node directly below n (for rewriting a
+// tree in place: fn may replace *child and recurse itself).
+func ForEachChild(n *pg.Node, fn func(*pg.Node)) { pgWalk(n, fn) }

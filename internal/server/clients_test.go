@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -284,8 +286,60 @@ func TestCatalogReadsAuditedOncePerKind(t *testing.T) {
 		t.Fatalf("three \\d in one session: %d reads and %d summaries, want %d and %d", reads, repeats, once, once)
 	}
 	for _, m := range msgs {
-		if m != "2 more catalog read(s) of this kind in the session" {
+		if m != "2 more catalog read(s) of this statement in the session" {
 			t.Fatalf("summary %q", m)
+		}
+	}
+}
+
+// TestCursorsAreTheSessions: a cursor is its session's own, FETCH ALL and
+// FETCH 0 follow PostgreSQL, and a statement that is only prepared (Parse
+// without Execute) runs and audits nothing.
+func TestCursorsAreTheSessions(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	open := func() *pgx.Conn {
+		c, err := pgx.Connect(ctx, h.pgConnString("fraud@partnerbank", "fraud_detection"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(ctx) })
+		return c
+	}
+	a, b := open(), open()
+	if _, err := a.Exec(ctx, "DECLARE c CURSOR FOR SELECT country, count(*) FROM transactions GROUP BY country ORDER BY country"); err != nil {
+		t.Fatal(err)
+	}
+	var pe *pgconn.PgError
+	if _, err := b.Exec(ctx, "FETCH 5 FROM c"); !errors.As(err, &pe) || pe.Code != "34000" {
+		t.Fatalf("another session fetched the cursor: %v", err)
+	}
+	count := func(c *pgx.Conn, sql string) int {
+		rows, err := c.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		return n
+	}
+	first, zero, rest := count(a, "FETCH 2 FROM c"), count(a, "FETCH 0 FROM c"), count(a, "FETCH ALL FROM c")
+	if first != 2 || zero != 0 || rest == 0 || count(a, "FETCH ALL FROM c") != 0 {
+		t.Fatalf("FETCH 2, 0, ALL, ALL: %d %d %d", first, zero, rest)
+	}
+	before, _ := h.node.Store.Size(ctx)
+	for i, sql := range []string{"DECLARE p CURSOR FOR SELECT country, count(*) FROM transactions GROUP BY country",
+		"COPY (SELECT country, count(*) FROM transactions GROUP BY country) TO STDOUT"} {
+		if _, err := b.PgConn().Prepare(ctx, fmt.Sprintf("only%d", i), sql, nil); err != nil {
+			t.Fatalf("prepare %s: %v", sql, err)
+		}
+	}
+	for _, e := range auditedSince(t, h, before) {
+		if e.Event == "AL1000I" {
+			t.Fatalf("a statement that was only prepared ran: %+v", e)
 		}
 	}
 }

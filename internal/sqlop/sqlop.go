@@ -69,7 +69,14 @@ func New(eng engine.Engine, st store.Store, maskSecret []byte) *Service {
 // Query is the operation for one SELECT with its bound parameters. In
 // Describe mode params may be nil (each $n is then NULL).
 func (s *Service) Query(sql string, params []any) govern.Op {
-	return &queryOp{svc: s, sql: sql, params: params}
+	return &queryOp{svc: s, sql: sql, params: params, statement: sql}
+}
+
+// Statement is Query for a SELECT inside another statement (COPY (...) TO
+// STDOUT, DECLARE ... CURSOR FOR ...): the audit entry records statement,
+// what the client sent, and the SELECT is what is planned.
+func (s *Service) Statement(sql string, params []any, statement string) govern.Op {
+	return &queryOp{svc: s, sql: sql, params: params, statement: statement}
 }
 
 // Response is a governed answer.
@@ -120,9 +127,10 @@ type PlanInfo struct {
 }
 
 type queryOp struct {
-	svc    *Service
-	sql    string
-	params []any
+	svc       *Service
+	sql       string
+	params    []any
+	statement string // audited text
 }
 
 func (o *queryOp) Kind() share.OpKind { return share.OpQuery }
@@ -144,8 +152,8 @@ type prepared struct {
 
 func (o *queryOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
 	ws := c.Snap.WS
-	c.Entry.SQL = o.sql
-	if fp, err := pg.Fingerprint(o.sql); err == nil {
+	c.Entry.SQL = o.statement
+	if fp, err := pg.Fingerprint(o.statement); err == nil {
 		c.Entry.Fingerprint = fp
 	}
 	c.Entry.Params = CanonicalParams(o.params)
