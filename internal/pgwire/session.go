@@ -50,7 +50,8 @@ func sessionQuery(text string, info sessionInfo) ([]sessionColumn, bool) {
 	}
 	sel := tree.Stmts[0].Stmt.GetSelectStmt()
 	if sel == nil || len(sel.FromClause) > 0 || sel.WhereClause != nil || len(sel.GroupClause) > 0 || sel.HavingClause != nil ||
-		len(sel.SortClause) > 0 || sel.LimitCount != nil || sel.WithClause != nil || sel.Op != pg.SetOperation_SETOP_NONE || len(sel.TargetList) == 0 || len(sel.ValuesLists) > 0 {
+		len(sel.SortClause) > 0 || sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.DistinctClause) > 0 || sel.IntoClause != nil ||
+		len(sel.LockingClause) > 0 || len(sel.WindowClause) > 0 || sel.WithClause != nil || sel.Op != pg.SetOperation_SETOP_NONE || len(sel.TargetList) == 0 || len(sel.ValuesLists) > 0 {
 		return nil, false
 	}
 	var out []sessionColumn
@@ -138,7 +139,7 @@ func sessionValue(n *pg.Node, info sessionInfo) (sessionColumn, bool) {
 		return typed(name, f(info)), true
 	case n.GetFuncCall() != nil:
 		fc := n.GetFuncCall()
-		if len(fc.Args) > 0 || fc.AggStar || fc.Over != nil {
+		if len(fc.Args) > 0 || fc.AggStar || fc.Over != nil || fc.AggFilter != nil || len(fc.AggOrder) > 0 || fc.AggDistinct || fc.FuncVariadic {
 			return sessionColumn{}, false
 		}
 		parts := fc.Funcname
