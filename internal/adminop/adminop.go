@@ -273,6 +273,9 @@ func (o *revoke) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, 
 
 func (p *revokePrepared) Checks() []policy.Request { return nil } // decided in Prepare
 
+// Mutates: the kernel logs the intent before the revocation is stored.
+func (p *revokePrepared) Mutates() {}
+
 func (p *revokePrepared) Preview(context.Context, *govern.Call) (any, error) {
 	return &Revoked{Agreement: p.a.ID}, nil
 }

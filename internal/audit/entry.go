@@ -65,6 +65,11 @@ type Entry struct {
 // charge even if the process dies before the request is decided.
 const DecisionReserve = "reserve"
 
+// DecisionIntent marks an entry appended before an operation changes
+// governance state (a revocation): the change is explained by the log
+// even if the deciding entry cannot be appended after it.
+const DecisionIntent = "intent"
+
 // Canonical returns the entry's canonical bytes: compact JSON, fixed field
 // order, sorted map keys, no HTML escaping, UTC times.
 func (e Entry) Canonical() ([]byte, error) {

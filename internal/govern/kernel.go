@@ -154,6 +154,13 @@ type CacheKey struct {
 	Period                 time.Time
 }
 
+// Mutating is a Prepared that changes governance state when it runs (a
+// revocation): the kernel announces it in a durable "intent" entry before
+// Run, as it announces charges.
+type Mutating interface {
+	Mutates()
+}
+
 // Light is an Op that reads only a little workspace or store state, never
 // an engine: admission control does not count it. Every other operation,
 // in every mode (a wire Describe plans a query too), is admitted.
@@ -368,6 +375,13 @@ func (k *Kernel) execute(ctx context.Context, c *Call, p Prepared) (any, error) 
 	if cp, ok := p.(Costed); ok {
 		if err := k.charge(ctx, c, cp.Cost(c)); err != nil {
 			return nil, err
+		}
+	}
+	if _, ok := p.(Mutating); ok {
+		r := *c.Entry
+		r.Decision, r.Event = audit.DecisionIntent, share.EventCode(share.OpIntent, share.Run, true)
+		if _, err := k.cfg.Audit.Append(context.WithoutCancel(ctx), r); err != nil {
+			return nil, refusal.AuditUnavailable().WithCause(err)
 		}
 	}
 	t := time.Now()

@@ -202,9 +202,17 @@ func TestEveryOperationIsAuditedOnce(t *testing.T) {
 			entries := auditedSince(t, h, before)
 			var deciding []audit.Entry
 			reserves := 0
+			intents := 0
 			for _, e := range entries {
 				if e.Decision == audit.DecisionReserve {
 					reserves++
+					continue
+				}
+				if e.Decision == audit.DecisionIntent {
+					intents++
+					if e.Event != "AL1501I" || e.Agreement == "" {
+						t.Errorf("intent entry %+v", e)
+					}
 					continue
 				}
 				deciding = append(deciding, e)
@@ -227,6 +235,9 @@ func TestEveryOperationIsAuditedOnce(t *testing.T) {
 				}
 			} else if reserves != 0 {
 				t.Errorf("%d reserve entries without a charge", reserves)
+			}
+			if (w.event == "AL1400I") != (intents == 1) {
+				t.Errorf("%d intent entries; a revocation is announced once, before it is stored, nothing else is", intents)
 			}
 			if strings.Contains(string(mustCanonical(t, e)), bogus) {
 				t.Errorf("the audit entry holds a token secret")

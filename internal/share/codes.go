@@ -32,6 +32,7 @@ var eventCodes = map[eventKey]string{
 	{OpRevoke, Run, false}: "AL1400W",
 
 	{OpReserve, Run, true}: "AL1500I",
+	{OpIntent, Run, true}:  "AL1501I",
 }
 
 type eventKey struct {

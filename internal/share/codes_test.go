@@ -28,6 +28,7 @@ var released = map[string]string{
 	"AL1400I": "agreement.revoke run allowed",
 	"AL1400W": "agreement.revoke run refused",
 	"AL1500I": "charge.reserve run allowed",
+	"AL1501I": "state.intent run allowed",
 }
 
 func TestEventCodesAreAppendOnly(t *testing.T) {

@@ -52,6 +52,7 @@ const (
 	OpRevoke        OpKind = "agreement.revoke" // revoking an agreement
 	OpMetricsRead   OpKind = "metrics.read"     // GET /metrics
 	OpReserve       OpKind = "charge.reserve"   // announced before a budget or quota charge
+	OpIntent        OpKind = "state.intent"     // announced before an operation changes governance state
 )
 
 // Mode is how far an operation goes.
