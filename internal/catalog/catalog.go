@@ -135,7 +135,12 @@ func Normalize(text string) string {
 var shadowRelations = map[string]string{
 	"pg_attribute": "airlock_pg_attribute", "pg_settings": "airlock_pg_settings", "pg_database": "airlock_pg_database",
 	"pg_namespace": "airlock_pg_namespace", "pg_type": "airlock_pg_type",
+	"pg_proc": "airlock_pg_proc", "pg_views": "airlock_pg_views",
 }
+
+// shadowInformationSchema are information_schema relations presented the
+// same way.
+var shadowInformationSchema = map[string]string{"views": "airlock_is_views"}
 
 // shadowFunctions are catalog functions the shadow answers with its own
 // macros (PostgreSQL's are missing from DuckDB or read DuckDB's ids).
@@ -145,6 +150,7 @@ var shadowFunctions = map[string]string{
 	"pg_table_size": "airlock_size", "pg_total_relation_size": "airlock_size", "pg_relation_size": "airlock_size",
 	"pg_database_size": "airlock_size", "pg_indexes_size": "airlock_size", "pg_size_pretty": "airlock_size_pretty",
 	"obj_description": "airlock_description", "col_description": "airlock_description", "shobj_description": "airlock_description",
+	"version": "airlock_version",
 }
 
 func str(n *pg.Node) string { return n.GetString_().GetSval() }
@@ -177,12 +183,17 @@ func rewrite(tree *pg.ParseResult) (string, error) {
 		case n.GetRangeVar() != nil:
 			rv := n.GetRangeVar()
 			schema, rel := strings.ToLower(rv.Schemaname), strings.ToLower(rv.Relname)
-			if macro, ok := shadowRelations[rel]; ok && (schema == "" || schema == "pg_catalog") {
+			macro, ok := shadowRelations[rel]
+			if !ok || (schema != "" && schema != "pg_catalog") {
+				macro, ok = shadowInformationSchema[rel]
+				ok = ok && schema == "information_schema"
+			}
+			if ok {
 				alias := rv.Alias
 				if alias == nil {
 					alias = &pg.Alias{Aliasname: rel}
 				}
-				*n = *rangeFunction(macro, alias)
+				n.Node = rangeFunction(macro, alias).Node
 				return
 			}
 		case n.GetFuncCall() != nil:
@@ -208,16 +219,16 @@ func rewrite(tree *pg.ParseResult) (string, error) {
 				if tc.Arg.GetAConst() != nil {
 					// A name looked up as an object id: the shadow has no such
 					// objects, so no row will match it.
-					*n = pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Ival{Ival: &pg.Integer{Ival: 0}}}}}
+					n.Node = &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Ival{Ival: &pg.Integer{Ival: 0}}}}
 				} else {
-					*n = *tc.Arg
+					n.Node = tc.Arg.Node
 					fix(n)
 				}
 				return
 			case "oid":
 				if c := tc.Arg.GetAConst(); c != nil && c.GetSval() != nil {
 					if v, err := strconv.ParseInt(c.GetSval().Sval, 10, 32); err == nil {
-						*n = pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Ival{Ival: &pg.Integer{Ival: int32(v)}}}}}
+						n.Node = &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Ival{Ival: &pg.Integer{Ival: int32(v)}}}}
 						return
 					}
 				}
@@ -230,7 +241,7 @@ func rewrite(tree *pg.ParseResult) (string, error) {
 		case n.GetCollateClause() != nil:
 			cc := n.GetCollateClause()
 			if cc.Arg != nil {
-				*n = *cc.Arg
+				n.Node = cc.Arg.Node
 				fix(n)
 				return
 			}
@@ -395,6 +406,12 @@ func answer(ctx context.Context, entries []sqlop.CatalogEntry, text string, tree
 			'c' AS datlocprovider, false AS datistemplate, true AS datallowconn, -1::INTEGER AS datconnlimit, 'C' AS datcollate, 'C' AS datctype,
 			NULL::VARCHAR AS daticulocale, NULL::VARCHAR AS datcollversion, NULL::VARCHAR[] AS datacl, 1663::INTEGER AS dattablespace`,
 		`CREATE MACRO airlock_encoding(x) AS 'UTF8'`,
+		// The endpoint's version, not the shadow engine's; and none of the
+		// shadow engine's own functions and views.
+		`CREATE MACRO airlock_version() AS 'PostgreSQL ` + serverVersion + ` (Airlock)'`,
+		`CREATE MACRO airlock_pg_proc() AS TABLE SELECT * FROM pg_catalog.pg_proc WHERE false`,
+		`CREATE MACRO airlock_pg_views() AS TABLE SELECT * FROM pg_catalog.pg_views WHERE false`,
+		`CREATE MACRO airlock_is_views() AS TABLE SELECT * FROM information_schema.views WHERE false`,
 		`CREATE MACRO airlock_size(x) AS 0::BIGINT`,
 		`CREATE MACRO airlock_size_pretty(x) AS '0 bytes'`,
 		`CREATE MACRO airlock_description(x, y) AS NULL::VARCHAR`,

@@ -30,12 +30,14 @@ func TestListQuotaStopsPaging(t *testing.T) {
 	if r.Status != 200 || len(r.Rows) != 60 || quota["left"] != 40.0 || quota["rows_per_period"] != 100.0 {
 		t.Fatalf("first page: %d rows, quota %v: %s", len(r.Rows), quota, r.Body)
 	}
-	// The next 60 do not fit in the 40 left: refused whole, nothing charged.
-	if r, _ := page(strings.Replace(q, "%s", "60 OFFSET 60", 1)); r.Status != 429 || r.Error.Rule != "list.quota" || !strings.Contains(r.Error.Message, "40 are left") {
+	// The next 60 do not fit in the 40 left: refused whole, and counted as
+	// one row. Were the refusal free, "nothing, or more than is left" would
+	// answer a yes/no question about the rows without end.
+	if r, _ := page(strings.Replace(q, "%s", "60 OFFSET 60", 1)); r.Status != 429 || r.Error.Rule != "list.quota" || !strings.Contains(r.Error.Message, "40 are left and this answer has more; it is withheld and counts as one row") || len(r.Rows) != 0 {
 		t.Fatalf("second page over the quota: %d %s", r.Status, r.Body)
 	}
-	if r, quota := page(strings.Replace(q, "%s", "40 OFFSET 60", 1)); r.Status != 200 || len(r.Rows) != 40 || quota["left"] != 0.0 {
-		t.Fatalf("the last 40: %d rows, quota %v: %s", len(r.Rows), quota, r.Body)
+	if r, quota := page(strings.Replace(q, "%s", "39 OFFSET 60", 1)); r.Status != 200 || len(r.Rows) != 39 || quota["left"] != 0.0 {
+		t.Fatalf("the 39 left: %d rows, quota %v: %s", len(r.Rows), quota, r.Body)
 	}
 	if r, _ := page(strings.Replace(q, "%s", "1 OFFSET 100", 1)); r.Status != 429 || r.Error.Rule != "list.quota" {
 		t.Fatalf("past the quota: %d %s", r.Status, r.Body)

@@ -78,3 +78,13 @@ func quotaSpent(ag *workspace.Agreement, quota int, refresh time.Time) *refusal.
 	e.Details = map[string]any{"rows_left": 0, "refresh": refresh}
 	return e
 }
+
+// quotaTooSmall is the refusal of an answer with more rows than the quota
+// has left: the answer is withheld and counts as one row (what it
+// revealed, that more rows match than are left, is paid for).
+func quotaTooSmall(ag *workspace.Agreement, quota int, left int64, refresh time.Time) *refusal.Error {
+	e := refusal.New(refusal.Limit, "list.quota", "agreement %s may release %d rows per period; %d are left and this answer has more; it is withheld and counts as one row; narrow the query or wait until %s",
+		ag.ID, quota, left, refresh.Format(time.RFC3339))
+	e.Details = map[string]any{"rows_left": max(0, left-1), "refresh": refresh}
+	return e
+}

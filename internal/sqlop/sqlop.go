@@ -27,6 +27,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -148,6 +149,7 @@ type prepared struct {
 	nparams   int
 	limits    workspace.LimitsConfig
 	canonical *query.Plan // DP: the plan with a fixed seed, the answer cache's key
+	quotaLeft int64       // a list rule's quota left when the query was planned
 }
 
 func (o *queryOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
@@ -224,6 +226,7 @@ func (o *queryOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared,
 		return nil, err
 	}
 	c.Entry.Columns = plan.Touched
+	var quotaLeft int64
 	if plan.MaxRows > 0 && ag != nil && c.Mode == share.Run {
 		// A spent quota refuses every list query, before it runs: were
 		// empty answers still free, "is there a matching row?" could be
@@ -235,8 +238,9 @@ func (o *queryOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared,
 		if q.Left <= 0 {
 			return nil, quotaSpent(ag, plan.MaxRows, q.Refresh)
 		}
+		quotaLeft = q.Left
 	}
-	p := &prepared{svc: o.svc, c: c, ag: ag, plan: plan, eng: eng, datasets: datasets, view: view, sql: o.sql, nparams: nparams, limits: ws.Config.Limits}
+	p := &prepared{svc: o.svc, c: c, ag: ag, plan: plan, eng: eng, datasets: datasets, view: view, sql: o.sql, nparams: nparams, limits: ws.Config.Limits, quotaLeft: quotaLeft}
 	if plan.Kind != query.AccessDP {
 		return p, nil
 	}
@@ -289,11 +293,16 @@ func (p *prepared) Preview(ctx context.Context, c *govern.Call) (any, error) {
 }
 
 // listResult is an answer after its output controls, before its row
-// quota is charged.
+// quota is charged. refused is the refusal an over-large answer gets once
+// the quota has paid for it.
 type listResult struct {
-	p   *prepared
-	out *Response
+	p       *prepared
+	out     *Response
+	rows    int
+	refused error
 }
+
+func (p *prepared) quota() bool { return p.plan.MaxRows > 0 && p.ag != nil }
 
 func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, error) {
 	qctx, cancel := context.WithTimeout(ctx, p.limits.QueryTimeout)
@@ -304,20 +313,38 @@ func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, 
 	}
 	out := &Response{Access: string(p.plan.Kind), Agreement: agID(p.ag), Columns: p.plan.Columns}
 	if err := applyOutputControls(p.plan, res, out, p.limits.MaxResultRows); err != nil {
+		if p.quota() && refusal.As(err).Rule == "limit.rows" {
+			// Too many rows says "this many match": it is paid for below.
+			return &listResult{p: p, out: out, rows: math.MaxInt, refused: err}, nil
+		}
 		return nil, err
 	}
-	return &listResult{p: p, out: out}, nil
+	return &listResult{p: p, out: out, rows: len(out.Rows)}, nil
 }
 
-// Cost charges a list rule's released rows, before they are released.
+// Cost charges a list rule's released rows, before they are released. An
+// answer larger than what is left (or than the row limit) is refused and
+// counts as one row: refused for free, "nothing, or more than is left"
+// would answer a yes/no question about the rows without end, where a
+// LIMIT 1 query pays a row for each "yes".
 func (r *listResult) Cost(c *govern.Call) []govern.Charge {
-	if r.p.plan.MaxRows == 0 || r.p.ag == nil || len(r.out.Rows) == 0 {
+	if !r.p.quota() || r.rows == 0 {
 		return nil
 	}
-	return []govern.Charge{r.p.svc.rowCharge(r.p.ag, r.p.plan.MaxRows, len(r.out.Rows), c.Now)}
+	n := int64(r.rows)
+	if n > r.p.quotaLeft || r.refused != nil {
+		n = 1
+		if r.refused == nil {
+			r.refused = quotaTooSmall(r.p.ag, r.p.plan.MaxRows, r.p.quotaLeft, rowQuotaKey(r.p.ag, c.Now).PeriodStart.Add(quotaPeriod(r.p.ag)))
+		}
+	}
+	return []govern.Charge{r.p.svc.rowCharge(r.p.ag, r.p.plan.MaxRows, int(n), c.Now)}
 }
 
 func (r *listResult) Release(ctx context.Context, c *govern.Call) (any, error) {
+	if r.refused != nil {
+		return nil, r.refused
+	}
 	out := r.out
 	if r.p.plan.MaxRows > 0 && r.p.ag != nil {
 		if len(c.Charged) > 0 {
