@@ -459,7 +459,7 @@ func validate(args []string, out, errw io.Writer) error {
 	for _, p := range probs {
 		fmt.Fprintln(out, p.String())
 	}
-	if len(probs) > 0 {
+	if probs = probs.Errors(); len(probs) > 0 {
 		return fmt.Errorf("%d problem(s) in %s", len(probs), pos[0])
 	}
 	ws, err := workspace.Load(pos[0])

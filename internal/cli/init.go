@@ -66,7 +66,7 @@ func initWorkspace(args []string, out, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(probs) > 0 {
+	if probs = probs.Errors(); len(probs) > 0 {
 		return fmt.Errorf("the workspace written to %s does not validate (a bug in init; please report it):\n%w", dir, probs)
 	}
 	ws, err := workspace.Load(dir)

@@ -118,10 +118,38 @@ func checkData(ctx context.Context, eng *duckdb.DB, ws *workspace.Workspace, m *
 	if err := eng.LoadTable(ctx, m.Name, file, cols); err != nil {
 		return append(ps, workspace.Problem{File: m.Source.File, Msg: "does not match the declared column types: " + firstLine(err.Error()), Fix: "fix the type in " + m.File + " or the data"})
 	}
+	ps = append(ps, identifyingDimensions(ctx, eng, ws, m, mf)...)
 	if m.PrivacyUnit != "" {
 		n, err := eng.NullCount(ctx, m.Name, m.PrivacyUnit)
 		if err == nil && n > 0 {
 			ps = append(ps, workspace.Problem{File: m.Source.File, Msg: fmt.Sprintf("privacy unit column %q has %d NULL values", m.PrivacyUnit, n), Fix: "every row must name its privacy unit; fill or drop those rows"})
+		}
+	}
+	return ps
+}
+
+// identifyingDimensions warns of aggregation and DP dimensions that nearly
+// identify rows or units (a timestamp with a value per row): grouping or
+// filtering by them isolates a few units, which thresholds only hide one
+// answer at a time and differencing across answers can undo.
+func identifyingDimensions(ctx context.Context, eng *duckdb.DB, ws *workspace.Workspace, m *workspace.Manifest, mf string) workspace.Problems {
+	var ps workspace.Problems
+	for _, id := range sortedKeys(ws.Agreements) {
+		a := ws.Agreements[id]
+		r, ok := a.Rules[m.Name]
+		if !ok || (r.Kind != workspace.RuleAggregation && r.Kind != workspace.RuleDP) || m.PrivacyUnit == "" {
+			continue
+		}
+		for _, dim := range r.Dimensions {
+			distinct, rows, units, err := eng.Distinctness(ctx, m.Name, dim, m.PrivacyUnit)
+			if err != nil || rows < 100 {
+				continue
+			}
+			if float64(distinct) >= 0.5*float64(rows) || float64(distinct) >= 0.5*float64(units) {
+				ps = append(ps, workspace.Problem{File: a.File, Line: lineOf(filepath.Join(ws.Dir, a.File), "dimensions:"), Warning: true,
+					Msg: fmt.Sprintf("dimension %q of dataset %s has %d distinct values over %d rows and %d units: it nearly identifies them, so groups or filters on it isolate a few units", dim, m.Name, distinct, rows, units),
+					Fix: "offer it in buckets (a derived column such as the date or month) or drop it from dimensions"})
+			}
 		}
 	}
 	return ps

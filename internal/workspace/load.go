@@ -48,10 +48,26 @@ type Problem struct {
 	Line int
 	Msg  string
 	Fix  string
+	// Warning marks advice that does not stop the workspace from loading.
+	Warning bool
+}
+
+// Errors are the problems that are not warnings.
+func (ps Problems) Errors() Problems {
+	var out Problems
+	for _, p := range ps {
+		if !p.Warning {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (p Problem) String() string {
 	s := p.File
+	if p.Warning {
+		s = "warning: " + s
+	}
 	if p.Line > 0 {
 		s += fmt.Sprintf(":%d", p.Line)
 	}

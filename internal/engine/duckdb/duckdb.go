@@ -164,6 +164,13 @@ func (d *DB) NullCount(ctx context.Context, table, column string) (int64, error)
 	return n, err
 }
 
+// Distinctness counts a loaded table's distinct values of column, its rows
+// and its distinct units (validate's check of near-identifying dimensions).
+func (d *DB) Distinctness(ctx context.Context, table, column, unit string) (distinct, rows, units int64, err error) {
+	err = d.db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(DISTINCT %s), count(*), count(DISTINCT %s) FROM %s", quoteIdent(column), quoteIdent(unit), quoteIdent(table))).Scan(&distinct, &rows, &units)
+	return distinct, rows, units, err
+}
+
 // RowCount is the number of rows of a loaded table.
 func (d *DB) RowCount(ctx context.Context, table string) (int64, error) {
 	var n int64
