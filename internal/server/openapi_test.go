@@ -3,11 +3,12 @@ package server_test
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/airlock-dev/airlock/internal/jsonschema"
 )
 
 // TestOpenAPIDocumentMatchesTheServer: GET /v1/openapi.json documents
@@ -34,7 +35,7 @@ func TestOpenAPIDocumentMatchesTheServer(t *testing.T) {
 	if !slices.Equal(documented, served) {
 		t.Fatalf("documented routes\n  %v\nserved routes\n  %v", documented, served)
 	}
-	v := validator{doc: doc}
+	v := jsonschema.Validator{Root: doc}
 	analyst, steward, auditor := h.tokens["analyst@partner"], h.tokens["steward@stmary"], h.tokens["auditor@regulator"]
 	for _, c := range []struct {
 		method, path, docPath, token, body string
@@ -71,102 +72,14 @@ func TestOpenAPIDocumentMatchesTheServer(t *testing.T) {
 			t.Errorf("%s %s: status %d is not documented", c.method, c.docPath, c.status)
 			continue
 		}
-		schema := v.resolve(rs.(map[string]any))["content"].(map[string]any)["application/json"].(map[string]any)["schema"]
+		schema := v.Resolve(rs.(map[string]any))["content"].(map[string]any)["application/json"].(map[string]any)["schema"]
 		var body any
 		if err := json.Unmarshal(resp.Body, &body); err != nil {
 			t.Errorf("%s %s: not JSON: %s", c.method, c.path, resp.Body)
 			continue
 		}
-		for _, e := range v.check(schema.(map[string]any), body, "$") {
+		for _, e := range v.Check(schema.(map[string]any), body, "$") {
 			t.Errorf("%s %s (%d): %s", c.method, c.path, c.status, e)
 		}
 	}
-}
-
-// validator checks a value against the subset of JSON Schema the document
-// uses: $ref, type (one or several), enum, properties, required,
-// additionalProperties false, items.
-type validator struct{ doc map[string]any }
-
-func (v validator) resolve(s map[string]any) map[string]any {
-	for {
-		ref, ok := s["$ref"].(string)
-		if !ok {
-			return s
-		}
-		var cur any = v.doc
-		for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
-			cur = cur.(map[string]any)[part]
-		}
-		s = cur.(map[string]any)
-	}
-}
-
-func jsonType(x any) string {
-	switch y := x.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case string:
-		return "string"
-	case float64:
-		if y == math.Trunc(y) {
-			return "integer"
-		}
-		return "number"
-	case []any:
-		return "array"
-	}
-	return "object"
-}
-
-func (v validator) check(s map[string]any, x any, at string) []string {
-	s = v.resolve(s)
-	var errs []string
-	if t, ok := s["type"]; ok {
-		var types []string
-		switch tt := t.(type) {
-		case string:
-			types = []string{tt}
-		case []any:
-			for _, e := range tt {
-				types = append(types, e.(string))
-			}
-		}
-		got := jsonType(x)
-		if !slices.Contains(types, got) && !(got == "integer" && slices.Contains(types, "number")) {
-			return []string{fmt.Sprintf("%s is %s, want %v", at, got, types)}
-		}
-	}
-	if enum, ok := s["enum"].([]any); ok && !slices.Contains(enum, x) {
-		errs = append(errs, fmt.Sprintf("%s = %v is not one of %v", at, x, enum))
-	}
-	switch y := x.(type) {
-	case map[string]any:
-		props, _ := s["properties"].(map[string]any)
-		required, _ := s["required"].([]any)
-		for _, r := range required {
-			if _, ok := y[r.(string)]; !ok {
-				errs = append(errs, fmt.Sprintf("%s lacks required %s", at, r))
-			}
-		}
-		for k, val := range y {
-			ps, ok := props[k]
-			if !ok {
-				if s["additionalProperties"] == false {
-					errs = append(errs, fmt.Sprintf("%s.%s is not documented", at, k))
-				}
-				continue
-			}
-			errs = append(errs, v.check(ps.(map[string]any), val, at+"."+k)...)
-		}
-	case []any:
-		if items, ok := s["items"].(map[string]any); ok {
-			for i, e := range y {
-				errs = append(errs, v.check(items, e, fmt.Sprintf("%s[%d]", at, i))...)
-			}
-		}
-	}
-	return errs
 }
