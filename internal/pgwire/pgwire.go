@@ -381,7 +381,7 @@ func (s *Server) parse(ctx context.Context, q wire.Query) (stmts wire.PreparedSt
 		// Nothing but comments: pgx's Ping sends "-- ping".
 		return wire.Prepared(s.statement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error { return w.Empty() })), nil
 	}
-	if cols, ok := sessionQuery(text, sessionInfo{user: id.Principal, database: databaseOf(ctx)}); ok {
+	if cols, ok := sessionQuery(text, sessionInfo{user: id.Principal, database: databaseOf(ctx), setting: func(n string) string { return showSetting(ctx, n) }}); ok {
 		if _, err := s.Kernel.Do(ctx, request(ctx, id, share.Run, sessionOp(text))); err != nil {
 			return nil, pgError(err)
 		}
@@ -456,10 +456,7 @@ func (s *Server) sessionCommand(ctx context.Context, text string) (wire.Prepared
 		return complete(strings.Fields(upper)[0]), true
 	case strings.HasPrefix(upper, "SHOW "):
 		name := strings.ToLower(strings.TrimSpace(text[5:]))
-		val := map[string]string{"transaction_isolation": "read committed", "default_transaction_isolation": "read committed",
-			"server_version": ServerVersion, "standard_conforming_strings": "on", "datestyle": "ISO, MDY", "integer_datetimes": "on",
-			"transaction isolation level": "read committed", "server_encoding": "UTF8", "search_path": "public", "max_identifier_length": "63", "client_encoding": "UTF8", "timezone": "UTC",
-			"airlock.purpose": setting(ctx, "purpose"), "airlock.agreement": setting(ctx, "agreement")}[name]
+		val := showSetting(ctx, name)
 		cols := wire.Columns{{Name: name, Oid: oidText, Width: -1}}
 		return wire.Prepared(s.statement(func(ctx context.Context, w wire.DataWriter, _ []wire.Parameter) error {
 			if err := w.Row([]any{val}); err != nil {
@@ -469,6 +466,18 @@ func (s *Server) sessionCommand(ctx context.Context, text string) (wire.Prepared
 		}, wire.WithColumns(cols))), true
 	}
 	return nil, false
+}
+
+// showSetting is a setting as SHOW and current_setting() answer it: what
+// PostgreSQL 15 would say to a client, the session's airlock.* settings,
+// and "" for anything else (the node's own configuration is not shown).
+func showSetting(ctx context.Context, name string) string {
+	return map[string]string{"transaction_isolation": "read committed", "default_transaction_isolation": "read committed",
+		"server_version": ServerVersion, "server_version_num": "150008", "standard_conforming_strings": "on", "datestyle": "ISO, MDY",
+		"integer_datetimes": "on", "transaction isolation level": "read committed", "server_encoding": "UTF8", "search_path": "public",
+		"max_identifier_length": "63", "client_encoding": "UTF8", "timezone": "UTC", "default_transaction_read_only": "on",
+		"transaction_read_only": "on", "lc_collate": "C", "lc_ctype": "C", "application_name": wire.ClientParameters(ctx)["application_name"],
+		"airlock.purpose": setting(ctx, "purpose"), "airlock.agreement": setting(ctx, "agreement")}[strings.ToLower(name)]
 }
 
 func splitSet(body string) (string, string) {

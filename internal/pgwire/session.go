@@ -32,7 +32,10 @@ var sessionFunctions = map[string]func(c sessionInfo) any{
 	"pg_postmaster_start_time": func(c sessionInfo) any { return nil },
 }
 
-type sessionInfo struct{ user, database string }
+type sessionInfo struct {
+	user, database string
+	setting        func(name string) string
+}
 
 // sessionColumn is one answered column.
 type sessionColumn struct {
@@ -137,6 +140,10 @@ func sessionValue(n *pg.Node, info sessionInfo) (sessionColumn, bool) {
 			return sessionColumn{}, false
 		}
 		return typed(name, f(info)), true
+	case n.GetFuncCall() != nil && isCurrentSetting(n.GetFuncCall()):
+		// current_setting('name'): the session's answer to SHOW name.
+		arg := n.GetFuncCall().Args[0].GetAConst().GetSval().GetSval()
+		return sessionColumn{name: "current_setting", oid: oidText, value: info.setting(arg)}, true
 	case n.GetFuncCall() != nil:
 		fc := n.GetFuncCall()
 		if len(fc.Args) > 0 || fc.AggStar || fc.Over != nil || fc.AggFilter != nil || len(fc.AggOrder) > 0 || fc.AggDistinct || fc.FuncVariadic {
@@ -154,6 +161,16 @@ func sessionValue(n *pg.Node, info sessionInfo) (sessionColumn, bool) {
 		return typed(name, f(info)), true
 	}
 	return sessionColumn{}, false
+}
+
+// isCurrentSetting reports whether fc is current_setting('<constant>').
+func isCurrentSetting(fc *pg.FuncCall) bool {
+	parts := fc.Funcname
+	name := strings.ToLower(parts[len(parts)-1].GetString_().GetSval())
+	if name != "current_setting" || len(parts) > 2 || len(parts) == 2 && parts[0].GetString_().GetSval() != "pg_catalog" {
+		return false
+	}
+	return len(fc.Args) == 1 && fc.Args[0].GetAConst().GetSval() != nil && fc.AggFilter == nil && fc.Over == nil
 }
 
 func typed(name string, v any) sessionColumn {
