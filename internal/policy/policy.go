@@ -267,17 +267,25 @@ var (
 	attrRef     = regexp.MustCompile(`\b(principal|resource|context)\s*(?:\.\s*([A-Za-z_]\w*)|\s+has\s+([A-Za-z_]\w*))`)
 )
 
+// UnknownAttribute is a policy's reference to an attribute Airlock never
+// sends: where it is, and what the variable does have.
+type UnknownAttribute struct {
+	File      string // policy file name (e.g. base.cedar)
+	Line, Col int
+	Var, Attr string   // principal.clearence: "principal", "clearence"
+	Known     []string // the attributes Var has
+}
+
 // CheckAttributes finds attribute references in the policy files that
 // name no attribute Airlock sends; extraPrincipal are the principal
-// attributes a workspace declares (principals' attributes). Each finding
-// is "policies/<file>:<line>:<column>: ...".
-func CheckAttributes(files map[string][]byte, extraPrincipal []string) []string {
+// attributes a workspace declares (principals' attributes).
+func CheckAttributes(files map[string][]byte, extraPrincipal []string) []UnknownAttribute {
 	known := map[string][]string{
 		"principal": append(append([]string{}, PrincipalAttributes...), extraPrincipal...),
 		"resource":  ResourceAttributes,
 		"context":   ContextAttributes,
 	}
-	var out []string
+	var out []UnknownAttribute
 	for _, n := range sortedNames(files) {
 		// Blank comments and strings, keeping every offset.
 		text := string(files[n])
@@ -295,44 +303,9 @@ func CheckAttributes(files map[string][]byte, extraPrincipal []string) []string 
 			if slices.Contains(known[v], attr) {
 				continue
 			}
-			line := strings.Count(text[:m[0]], "\n") + 1
-			col := m[0] - strings.LastIndex(text[:m[0]], "\n")
-			msg := fmt.Sprintf("policies/%s:%d:%d: %s.%s is not an attribute Airlock sends (%s has: %s)", n, line, col, v, attr, v, strings.Join(known[v], ", "))
-			if best := nearest(attr, known[v]); best != "" {
-				msg += fmt.Sprintf("; did you mean %s.%s?", v, best)
-			}
-			out = append(out, msg)
+			out = append(out, UnknownAttribute{File: n, Line: strings.Count(text[:m[0]], "\n") + 1,
+				Col: m[0] - strings.LastIndex(text[:m[0]], "\n"), Var: v, Attr: attr, Known: known[v]})
 		}
 	}
 	return out
-}
-
-func nearest(s string, options []string) string {
-	best, bestD := "", 3
-	for _, o := range options {
-		if d := levenshtein(s, o); d < bestD {
-			best, bestD = o, d
-		}
-	}
-	return best
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }

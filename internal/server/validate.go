@@ -38,7 +38,11 @@ func Validate(ctx context.Context, dir string) (workspace.Problems, error) {
 			declared = append(declared, k)
 		}
 	}
-	for _, msg := range policy.CheckAttributes(ws.Policies, declared) {
+	for _, u := range policy.CheckAttributes(ws.Policies, declared) {
+		msg := fmt.Sprintf("policies/%s:%d:%d: %s.%s is not an attribute Airlock sends (%s has: %s)", u.File, u.Line, u.Col, u.Var, u.Attr, u.Var, strings.Join(u.Known, ", "))
+		if best := workspace.Nearest(u.Attr, u.Known, 3); best != "" {
+			msg += fmt.Sprintf("; did you mean %s.%s?", u.Var, best)
+		}
 		probs = append(probs, workspace.Problem{File: "policies/", Msg: msg})
 	}
 	eng, err := duckdb.Open(duckdb.Config{MemoryLimit: "1GB"})

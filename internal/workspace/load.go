@@ -257,7 +257,6 @@ func suggestKey(msg string) string {
 	if !ok {
 		return ""
 	}
-	best, bestD := "", 4
 	var known []string
 	for i := 0; i < t.NumField(); i++ {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
@@ -265,14 +264,23 @@ func suggestKey(msg string) string {
 			continue
 		}
 		known = append(known, name)
-		if d := editDistance(m[1], name); d < bestD {
-			best, bestD = name, d
-		}
 	}
-	if best != "" {
+	if best := Nearest(m[1], known, 4); best != "" {
 		return fmt.Sprintf("did you mean %q?", best)
 	}
 	return "known keys here: " + strings.Join(known, ", ")
+}
+
+// Nearest is the option closest to s, if its edit distance is below
+// within ("" otherwise): the "did you mean" of validation messages.
+func Nearest(s string, options []string, within int) string {
+	best, bestD := "", within
+	for _, o := range options {
+		if d := editDistance(s, o); d < bestD {
+			best, bestD = o, d
+		}
+	}
+	return best
 }
 
 // editDistance is the Levenshtein distance of two short strings.
