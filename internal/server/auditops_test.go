@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -40,22 +38,6 @@ func auditedSince(t *testing.T, h *harness, from uint64) []audit.Entry {
 	return out
 }
 
-// httpCall is one HTTP request as a client makes it.
-func httpCall(t *testing.T, h *harness, method, path, token string, body []byte) (int, string, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(method, h.url+path, bytes.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("X-Request-Id"), b
-}
-
 // TestEveryOperationIsAuditedOnce: each kind of operation, on each
 // channel, allowed or refused, leaves exactly one deciding audit entry
 // (plus the reserve entry of a charge) with its event code, request id,
@@ -78,14 +60,12 @@ func TestEveryOperationIsAuditedOnce(t *testing.T) {
 	}
 	query := func(token, body string) func(t *testing.T) string {
 		return func(t *testing.T) string {
-			_, id, _ := httpCall(t, h, "POST", "/v1/query", token, []byte(body))
-			return id
+			return h.do(t, "POST", "/v1/query", token, []byte(body)).RequestID
 		}
 	}
 	get := func(token, path string) func(t *testing.T) string {
 		return func(t *testing.T) string {
-			_, id, _ := httpCall(t, h, "GET", path, token, nil)
-			return id
+			return h.do(t, "GET", path, token, nil).RequestID
 		}
 	}
 	wire := func(principal, token, purpose, sql string, args ...any) func(t *testing.T) string {
@@ -125,8 +105,7 @@ func TestEveryOperationIsAuditedOnce(t *testing.T) {
 		{"http query refused", query(analyst, `{"sql": "SELECT count(*) FROM visits", "purpose": "marketing"}`),
 			want{event: "AL1000W", principal: "analyst@partner", channel: "http", decision: "deny", rule: "agreement.purpose"}},
 		{"http plan", func(t *testing.T) string {
-			_, id, _ := httpCall(t, h, "POST", "/v1/query/plan", analyst, []byte(`{"sql": "SELECT count(*) FROM visits", "purpose": "research"}`))
-			return id
+			return h.do(t, "POST", "/v1/query/plan", analyst, []byte(`{"sql": "SELECT count(*) FROM visits", "purpose": "research"}`)).RequestID
 		}, want{event: "AL1001I", principal: "analyst@partner", channel: "http", decision: "allow"}},
 		{"http bad body", query(analyst, `{"sql": 1}`),
 			want{event: "AL1000W", principal: "analyst@partner", channel: "http", decision: "deny", rule: "http.body"}},
@@ -147,8 +126,7 @@ func TestEveryOperationIsAuditedOnce(t *testing.T) {
 		{"http metrics", get(auditor, "/metrics"), want{event: "AL1301I", principal: "auditor@regulator", channel: "http", decision: "allow"}},
 		{"http metrics refused", get(analyst, "/metrics"), want{event: "AL1301W", principal: "analyst@partner", channel: "http", decision: "deny", rule: "policy"}},
 		{"http revoke refused", func(t *testing.T) string {
-			_, id, _ := httpCall(t, h, "POST", "/v1/agreements/partner-visits-research/revoke", analyst, nil)
-			return id
+			return h.do(t, "POST", "/v1/agreements/partner-visits-research/revoke", analyst, nil).RequestID
 		}, want{event: "AL1400W", principal: "analyst@partner", channel: "http", decision: "deny", rule: "agreement.revoke"}},
 		{"wire query (Describe is not audited, Execute is)", wire("analyst@partner", analyst, "research", "SELECT hospital, count(*) FROM visits GROUP BY hospital"),
 			want{event: "AL1000I", principal: "analyst@partner", channel: "pgwire", decision: "allow"}},
@@ -180,8 +158,7 @@ func TestEveryOperationIsAuditedOnce(t *testing.T) {
 				}
 			}}},
 		{"http revoke", func(t *testing.T) string {
-			_, id, _ := httpCall(t, h, "POST", "/v1/agreements/partner-visits-expired/revoke?reason=test", steward, nil)
-			return id
+			return h.do(t, "POST", "/v1/agreements/partner-visits-expired/revoke?reason=test", steward, nil).RequestID
 		}, want{event: "AL1400I", principal: "steward@stmary", channel: "http", decision: "allow"}},
 		{"cli revoke", func(t *testing.T) string {
 			var out, errw bytes.Buffer

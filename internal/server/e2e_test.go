@@ -151,6 +151,7 @@ func identifierValues(dir string) []string {
 type apiResponse struct {
 	Status     int
 	RetryAfter string
+	RequestID  string // the X-Request-Id header
 	Body       []byte
 	Columns    []string `json:"columns"`
 	Rows       [][]any  `json:"rows"`
@@ -190,7 +191,7 @@ func (h *harness) do(t *testing.T, method, path, token string, body []byte) apiR
 	b, _ := io.ReadAll(resp.Body)
 	var r apiResponse
 	json.Unmarshal(b, &r)
-	r.Status, r.Body, r.RetryAfter = resp.StatusCode, b, resp.Header.Get("Retry-After")
+	r.Status, r.Body, r.RetryAfter, r.RequestID = resp.StatusCode, b, resp.Header.Get("Retry-After"), resp.Header.Get("X-Request-Id")
 	return r
 }
 

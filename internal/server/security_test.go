@@ -18,7 +18,9 @@ import (
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
-func newHarness(t *testing.T, prepare func(dir string)) *harness {
+// newHarness serves the demo workspace (changed by prepare, if set) for
+// one test or benchmark, stopped when it ends.
+func newHarness(t testing.TB, prepare func(dir string)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	if err := demo.Init(dir); err != nil {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlock-dev/airlock/internal/demo"
 	"github.com/airlock-dev/airlock/internal/identity"
 )
 
@@ -24,15 +23,7 @@ import (
 // length so both see the same machine load. Reported: queries per second
 // of each and the median over rounds of their ratio (target ≥ 0.8).
 func BenchmarkThroughput16(b *testing.B) {
-	dir := b.TempDir()
-	if err := demo.Init(dir); err != nil {
-		b.Fatal(err)
-	}
-	h, err := startHarness(dir, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.stop()
+	h := newHarness(b, nil)
 	const clients = 16
 	sql := "SELECT country, count(*), sum(amount) FROM transactions WHERE merchant = 'Tesco #001' AND is_fraud = false GROUP BY country"
 	tok := h.tokens["fraud@partnerbank"]

@@ -14,6 +14,18 @@ import (
 	"github.com/airlock-dev/airlock/internal/server"
 )
 
+// editWorkspaceFile replaces the first old with new in a workspace file,
+// failing if old is not there.
+func editWorkspaceFile(t *testing.T, dir, rel, old, new string) {
+	t.Helper()
+	p := filepath.Join(dir, rel)
+	b, _ := os.ReadFile(p)
+	if !bytes.Contains(b, []byte(old)) {
+		t.Fatalf("%s has no %q", rel, old)
+	}
+	os.WriteFile(p, bytes.Replace(b, []byte(old), []byte(new), 1), 0o644)
+}
+
 func TestValidateNamesFileLineAndFix(t *testing.T) {
 	dir := t.TempDir()
 	if err := demo.Init(dir); err != nil {
@@ -29,14 +41,7 @@ func TestValidateNamesFileLineAndFix(t *testing.T) {
 	if len(probs) != 1 || !probs[0].Warning || !strings.Contains(probs[0].String(), `warning: agreements/partnerbank-transactions-fraud.yaml:`) || !strings.Contains(probs[0].Msg, `dimension "ts" of dataset transactions`) {
 		t.Fatalf("warnings: %v", probs)
 	}
-	edit := func(rel, old, new string) {
-		p := filepath.Join(dir, rel)
-		b, _ := os.ReadFile(p)
-		if !bytes.Contains(b, []byte(old)) {
-			t.Fatalf("%s has no %q", rel, old)
-		}
-		os.WriteFile(p, bytes.Replace(b, []byte(old), []byte(new), 1), 0o644)
-	}
+	edit := func(rel, old, new string) { editWorkspaceFile(t, dir, rel, old, new) }
 	// A column the data does not have, in the visits manifest.
 	edit("datasets/visits.yaml", "name: hospital,", "name: hospitals,")
 	// A type the data does not fit, in the transactions manifest.
@@ -91,14 +96,7 @@ func TestValidateSuggestsAndLocates(t *testing.T) {
 	if err := demo.Init(dir); err != nil {
 		t.Fatal(err)
 	}
-	edit := func(rel, old, new string) {
-		p := filepath.Join(dir, rel)
-		b, _ := os.ReadFile(p)
-		if !bytes.Contains(b, []byte(old)) {
-			t.Fatalf("%s has no %q", rel, old)
-		}
-		os.WriteFile(p, bytes.Replace(b, []byte(old), []byte(new), 1), 0o644)
-	}
+	edit := func(rel, old, new string) { editWorkspaceFile(t, dir, rel, old, new) }
 	report := func() string {
 		var out, errw bytes.Buffer
 		if cli.Main([]string{"validate", dir}, &out, &errw) == 0 {

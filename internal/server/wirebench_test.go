@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/airlock-dev/airlock/internal/demo"
 )
 
 func pct(ds []time.Duration, p float64) time.Duration {
@@ -27,15 +25,7 @@ func pct(ds []time.Duration, p float64) time.Duration {
 // connection to HTTP) and on an open connection (a wire prepared statement
 // executed again, an HTTP keep-alive request). Reports p50 and p99.
 func BenchmarkWireVsHTTP(b *testing.B) {
-	dir := b.TempDir()
-	if err := demo.Init(dir); err != nil {
-		b.Fatal(err)
-	}
-	h, err := startHarness(dir, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.stop()
+	h := newHarness(b, nil)
 	ctx := context.Background()
 	const principal, purpose = "fraud@partnerbank", "fraud_detection"
 	const sql = "SELECT country, count(*), sum(amount) FROM transactions WHERE mcc = $1 GROUP BY country"
