@@ -5,6 +5,7 @@ package cli
 import (
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -242,12 +243,7 @@ func serve(args []string, out, errw io.Writer) error {
 type example struct{ principal, purpose, sql string }
 
 func exampleFor(ws *workspace.Workspace) example {
-	ids := make([]string, 0, len(ws.Agreements))
-	for id := range ws.Agreements {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(ws.Agreements)) {
 		a := ws.Agreements[id]
 		if len(a.Purposes) == 0 || len(a.Datasets) == 0 || !a.InForce(time.Now()) {
 			continue

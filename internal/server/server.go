@@ -20,11 +20,13 @@ import (
 	"github.com/airlock-dev/airlock/internal/netlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -323,7 +325,7 @@ func loadSpecs(m *workspace.Manifest) []duckdb.ColumnSpec {
 
 func sortedDatasets(ws *workspace.Workspace) []*workspace.Manifest {
 	var out []*workspace.Manifest
-	for _, name := range sortedKeys(ws.Datasets) {
+	for _, name := range slices.Sorted(maps.Keys(ws.Datasets)) {
 		out = append(out, ws.Datasets[name])
 	}
 	return out

@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
@@ -138,7 +140,7 @@ func checkData(ctx context.Context, eng *duckdb.DB, ws *workspace.Workspace, m *
 // answer at a time and differencing across answers can undo.
 func identifyingDimensions(ctx context.Context, eng *duckdb.DB, ws *workspace.Workspace, m *workspace.Manifest, mf string) workspace.Problems {
 	var ps workspace.Problems
-	for _, id := range sortedKeys(ws.Agreements) {
+	for _, id := range slices.Sorted(maps.Keys(ws.Agreements)) {
 		a := ws.Agreements[id]
 		r, ok := a.Rules[m.Name]
 		if !ok || (r.Kind != workspace.RuleAggregation && r.Kind != workspace.RuleDP) || m.PrivacyUnit == "" {
@@ -169,7 +171,7 @@ func firstLine(s string) string {
 // PolicyTestProblems runs the workspace's policy tests.
 func PolicyTestProblems(pol *policy.Engine, ws *workspace.Workspace) workspace.Problems {
 	var ps workspace.Problems
-	for _, name := range sortedKeys(ws.PolicyTests) {
+	for _, name := range slices.Sorted(maps.Keys(ws.PolicyTests)) {
 		res, err := policy.RunTests(pol, name, ws.PolicyTests[name], PolicyPrincipalLookup(ws), PolicyResourceLookup(ws))
 		if err != nil {
 			ps = append(ps, workspace.Problem{File: "policies/tests/" + name, Msg: err.Error()})

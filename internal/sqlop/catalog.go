@@ -3,6 +3,7 @@ package sqlop
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -77,12 +78,7 @@ func (s *Service) Catalog(ctx context.Context, ws *workspace.Workspace, id share
 
 func catalogOf(ws *workspace.Workspace, id share.Identity, usable map[string]bool) []CatalogEntry {
 	var out []CatalogEntry
-	names := make([]string, 0, len(ws.Datasets))
-	for n := range ws.Datasets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(ws.Datasets)) {
 		m := ws.Datasets[n]
 		if isSteward(id, m) {
 			out = append(out, entry(m, query.AccessOwner, "", workspace.Rule{}))

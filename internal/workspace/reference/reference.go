@@ -13,10 +13,12 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -201,12 +203,7 @@ func examples(demoDir string) map[string]map[string]string {
 		rec = func(path string, v any) {
 			switch x := v.(type) {
 			case map[string]any:
-				keys := make([]string, 0, len(x))
-				for k := range x {
-					keys = append(keys, k)
-				}
-				sort.Strings(keys)
-				for _, k := range keys {
+				for _, k := range slices.Sorted(maps.Keys(x)) {
 					rec(path+k+".", x[k])
 				}
 			case []any:
@@ -237,12 +234,7 @@ func examples(demoDir string) map[string]map[string]string {
 	}
 	// Map keys under rules and aggregates are names, not fields.
 	for _, ex := range out {
-		keys := make([]string, 0, len(ex))
-		for k := range ex {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(ex)) {
 			v := ex[k]
 			nk := regexp.MustCompile(`^rules\.[^.]+\.`).ReplaceAllString(k, "rules.<key>.")
 			nk = regexp.MustCompile(`^(rules\.<key>\.(aggregates|masks|public_groups))\..*$`).ReplaceAllString(nk, "$1")
