@@ -1,11 +1,13 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,4 +144,50 @@ func statusMatches(r reply, want int) bool {
 		return want != 200 && sqlStateOf[want] == r.SQLState
 	}
 	return r.Status == want
+}
+
+// copyChannel asks over the wire as COPY (SELECT ...) TO STDOUT (psql's
+// \copy): the same governed answer, released as COPY data. The oracle
+// probes run over it too; the attack suite's column checks do not apply.
+var copyChannel = channel{"wire-copy", askCopy}
+
+func askCopy(t *testing.T, h *harness, principal, purpose, agreement, sql string) reply {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(h.pgConnString(principal, purpose))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notices []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("wire connect: %v", err)
+	}
+	defer c.Close(ctx)
+	var out bytes.Buffer
+	tag, err := c.PgConn().CopyTo(ctx, &out, "COPY ("+sql+") TO STDOUT")
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		r := reply{SQLState: pe.Code, Message: pe.Message, Notices: notices, Raw: []byte(pe.Message)}
+		if m := ruleSuffix.FindStringSubmatch(pe.Message); m != nil {
+			r.Rule, r.Message = m[1], pe.Message[:len(pe.Message)-len(m[0])-1]
+		}
+		return r
+	} else if err != nil {
+		t.Fatalf("wire copy: %v", err)
+	}
+	r := reply{Status: 200, Tag: tag.String(), Notices: notices, Raw: out.Bytes()}
+	for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		var row []any
+		for _, f := range strings.Split(line, "\t") {
+			row = append(row, f)
+		}
+		r.Rows = append(r.Rows, row)
+	}
+	return r
 }

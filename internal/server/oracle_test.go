@@ -57,7 +57,7 @@ type observation struct {
 
 // TestNoOracles: for every probe, a server on the demo data and a server on
 // the demo plus one hidden person give answers that cannot be told apart
-// except through noise, over HTTP and the wire endpoint, with the data in
+// except through noise, over HTTP, the wire endpoint and wire COPY, with the data in
 // DuckDB and in PostgreSQL.
 func TestNoOracles(t *testing.T) {
 	b, err := os.ReadFile("../../testdata/oracles.yaml")
@@ -91,7 +91,7 @@ func TestNoOracles(t *testing.T) {
 	for _, name := range []string{"duckdb", "postgres"} {
 		t.Run(name, func(t *testing.T) {
 			base, neighbour := engines[name](t)
-			for _, ch := range channels {
+			for _, ch := range append(channels, copyChannel) {
 				for _, p := range suite.Probes {
 					if p.Principal == "" {
 						p.Principal, p.Purpose = "analyst@partner", "research"
