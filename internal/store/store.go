@@ -1,6 +1,7 @@
 // Package store is Airlock's state store: the mutable, shared state of a node
-// (API tokens, agreement revocations, privacy budgets, cached DP answers and
-// the audit log's leaves and checkpoints). Workspace files hold what an owner
+// (API tokens, agreement revocations, privacy budgets, cached DP answers,
+// the histories of released aggregate answers, and the audit log's leaves
+// and checkpoints). Workspace files hold what an owner
 // declares; the store holds what happens.
 //
 // Two implementations share one conformance suite (storetest): an embedded
@@ -115,6 +116,36 @@ type CachedResult struct {
 	CreatedAt   time.Time
 }
 
+// ReleaseKey names one history of released answers: an agreement's
+// answers about one dataset (the differencing check's memory).
+type ReleaseKey struct {
+	Agreement string
+	Dataset   string
+}
+
+// ReleaseRecord is one released answer in a history. Seq numbers a key's
+// records from 1 in the order they were appended; AuditIndex is the audit
+// entry that released the answer, once known (0 before).
+type ReleaseRecord struct {
+	Key        ReleaseKey
+	Seq        uint64
+	RequestID  string
+	AuditIndex uint64
+	At         time.Time
+	Body       []byte // the cells' sketches (package differencing)
+}
+
+// ReleaseAppend asks RecordReleases to lock one history: After is the
+// last Seq the caller already holds, Keep and Since bound what the
+// history keeps (the last Keep records, none older than Since; zero
+// values bound nothing).
+type ReleaseAppend struct {
+	Key   ReleaseKey
+	After uint64
+	Keep  int
+	Since time.Time
+}
+
 // Store is the state store.
 type Store interface {
 	PutToken(ctx context.Context, t Token) error
@@ -145,6 +176,20 @@ type Store interface {
 	// returns the stored one (the first writer wins).
 	PutCachedResult(ctx context.Context, r CachedResult) (CachedResult, error)
 	CachedResult(ctx context.Context, agreement, fingerprint string, periodStart time.Time) (CachedResult, error)
+
+	// RecordReleases locks the histories named (in key order, so two
+	// calls cannot deadlock; across every process sharing the store),
+	// hands decide the records newer than each After, and appends the
+	// records decide returns (their Key must be one of the locked ones)
+	// with the next Seq of their key, pruning each history to its
+	// bounds, all in one transaction. An error from decide appends
+	// nothing and is returned as is. It returns the appended records with
+	// their Seq. decide must not use the store.
+	RecordReleases(ctx context.Context, locks []ReleaseAppend, decide func(newer []ReleaseRecord) ([]ReleaseRecord, error)) ([]ReleaseRecord, error)
+	// SetReleaseAuditIndex records the audit entry that released a record;
+	// ReleaseAuditIndex reads it (0 if not yet known).
+	SetReleaseAuditIndex(ctx context.Context, key ReleaseKey, seq, index uint64) error
+	ReleaseAuditIndex(ctx context.Context, key ReleaseKey, seq uint64) (uint64, error)
 
 	// The audit log's storage (see package audit's LeafStore).
 	AppendLeaves(ctx context.Context, data [][]byte, hashes [][32]byte) (first uint64, err error)

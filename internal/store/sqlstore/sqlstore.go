@@ -4,10 +4,12 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -59,6 +61,8 @@ func schema(d Dialect) []string {
 		`CREATE TABLE IF NOT EXISTS audit_leaves (idx BIGINT PRIMARY KEY, data ` + b + ` NOT NULL, hash ` + b + ` NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS audit_checkpoints (size BIGINT PRIMARY KEY, signed ` + b + ` NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS release_heads (agreement TEXT NOT NULL, dataset TEXT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (agreement, dataset))`,
+		`CREATE TABLE IF NOT EXISTS releases (agreement TEXT NOT NULL, dataset TEXT NOT NULL, seq BIGINT NOT NULL, request_id TEXT NOT NULL, audit_index BIGINT NOT NULL, at_ns BIGINT NOT NULL, body ` + b + ` NOT NULL, PRIMARY KEY (agreement, dataset, seq))`,
 		`CREATE TABLE IF NOT EXISTS charges (id TEXT PRIMARY KEY, agreement TEXT NOT NULL, principal TEXT NOT NULL, period_ns BIGINT NOT NULL, rho DOUBLE PRECISION NOT NULL, delta DOUBLE PRECISION NOT NULL, created_ns BIGINT NOT NULL)`,
 	}
 }
@@ -190,6 +194,100 @@ func (s *Store) ChargeBudgets(ctx context.Context, cs []store.Charge) ([]store.B
 		}
 	}
 	return states, tx.Commit()
+}
+
+// RecordReleases implements store.Store. Each history's head row is the
+// lock: the UPDATE that reads its Seq takes PostgreSQL's row lock (and
+// SQLite's write lock, taken at BEGIN), held to COMMIT.
+func (s *Store) RecordReleases(ctx context.Context, locks []store.ReleaseAppend, decide func([]store.ReleaseRecord) ([]store.ReleaseRecord, error)) ([]store.ReleaseRecord, error) {
+	locks = slices.Clone(locks)
+	slices.SortFunc(locks, func(a, b store.ReleaseAppend) int {
+		return cmp.Or(cmp.Compare(a.Key.Agreement, b.Key.Agreement), cmp.Compare(a.Key.Dataset, b.Key.Dataset))
+	})
+	for _, l := range locks {
+		if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO release_heads (agreement, dataset, seq) VALUES (?, ?, 0) ON CONFLICT (agreement, dataset) DO NOTHING`), l.Key.Agreement, l.Key.Dataset); err != nil {
+			return nil, err
+		}
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	head := map[store.ReleaseKey]uint64{}
+	var newer []store.ReleaseRecord
+	for _, l := range locks {
+		var seq uint64
+		if err := tx.QueryRowContext(ctx, s.q(`UPDATE release_heads SET seq = seq WHERE agreement = ? AND dataset = ? RETURNING seq`), l.Key.Agreement, l.Key.Dataset).Scan(&seq); err != nil {
+			return nil, err
+		}
+		head[l.Key] = seq
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT seq, request_id, audit_index, at_ns, body FROM releases WHERE agreement = ? AND dataset = ? AND seq > ? ORDER BY seq`), l.Key.Agreement, l.Key.Dataset, l.After)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			r := store.ReleaseRecord{Key: l.Key}
+			var at int64
+			if err := rows.Scan(&r.Seq, &r.RequestID, &r.AuditIndex, &at, &r.Body); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			r.At = fromNS(at)
+			newer = append(newer, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	add, err := decide(newer)
+	if err != nil {
+		return nil, err
+	}
+	for i := range add {
+		r := &add[i]
+		seq, ok := head[r.Key]
+		if !ok {
+			return nil, fmt.Errorf("store: release for %v, which is not locked", r.Key)
+		}
+		r.Seq = seq + 1
+		head[r.Key] = r.Seq
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO releases (agreement, dataset, seq, request_id, audit_index, at_ns, body) VALUES (?, ?, ?, ?, 0, ?, ?)`),
+			r.Key.Agreement, r.Key.Dataset, r.Seq, r.RequestID, ns(r.At), r.Body); err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE release_heads SET seq = ? WHERE agreement = ? AND dataset = ?`), r.Seq, r.Key.Agreement, r.Key.Dataset); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range locks {
+		var below uint64
+		if l.Keep > 0 && head[l.Key] > uint64(l.Keep) {
+			below = head[l.Key] - uint64(l.Keep)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM releases WHERE agreement = ? AND dataset = ? AND (seq <= ? OR at_ns < ?)`),
+			l.Key.Agreement, l.Key.Dataset, below, ns(l.Since)); err != nil {
+			return nil, err
+		}
+	}
+	return add, tx.Commit()
+}
+
+// SetReleaseAuditIndex implements store.Store.
+func (s *Store) SetReleaseAuditIndex(ctx context.Context, k store.ReleaseKey, seq, index uint64) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE releases SET audit_index = ? WHERE agreement = ? AND dataset = ? AND seq = ?`), index, k.Agreement, k.Dataset, seq)
+	return err
+}
+
+// ReleaseAuditIndex implements store.Store.
+func (s *Store) ReleaseAuditIndex(ctx context.Context, k store.ReleaseKey, seq uint64) (uint64, error) {
+	var idx uint64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT audit_index FROM releases WHERE agreement = ? AND dataset = ? AND seq = ?`), k.Agreement, k.Dataset, seq).Scan(&idx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, store.ErrNotFound
+	}
+	return idx, err
 }
 
 func keyLess(a, b store.BudgetKey) bool {

@@ -264,4 +264,97 @@ func Run(t *testing.T, open Opener) {
 			t.Fatalf("latest checkpoint %q", cp)
 		}
 	})
+	t.Run("release histories", func(t *testing.T) {
+		a := open(t, "releases")
+		b := open(t, "releases") // a second replica
+		k := store.ReleaseKey{Agreement: "ag", Dataset: "tx"}
+		other := store.ReleaseKey{Agreement: "ag", Dataset: "visits"}
+		t0 := time.Now().UTC().Truncate(time.Microsecond)
+		// Each replica appends one record per call, having seen what the
+		// other appended: the lock makes check-then-append atomic.
+		var wg sync.WaitGroup
+		var seen sync.Map
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				s := []store.Store{a, b}[i%2]
+				var saw int
+				got, err := s.RecordReleases(ctx, []store.ReleaseAppend{{Key: k}}, func(newer []store.ReleaseRecord) ([]store.ReleaseRecord, error) {
+					saw = len(newer)
+					return []store.ReleaseRecord{{Key: k, RequestID: fmt.Sprintf("r%d", i), At: t0.Add(time.Duration(i) * time.Second), Body: []byte{byte(i)}}}, nil
+				})
+				if err != nil || len(got) != 1 {
+					t.Error(got, err)
+					return
+				}
+				// The record appended is numbered after all those seen.
+				if got[0].Seq != uint64(saw)+1 {
+					t.Errorf("appended seq %d after seeing %d records", got[0].Seq, saw)
+				}
+				if _, dup := seen.LoadOrStore(got[0].Seq, i); dup {
+					t.Errorf("seq %d given twice", got[0].Seq)
+				}
+			}(i)
+		}
+		wg.Wait()
+		all, err := b.RecordReleases(ctx, []store.ReleaseAppend{{Key: k}}, func(newer []store.ReleaseRecord) ([]store.ReleaseRecord, error) { return nil, nil })
+		if err != nil || len(all) != 0 {
+			t.Fatal(all, err)
+		}
+		var newer []store.ReleaseRecord
+		boom := errors.New("refused")
+		_, err = a.RecordReleases(ctx, []store.ReleaseAppend{{Key: k, After: 15}, {Key: other}}, func(n []store.ReleaseRecord) ([]store.ReleaseRecord, error) {
+			newer = n
+			return []store.ReleaseRecord{{Key: other, RequestID: "x", At: t0, Body: []byte("x")}}, boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("decide's error: got %v", err)
+		}
+		if len(newer) != 5 || newer[0].Seq != 16 || newer[4].Seq != 20 || newer[0].Key != k {
+			t.Fatalf("records after 15: %+v", newer)
+		}
+		// The refused call appended nothing to the other history.
+		a.RecordReleases(ctx, []store.ReleaseAppend{{Key: other}}, func(n []store.ReleaseRecord) ([]store.ReleaseRecord, error) {
+			if len(n) != 0 {
+				t.Errorf("a refused append left %d records", len(n))
+			}
+			return nil, nil
+		})
+		if err := a.SetReleaseAuditIndex(ctx, k, 3, 77); err != nil {
+			t.Fatal(err)
+		}
+		if idx, err := b.ReleaseAuditIndex(ctx, k, 3); err != nil || idx != 77 {
+			t.Fatalf("audit index: %d, %v", idx, err)
+		}
+		// Bounds: keep the last 10 and nothing older than record 13's time.
+		_, err = b.RecordReleases(ctx, []store.ReleaseAppend{{Key: k, Keep: 10, Since: t0.Add(12 * time.Second)}}, func([]store.ReleaseRecord) ([]store.ReleaseRecord, error) {
+			return []store.ReleaseRecord{{Key: k, RequestID: "last", At: t0.Add(time.Hour), Body: []byte("z")}}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.RecordReleases(ctx, []store.ReleaseAppend{{Key: k}}, func(n []store.ReleaseRecord) ([]store.ReleaseRecord, error) {
+			newer = n
+			return nil, nil
+		})
+		// Kept: seq 12..21 (the last 10) whose time is not before t0+12s.
+		var want []uint64
+		for seq := uint64(12); seq <= 20; seq++ {
+			if i, _ := seen.Load(seq); i.(int) >= 12 {
+				want = append(want, seq)
+			}
+		}
+		want = append(want, 21)
+		var got []uint64
+		for _, r := range newer {
+			got = append(got, r.Seq)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) || newer[len(newer)-1].RequestID != "last" {
+			t.Fatalf("after pruning: kept %v, want %v", got, want)
+		}
+		if _, err := a.ReleaseAuditIndex(ctx, k, 3); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("pruned record: %v", err)
+		}
+	})
 }
