@@ -224,7 +224,7 @@ func WriteTransactionsCSV(w io.Writer, rows, accounts int, seed uint64) error {
 		}
 	}
 	zipf := rand.NewZipf(r, 1.1, 30, uint64(accounts-1))
-	if _, err := io.WriteString(w, "account_id,customer_name,iban,merchant,mcc,country,ts,amount,is_fraud\n"); err != nil {
+	if _, err := io.WriteString(w, "account_id,customer_name,iban,merchant,mcc,country,ts,day,amount,is_fraud\n"); err != nil {
 		return err
 	}
 	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -243,7 +243,8 @@ func WriteTransactionsCSV(w io.Writer, rows, accounts int, seed uint64) error {
 		}) float64 {
 			return c.w
 		}).code
-		ts := start.Add(time.Duration(r.Int64N(int64(365 * 24 * time.Hour)))).Truncate(time.Second).Format("2006-01-02 15:04:05")
+		at := start.Add(time.Duration(r.Int64N(int64(365 * 24 * time.Hour)))).Truncate(time.Second)
+		ts, day := at.Format("2006-01-02 15:04:05"), at.Format("2006-01-02")
 		amount := math.Min(20000, math.Max(0.5, math.Exp(3.2+1.2*r.NormFloat64())))
 		p := 0.002
 		if c == "NG" || c == "RU" || c == "CN" {
@@ -256,7 +257,7 @@ func WriteTransactionsCSV(w io.Writer, rows, accounts int, seed uint64) error {
 			p += 0.02
 		}
 		fraud := r.Float64() < p
-		if _, err := fmt.Fprintf(w, "%s,%s,%s,%s,%s,%s,%s,%.2f,%t\n", a.id, csvQuote(a.name), a.iban, csvQuote(merchants[m]), mcc, c, ts, amount, fraud); err != nil {
+		if _, err := fmt.Fprintf(w, "%s,%s,%s,%s,%s,%s,%s,%s,%.2f,%t\n", a.id, csvQuote(a.name), a.iban, csvQuote(merchants[m]), mcc, c, ts, day, amount, fraud); err != nil {
 			return err
 		}
 	}

@@ -3,11 +3,14 @@ package differencing
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"log/slog"
+	"math/bits"
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/airlock-dev/airlock/internal/store"
 )
@@ -44,9 +47,10 @@ type Conflict struct {
 	Earlier  *Earlier
 }
 
-// Earlier is a remembered answer: its audit entry when known (0 when the
-// entry was not yet recorded) and its request id.
+// Earlier is a remembered answer: its audit entry when known (Audited;
+// not when the entry was not yet recorded) and its request id.
 type Earlier struct {
+	Audited    bool
 	AuditIndex uint64
 	RequestID  string
 	At         time.Time
@@ -76,18 +80,40 @@ func NewHistory(s store.Store, log *slog.Logger) *History {
 }
 
 // history is one (agreement, dataset) history as cached: answers in Seq
-// order, each with its cells sorted by unit count.
+// order, and their distinct cells in groups by unit count. An answer
+// that repeats an earlier cell (the same rows) adds a reference to it,
+// not a second copy: comparing with one copy is comparing with both.
 type history struct {
 	mu      sync.Mutex
 	head    uint64 // last Seq held
 	answers []*answer
+	groups  map[int64]*group // by Units / unitWidth
+	byKey   map[[32]byte]*cell
+}
+
+// unitWidth is the span of unit counts one group holds.
+const unitWidth = 16
+
+// group holds the cells of nearby unit counts, with their heads in one
+// array so that a check scans them in contiguous memory.
+type group struct {
+	cells []*cell
+	heads []head
 }
 
 type answer struct {
 	seq     uint64
 	earlier Earlier
+	cells   []*cell
+}
+
+// cell is a distinct remembered sketch of one scheme, with the answers
+// that released it (the newest one is named in a refusal).
+type cell struct {
+	key     [32]byte
 	scheme  string
-	cells   []*Sketch // sorted by Units
+	sketch  *Sketch
+	answers []*answer // ascending seq
 }
 
 func (h *History) history(k store.ReleaseKey) *history {
@@ -144,10 +170,10 @@ func (h *History) Check(ctx context.Context, r Release) (*Conflict, Recorded, er
 		return out, nil
 	})
 	if conflict != nil {
-		if e := conflict.Earlier; e != nil && e.AuditIndex == 0 {
+		if e := conflict.Earlier; e != nil && !e.Audited {
 			// Released by another replica whose index we have not seen.
-			if idx, err := h.store.ReleaseAuditIndex(ctx, store.ReleaseKey{Agreement: r.Agreement, Dataset: conflict.Dataset}, e.seq()); err == nil {
-				e.AuditIndex = idx
+			if idx, ok, err := h.store.ReleaseAuditIndex(ctx, store.ReleaseKey{Agreement: r.Agreement, Dataset: conflict.Dataset}, e.seq()); err == nil && ok {
+				e.Audited, e.AuditIndex = true, idx
 			}
 		}
 		return conflict, nil, nil
@@ -169,7 +195,7 @@ func (h *History) Released(ctx context.Context, rec Recorded, index uint64) erro
 		x.mu.Lock()
 		for _, a := range x.answers {
 			if a.seq == r.Seq {
-				a.earlier.AuditIndex = index
+				a.earlier.Audited, a.earlier.AuditIndex = true, index
 			}
 		}
 		x.mu.Unlock()
@@ -186,56 +212,147 @@ func (x *history) add(rec store.ReleaseRecord, log *slog.Logger) {
 		return
 	}
 	x.head = rec.Seq
-	scheme, cells, err := DecodeAnswer(rec.Body)
+	scheme, sketches, err := DecodeAnswer(rec.Body)
 	if err != nil {
 		// Never silently forgotten: the record stays counted by head, and
 		// the operator hears of it.
 		log.Error("differencing: a stored release does not decode; it is not compared against", "agreement", rec.Key.Agreement, "dataset", rec.Key.Dataset, "seq", rec.Seq, "err", err)
 		return
 	}
-	slices.SortFunc(cells, func(a, b *Sketch) int { return cmp.Compare(a.Units, b.Units) })
-	x.answers = append(x.answers, &answer{seq: rec.Seq, scheme: scheme, cells: cells,
-		earlier: Earlier{AuditIndex: rec.AuditIndex, RequestID: rec.RequestID, At: rec.At, seqNo: rec.Seq}})
+	x.addAnswer(&answer{seq: rec.Seq, earlier: Earlier{Audited: rec.Audited, AuditIndex: rec.AuditIndex, RequestID: rec.RequestID, At: rec.At, seqNo: rec.Seq}}, scheme, sketches)
+}
+
+// addSketches remembers an answer given as sketches (for tests).
+func (x *history) addSketches(seq uint64, scheme string, sketches []*Sketch) {
+	x.head = seq
+	x.addAnswer(&answer{seq: seq, earlier: Earlier{seqNo: seq}}, scheme, sketches)
+}
+
+func (x *history) addAnswer(a *answer, scheme string, sketches []*Sketch) {
+	if x.byKey == nil {
+		x.byKey, x.groups = map[[32]byte]*cell{}, map[int64]*group{}
+	}
+	for _, s := range sketches {
+		k := cellKey(scheme, s)
+		c := x.byKey[k]
+		if c == nil {
+			c = &cell{key: k, scheme: scheme, sketch: s}
+			x.byKey[k] = c
+			g := x.groups[s.Units/unitWidth]
+			if g == nil {
+				g = &group{}
+				x.groups[s.Units/unitWidth] = g
+			}
+			g.cells, g.heads = append(g.cells, c), append(g.heads, headOf(s))
+		}
+		if n := len(c.answers); n == 0 || c.answers[n-1] != a {
+			c.answers = append(c.answers, a)
+			a.cells = append(a.cells, c)
+		}
+	}
+	x.answers = append(x.answers, a)
+}
+
+func cellKey(scheme string, s *Sketch) [32]byte {
+	return sha256.Sum256(s.AppendEncoding([]byte(scheme + "\x00")))
 }
 
 // prune drops what the store prunes: all but the last keep answers, and
-// those older than since.
+// those older than since, and the cells no remaining answer released.
 func (x *history) prune(keep int, since time.Time) {
-	x.answers = slices.DeleteFunc(x.answers, func(a *answer) bool {
+	drop := func(a *answer) bool {
 		return (keep > 0 && a.seq+uint64(keep) <= x.head) || (!since.IsZero() && a.earlier.At.Before(since))
-	})
+	}
+	n := 0
+	for _, a := range x.answers {
+		if !drop(a) {
+			break // answers are in seq and (nearly) time order
+		}
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	gone := map[*cell]bool{}
+	for _, a := range x.answers[:n] {
+		for _, c := range a.cells {
+			c.answers = slices.DeleteFunc(c.answers, func(b *answer) bool { return b == a })
+			if len(c.answers) == 0 {
+				gone[c] = true
+				delete(x.byKey, c.key)
+			}
+		}
+	}
+	x.answers = slices.Delete(x.answers, 0, n)
+	for c := range gone {
+		g := x.groups[c.sketch.Units/unitWidth]
+		i := slices.Index(g.cells, c)
+		last := len(g.cells) - 1
+		g.cells[i], g.heads[i] = g.cells[last], g.heads[last]
+		g.cells, g.heads = g.cells[:last], g.heads[:last]
+		if last == 0 {
+			delete(x.groups, c.sketch.Units/unitWidth)
+		}
+	}
 }
 
-// check compares each new cell with the cells of every remembered answer
-// of the same scheme, and with the answer's other cells. Only cells whose
+// check compares each new cell with every distinct remembered cell of
+// the same scheme, and with the answer's other cells. Only cells whose
 // unit counts are within MinUnits of each other need their sketches
 // compared: a larger gap is itself that many differing units.
 func (x *history) check(d Cells) *Conflict {
 	m := d.MinUnits
-	near := func(cells []*Sketch, c *Sketch) []*Sketch {
-		lo, _ := slices.BinarySearchFunc(cells, c.Units-int64(m)+1, func(s *Sketch, u int64) int { return cmp.Compare(s.Units, u) })
-		hi, _ := slices.BinarySearchFunc(cells, c.Units+int64(m), func(s *Sketch, u int64) int { return cmp.Compare(s.Units, u) })
-		return cells[lo:hi]
-	}
 	own := slices.Clone(d.Cells)
 	slices.SortFunc(own, func(a, b *Sketch) int { return cmp.Compare(a.Units, b.Units) })
+	ownCells := make([]*cell, len(own))
+	for i, s := range own {
+		ownCells[i] = &cell{scheme: d.Scheme, sketch: s}
+	}
+	near := func(cells []*cell, c *Sketch) (int, int) {
+		by := func(x *cell, u int64) int { return cmp.Compare(x.sketch.Units, u) }
+		lo, _ := slices.BinarySearchFunc(cells, c.Units-int64(m)+1, by)
+		hi, _ := slices.BinarySearchFunc(cells, c.Units+int64(m), by)
+		return lo, hi
+	}
 	for i, c := range own {
-		for _, o := range near(own[i+1:], c) {
-			if n := DifferingUnits(c, o, m); n > 0 && n < m {
+		lo, hi := near(ownCells[i+1:], c)
+		for _, o := range ownCells[i+1:][lo:hi] {
+			if n := DifferingUnits(c, o.sketch, m); n > 0 && n < m {
 				return &Conflict{Dataset: d.Dataset, MinUnits: m}
 			}
 		}
-		for j := len(x.answers) - 1; j >= 0; j-- { // the most recent first
-			a := x.answers[j]
-			if a.scheme != d.Scheme {
+		ch := headOf(c)
+		for gk := (c.Units - int64(m) + 1) / unitWidth; gk <= (c.Units+int64(m)-1)/unitWidth; gk++ {
+			g := x.groups[gk]
+			if g == nil {
 				continue
 			}
-			for _, o := range near(a.cells, c) {
-				if n := DifferingUnits(c, o, m); n > 0 && n < m {
-					e := a.earlier
-					return &Conflict{Dataset: d.Dataset, MinUnits: m, Earlier: &e}
-				}
+			if conflict := x.checkGroup(d, c, &ch, g); conflict != nil {
+				return conflict
 			}
+		}
+	}
+	return nil
+}
+
+// checkGroup compares a new cell with one group's cells.
+func (x *history) checkGroup(d Cells, c *Sketch, ch *head, g *group) *Conflict {
+	m := d.MinUnits
+	for k := range g.heads {
+		h := &g.heads[k]
+		if u := h.units - c.Units; u >= int64(m) || -u >= int64(m) {
+			continue // that many units differ
+		}
+		if h.b == ch.b && (bits.OnesCount64(h.pres^ch.pres) >= m || headUnits(ch, h, m) >= m) {
+			continue // different enough in the first buckets alone
+		}
+		o := g.cells[k]
+		if o.scheme != d.Scheme {
+			continue
+		}
+		if n := DifferingUnits(c, o.sketch, m); n > 0 && n < m {
+			e := o.answers[len(o.answers)-1].earlier // the most recent
+			return &Conflict{Dataset: d.Dataset, MinUnits: m, Earlier: &e}
 		}
 	}
 	return nil
@@ -246,7 +363,7 @@ type Stats struct {
 	Answers, Cells, Bytes int
 }
 
-// Stats sums the cached histories.
+// Stats sums the cached histories; Cells and Bytes count distinct cells.
 func (h *History) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -254,10 +371,10 @@ func (h *History) Stats() Stats {
 	for _, x := range h.keys {
 		x.mu.Lock()
 		s.Answers += len(x.answers)
-		for _, a := range x.answers {
-			s.Cells += len(a.cells)
-			for _, c := range a.cells {
-				s.Bytes += c.Bytes()
+		for _, g := range x.groups {
+			s.Cells += len(g.cells)
+			for _, c := range g.cells {
+				s.Bytes += c.sketch.Bytes() + int(unsafe.Sizeof(head{}))
 			}
 		}
 		x.mu.Unlock()

@@ -36,6 +36,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 )
@@ -95,7 +96,27 @@ func addMod(a uint32, b int64) uint32 {
 	return uint32((uint64(a) + uint64(b)) % Prime)
 }
 
-func subMod(a, b uint32) uint64 { return (uint64(a) + Prime - uint64(b)) % Prime }
+// subMod is a-b mod Prime for a, b < Prime, without a division (the
+// comparison loop's cost is in these and mulMod).
+func subMod(a, b uint32) uint64 {
+	d := uint64(a) + Prime - uint64(b)
+	if d >= Prime {
+		d -= Prime
+	}
+	return d
+}
+
+// mulMod is a·b mod Prime for a, b < Prime: for a Mersenne prime,
+// x mod (2^31-1) folds the high bits onto the low ones.
+func mulMod(a, b uint64) uint64 {
+	x := a * b
+	x = (x & Prime) + (x >> 31)
+	x = (x & Prime) + (x >> 31)
+	if x >= Prime {
+		x -= Prime
+	}
+	return x
+}
 
 // fold returns s with its buckets summed down to b (b divides s.B).
 func (s *Sketch) fold(b int) *Sketch {
@@ -120,22 +141,49 @@ func DifferingUnits(a, b *Sketch, need int) int {
 		// Units in one cell and not the other all differ.
 		return need
 	}
-	nb := min(a.B, b.B)
-	a, b = a.fold(nb), b.fold(nb)
+	if a.B != b.B {
+		nb := min(a.B, b.B)
+		a, b = a.fold(nb), b.fold(nb)
+	}
+	return walk(a.Index, a.Sums, b.Index, b.Sums, math.MaxInt, need)
+}
+
+// walk sums bucketUnits over the buckets of two sketches with index at
+// most limit, in step, stopping once the sum reaches need (if positive).
+func walk(ai []uint16, as []Sums, bi []uint16, bs []Sums, limit, need int) int {
 	lb := 0
-	i, j := 0, 0
-	for i < len(a.Index) || j < len(b.Index) {
+	// Cells of many units hold rows in every bucket: walk them in step.
+	n := min(len(ai), len(bi))
+	i := 0
+	for ; i < n && ai[i] == bi[i] && int(ai[i]) <= limit; i++ {
+		va, vb := &as[i], &bs[i]
+		lb += bucketUnits(subMod(va.W1, vb.W1), subMod(va.W2, vb.W2), subMod(va.WX, vb.WX), subMod(va.WXX, vb.WXX))
+		if need > 0 && lb >= need {
+			return lb
+		}
+	}
+	j := i
+	for i < len(ai) || j < len(bi) {
 		var va, vb Sums
 		var onlyOne bool
 		switch {
-		case j >= len(b.Index) || (i < len(a.Index) && a.Index[i] < b.Index[j]):
-			va, onlyOne = a.Sums[i], true
+		case j >= len(bi) || (i < len(ai) && ai[i] < bi[j]):
+			if int(ai[i]) > limit {
+				return lb
+			}
+			va, onlyOne = as[i], true
 			i++
-		case i >= len(a.Index) || b.Index[j] < a.Index[i]:
-			vb, onlyOne = b.Sums[j], true
+		case i >= len(ai) || bi[j] < ai[i]:
+			if int(bi[j]) > limit {
+				return lb
+			}
+			vb, onlyOne = bs[j], true
 			j++
 		default:
-			va, vb = a.Sums[i], b.Sums[j]
+			if int(ai[i]) > limit {
+				return lb
+			}
+			va, vb = as[i], bs[j]
 			i++
 			j++
 		}
@@ -153,6 +201,52 @@ func DifferingUnits(a, b *Sketch, need int) int {
 	return lb
 }
 
+// headBuckets is how many of a cell's first buckets its head keeps.
+const headBuckets = 16
+
+// head is the first buckets of a sketch, kept inline so that a history's
+// candidates can be scanned in contiguous memory: most pairs of different
+// cells already differ in enough units there, and the whole sketch (a
+// cache miss per bucket) is read only for the rest.
+type head struct {
+	units int64
+	// pres has bit i set when bucket i (< 64) holds rows: a bucket with
+	// rows on one side only holds a differing unit, so the popcount of
+	// two heads' XOR is a lower bound by itself.
+	pres     uint64
+	n        uint8
+	complete bool // the sketch has no more buckets than these
+	b        int
+	idx      [headBuckets]uint16
+	sums     [headBuckets]Sums
+}
+
+func headOf(s *Sketch) head {
+	h := head{units: s.Units, b: s.B, complete: len(s.Index) <= headBuckets}
+	h.n = uint8(copy(h.idx[:], s.Index))
+	for _, i := range s.Index {
+		if i >= 64 {
+			break
+		}
+		h.pres |= 1 << i
+	}
+	copy(h.sums[:], s.Sums)
+	return h
+}
+
+// headUnits is a lower bound on the units differing between the cells of
+// two heads of one bucket count, over the buckets both heads hold whole.
+func headUnits(a, b *head, need int) int {
+	limit := math.MaxInt
+	if !a.complete {
+		limit = int(a.idx[a.n-1])
+	}
+	if !b.complete {
+		limit = min(limit, int(b.idx[b.n-1]))
+	}
+	return walk(a.idx[:a.n], a.sums[:a.n], b.idx[:b.n], b.sums[:b.n], limit, need)
+}
+
 // bucketUnits is a lower bound on the differing units of one bucket of a
 // difference: 0, 1, or 2 for "two or more".
 func bucketUnits(s0, s1, s2, s3 uint64) int {
@@ -160,7 +254,7 @@ func bucketUnits(s0, s1, s2, s3 uint64) int {
 	case s0 == 0 && s1 == 0 && s2 == 0 && s3 == 0:
 		return 0
 	case s0 != 0:
-		if s0*s3%Prime == s2*s2%Prime {
+		if mulMod(s0, s3) == mulMod(s2, s2) {
 			return 1
 		}
 		return 2

@@ -62,6 +62,39 @@ func (e *SanitizedError) Cause() string { return e.cause }
 // cannot name it and no plan outputs it.
 const UnitIDColumn = "__airlock_unit"
 
+// The hidden per-row columns of the differencing sketch (package
+// differencing), stored by engine/duckdb beside a dataset with a privacy
+// unit and computed on the fly from the same formulas' PostgreSQL form by
+// the planner: two row weights from a hash of the row's content, the
+// first weight times the unit's field id and times its square (all mod
+// 2^31-1), and 16 bits of the unit's hash that pick its bucket. Computed
+// once at load, a sketch costs the query four integer sums.
+const (
+	SketchW1     = "__airlock_w1"
+	SketchW2     = "__airlock_w2"
+	SketchWX     = "__airlock_wx"
+	SketchWXX    = "__airlock_wxx"
+	SketchBucket = "__airlock_ub"
+)
+
+// SketchColumns lists them in the order sketch queries read them.
+var SketchColumns = []string{SketchW1, SketchW2, SketchWX, SketchWXX, SketchBucket}
+
+// SketchSQL returns the expressions of SketchColumns over a row hash and
+// a unit hash, 64-bit integer expressions of either dialect.
+func SketchSQL(rowHash, unitHash string) []string {
+	const p = "2147483647"
+	w1 := "(" + rowHash + " & " + p + ")"
+	x := "((" + unitHash + " >> 32) & " + p + ")"
+	return []string{
+		"CAST(" + w1 + " AS INTEGER)",
+		"CAST(((" + rowHash + " >> 32) & " + p + ") AS INTEGER)",
+		"CAST((" + w1 + " * " + x + ") % " + p + " AS INTEGER)",
+		"CAST((" + w1 + " * ((" + x + " * " + x + ") % " + p + ")) % " + p + " AS INTEGER)",
+		"CAST((" + unitHash + " & 65535) AS INTEGER)",
+	}
+}
+
 // SQLType is the engine type of a manifest column type in a dialect
 // ("duckdb" or "postgres").
 func SQLType(dialect, t string) string {

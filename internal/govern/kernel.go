@@ -187,6 +187,17 @@ type Call struct {
 	// Charged are the ledger states after the kernel's last charge, in the
 	// order of the charges.
 	Charged []store.BudgetState
+	// sealed run once the deciding entry of an allowed operation is
+	// durable, with its audit index (see OnSealed).
+	sealed []func(ctx context.Context, index uint64)
+}
+
+// OnSealed asks for f to run with the audit index of the entry that
+// releases this operation's answer, once that entry is durable: for
+// state recorded before release that should name its entry (a release
+// history). It does not run if the operation is refused.
+func (c *Call) OnSealed(f func(ctx context.Context, index uint64)) {
+	c.sealed = append(c.sealed, f)
 }
 
 // Config wires a kernel.
@@ -508,6 +519,7 @@ func (k *Kernel) seal(ctx context.Context, c *Call, v any, err error, start time
 		logRefusal(c.Log, r)
 	}
 	var idx uint64
+	appended := false
 	if !allowed || (c.Mode != share.Describe && !c.Quiet) {
 		t := time.Now()
 		var aerr error
@@ -517,6 +529,7 @@ func (k *Kernel) seal(ctx context.Context, c *Call, v any, err error, start time
 			c.Log.Error("audit append failed; nothing released", "err", aerr)
 			r, allowed = refusal.AuditUnavailable(), false
 		}
+		appended = aerr == nil
 	}
 	if k.cfg.Metrics != nil && c.Mode != share.Describe {
 		decision, rule := "allow", ""
@@ -524,6 +537,11 @@ func (k *Kernel) seal(ctx context.Context, c *Call, v any, err error, start time
 			decision, rule = "deny", r.Rule
 		}
 		k.cfg.Metrics.Decision(string(kind), c.Caller.Channel, decision, rule, time.Since(start))
+	}
+	if allowed && appended {
+		for _, f := range c.sealed {
+			f(context.WithoutCancel(ctx), idx)
+		}
 	}
 	if !allowed {
 		out := *r // the refusal may be shared (a single flight's followers)

@@ -2,9 +2,11 @@ package query
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/refusal"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
@@ -16,8 +18,9 @@ func ruleErr(rule, format string, args ...any) error {
 // unitRef is a distinct-unit counter the planner threads through derived
 // tables up to the top block.
 type unitRef struct {
-	scan *Source
-	sql  string // the unit column as visible in the current block
+	scan   *Source
+	sql    string   // the unit column as visible in the current block
+	sketch []string // the scan's sketch columns (engine.SketchColumns), likewise
 }
 
 // aggregation plans a query under at least one aggregation rule, in the
@@ -43,12 +46,20 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 		for _, s := range b.From {
 			if s.Dataset != nil {
 				if g := grants[s.Dataset.Name]; g.Access == AccessAggregation {
-					out = append(out, unitRef{scan: s, sql: QuoteIdent(s.Alias) + "." + QuoteIdent(s.Dataset.PrivacyUnit)})
+					ref := unitRef{scan: s, sql: QuoteIdent(s.Alias) + "." + QuoteIdent(s.Dataset.PrivacyUnit)}
+					for _, c := range engine.SketchColumns {
+						ref.sketch = append(ref.sketch, QuoteIdent(s.Alias)+"."+QuoteIdent(c))
+					}
+					out = append(out, ref)
 				}
 				continue
 			}
 			for k, u := range unitsOf(s.Sub) {
-				out = append(out, unitRef{scan: u.scan, sql: QuoteIdent(s.Alias) + "." + QuoteIdent(hiddenUnit(k))})
+				ref := unitRef{scan: u.scan, sql: QuoteIdent(s.Alias) + "." + QuoteIdent(hiddenUnit(k))}
+				for j := range u.sketch {
+					ref.sketch = append(ref.sketch, QuoteIdent(s.Alias)+"."+QuoteIdent(hiddenSketch(k, j)))
+				}
+				out = append(out, ref)
 			}
 		}
 		units[b] = out
@@ -90,6 +101,15 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 			q.Having = &Case{Whens: []When{{Cond: cond, Then: having}}, Else: &Lit{Kind: LitBool, Value: "false"}}
 		}
 	}
+	// The group keys, hidden, match each output row to its sketch.
+	if wantSketches(top, grants) {
+		for i, e := range q.GroupBy {
+			kg := p.newGen(grants, derivedExtra)
+			kg.expr(e)
+			extra = append(extra, kg.b.String()+" AS "+QuoteIdent("__k"+strconv.Itoa(i)))
+		}
+		plan.KeyColumns = len(q.GroupBy)
+	}
 	// LIMIT and OFFSET count released rows, so they run after suppression.
 	lim, off := q.Limit, q.Offset
 	q.Limit, q.Offset = nil, nil
@@ -100,12 +120,73 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 	q.Having = having
 	plan.Limit, plan.Offset = lim, off
 	plan.SQL = g.b.String()
+	p.sketches(q, grants, top, unitsOf, plan)
 	plan.Columns = visibleNames(q.Items)
 	plan.Types = itemTypes(q.Items, grants)
 	return plan, nil
 }
 
 func hiddenUnit(k int) string { return "__u" + strconv.Itoa(k) }
+
+func hiddenSketch(k, j int) string { return "__u" + strconv.Itoa(k) + "_s" + strconv.Itoa(j) }
+
+func wantSketches(top []unitRef, grants map[string]*Grant) bool {
+	for _, u := range top {
+		if grants[u.scan.Dataset.Name].SketchBuckets > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// sketches plans one sketch query per governed scan whose grant asks for
+// the differencing check: the same FROM, WHERE and GROUP BY as the
+// answer, grouped further by the unit's bucket, summing the rows' sketch
+// columns. It has no HAVING: the cells are matched to the released rows
+// afterwards. Its bind parameters are its own.
+func (p Planner) sketches(q *Select, grants map[string]*Grant, top []unitRef, unitsOf func(*Select) []unitRef, plan *Plan) {
+	for k, u := range top {
+		g := grants[u.scan.Dataset.Name]
+		if g.SketchBuckets <= 0 {
+			continue
+		}
+		sp := p
+		args := []any{}
+		sp.args = &args
+		derived := func(b *Select) []string {
+			var out []string
+			for k, u := range unitsOf(b) {
+				out = append(out, u.sql+" AS "+QuoteIdent(hiddenUnit(k)))
+				for j, c := range u.sketch {
+					out = append(out, c+" AS "+QuoteIdent(hiddenSketch(k, j)))
+				}
+			}
+			return out
+		}
+		sg := sp.newGen(grants, derived)
+		sg.scan = func(s *Source) string {
+			if grants[s.Dataset.Name].Access == AccessAggregation {
+				return sp.sketchScanSQL(s, grants[s.Dataset.Name])
+			}
+			return sp.scanSQL(s, grants[s.Dataset.Name])
+		}
+		bucket := "(" + u.sketch[4] + " & " + strconv.Itoa(g.SketchBuckets-1) + ")"
+		sq := *q
+		sq.Items = nil
+		for i, e := range q.GroupBy {
+			sq.Items = append(sq.Items, Item{Expr: e, Name: "__k" + strconv.Itoa(i)})
+		}
+		sq.GroupBy = append(slices.Clone(q.GroupBy), &Raw{SQL: map[string]string{string(DuckDB): bucket, string(Postgres): bucket}})
+		sq.Having, sq.OrderBy, sq.Limit, sq.Offset, sq.Distinct = nil, nil, nil, nil, false
+		extra := []string{bucket + " AS __b"}
+		for j := range 4 {
+			extra = append(extra, "CAST(sum("+u.sketch[j]+") % "+strconv.Itoa(1<<31-1)+" AS BIGINT) AS __s"+strconv.Itoa(j))
+		}
+		sg.selectSQL(&sq, extra)
+		plan.Sketches = append(plan.Sketches, SketchQuery{Dataset: u.scan.Dataset.Name, SQL: sg.b.String(), Args: args,
+			Buckets: g.SketchBuckets, MinUnits: plan.MinUnits[k], Unit: k, Scheme: SketchScheme(p.Dialect)})
+	}
+}
 
 func itemsAggregate(items []Item) bool {
 	for _, it := range items {

@@ -469,7 +469,7 @@ func (p Planner) dpRows(src *Source, g *Grant, where Expr, keyExprs []Expr, seed
 	var hidden []string
 	if p.Dialect == DuckDB {
 		unit = alias + "." + QuoteIdent(UnitIDColumn)
-		hidden = []string{UnitIDColumn}
+		hidden = []string{QuoteIdent(UnitIDColumn)}
 	}
 	var b strings.Builder
 	b.WriteString("__t AS ")

@@ -31,6 +31,10 @@ type Grant struct {
 	// Table is the engine's name for the dataset (a DuckDB table, or a
 	// PostgreSQL relation for datasets governed in place).
 	Table string
+	// SketchBuckets, when positive, asks an aggregation plan for the
+	// differencing sketches of the dataset's cells at this many buckets
+	// (a power of two, package differencing).
+	SketchBuckets int
 }
 
 // Plan is a governed query ready to run: engine SQL plus the output
@@ -50,6 +54,12 @@ type Plan struct {
 	// privacy-unit count per row, with the minimum each must reach.
 	UnitColumns []int
 	MinUnits    []int
+	// KeyColumns is the number of hidden group-key columns after the unit
+	// columns (aggregation), which match each output row to its sketch.
+	KeyColumns int
+	// Sketches are the differencing sketches of the answer's cells, one
+	// query per governed scan (aggregation).
+	Sketches []SketchQuery
 	// Limit and Offset are applied in Go after suppression (aggregation).
 	Limit, Offset *int64
 	// MaxRows is the list rule's quota of released rows per period; the
@@ -61,6 +71,20 @@ type Plan struct {
 	Touched  []string
 	Classes  []string
 	Datasets []string
+}
+
+// SketchQuery computes, per output group, the differencing sketch of one
+// governed scan's rows: its result rows are (key columns..., bucket, the
+// four sums), one per group and bucket that holds rows.
+type SketchQuery struct {
+	Dataset  string
+	SQL      string
+	Args     []any
+	Buckets  int
+	MinUnits int
+	// Unit is the index in Plan.UnitColumns of the scan's unit count.
+	Unit   int
+	Scheme string
 }
 
 // Planner turns IR into governed plans for one engine dialect.
@@ -361,9 +385,13 @@ func (p Planner) newGen(grants map[string]*Grant, extra func(*Select) []string) 
 
 // scanSQL renders a dataset scan as a derived table that already carries the
 // grant: only the rows the row filter admits, and masked columns. hidden
-// names engine-internal columns (UnitIDColumn) a DP plan also reads; no
-// analyst expression can refer to them.
+// are engine-internal select items (UnitIDColumn, the sketch columns) a
+// plan also reads; no analyst expression can refer to them.
 func (p Planner) scanSQL(s *Source, g *Grant, hidden ...string) string {
+	return p.scanFrom(s, g, g.Table, hidden)
+}
+
+func (p Planner) scanFrom(s *Source, g *Grant, table string, hidden []string) string {
 	var b strings.Builder
 	b.WriteString("(SELECT ")
 	for i := range s.Dataset.Columns {
@@ -376,10 +404,10 @@ func (p Planner) scanSQL(s *Source, g *Grant, hidden ...string) string {
 		b.WriteString(QuoteIdent(c.Name))
 	}
 	for _, h := range hidden {
-		b.WriteString(", " + QuoteIdent(h))
+		b.WriteString(", " + h)
 	}
 	b.WriteString(" FROM ")
-	b.WriteString(g.Table)
+	b.WriteString(table)
 	if g.RowFilter != nil {
 		fg := &gen{d: p.Dialect, colName: func(c *Col) string { return QuoteIdent(c.Name) }, bind: p.bind}
 		fg.expr(g.RowFilter)
@@ -390,6 +418,37 @@ func (p Planner) scanSQL(s *Source, g *Grant, hidden ...string) string {
 	b.WriteString(QuoteIdent(s.Alias))
 	return b.String()
 }
+
+// sketchScanSQL is scanSQL with the differencing sketch's per-row columns
+// (engine.SketchColumns). DuckDB stored them at load; PostgreSQL computes
+// them from hashtextextended of the row's text and of the unit's, in an
+// inner select so each hash is computed once per row.
+func (p Planner) sketchScanSQL(s *Source, g *Grant) string {
+	if p.Dialect == DuckDB {
+		var hidden []string
+		for _, c := range engine.SketchColumns {
+			hidden = append(hidden, QuoteIdent(c))
+		}
+		return p.scanSQL(s, g, hidden...)
+	}
+	var cols []string
+	for _, c := range s.Dataset.Columns {
+		cols = append(cols, QuoteIdent(c.Name))
+	}
+	inner := "(SELECT *, hashtextextended(CAST(ROW(" + strings.Join(cols, ", ") + ") AS text), 0) AS __hr, " +
+		"hashtextextended(CAST(" + QuoteIdent(s.Dataset.PrivacyUnit) + " AS text), 1) AS __hu FROM " + g.Table + ") AS __r"
+	var hidden []string
+	for i, e := range engine.SketchSQL("__hr", "__hu") {
+		hidden = append(hidden, e+" AS "+QuoteIdent(engine.SketchColumns[i]))
+	}
+	return p.scanFrom(s, g, inner, hidden)
+}
+
+// SketchScheme names how a dialect's sketches hash rows and units. Only
+// sketches of one scheme are compared; a change to the hashing (a DuckDB
+// upgrade that changes hash(), see engine/duckdb's pinned test) must get
+// a new version here.
+func SketchScheme(d Dialect) string { return string(d) + "/1" }
 
 func (p Planner) maskedColumn(c *workspace.Column, g *Grant) string {
 	col := QuoteIdent(c.Name)

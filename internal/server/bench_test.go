@@ -5,20 +5,25 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/demo"
+	"github.com/airlock-dev/airlock/internal/differencing"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
 	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/identity"
 	"github.com/airlock-dev/airlock/internal/share"
 	"github.com/airlock-dev/airlock/internal/sqlop"
+	"github.com/airlock-dev/airlock/internal/store"
 )
 
 // benchRows is the size of the generated visits table (AIRLOCK_BENCH_ROWS,
@@ -188,4 +193,91 @@ func kernelQuery(h *harness, principal, purpose, sql string, mode share.Mode) (*
 		return nil, err
 	}
 	return sqlop.Answer(res), nil
+}
+
+// BenchmarkDifferencing (issue #13) times the governed aggregate with the
+// differencing check against a history of 1,000 released answers, and the
+// same aggregate under an agreement whose check is off, alternated. The
+// history is the hard case for the check: 999 other answers whose cells
+// have exactly the new cells' unit counts (the answer itself with its
+// sketches' sums changed), so no earlier cell is passed over by its unit
+// count and every one is compared bucket by bucket; plus the answer
+// itself, which its repeats match in every bucket.
+func BenchmarkDifferencing(b *testing.B) {
+	rows := benchRows()
+	dir := bigWorkspace(b, rows, "aggregation")
+	off := strings.Replace(strings.Replace(aggregationAgreement, "id: partner-visits-research", "id: partner-visits-unchecked", 1),
+		"    min_units: 10\n", "    min_units: 10\n    differencing: {off: true}\n", 1)
+	os.WriteFile(filepath.Join(dir, "agreements", "partner-visits-unchecked.yaml"), []byte(off), 0o644)
+	h, err := startHarness(dir, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.stop()
+	tok := h.tokens["analyst@partner"]
+	const sql = "SELECT diagnosis, count(*), avg(cost) FROM visits GROUP BY diagnosis"
+	post := func(agreement string) {
+		body, _ := json.Marshal(map[string]any{"sql": sql, "purpose": "research", "agreement": agreement})
+		req, _ := http.NewRequest("POST", h.url+"/v1/query", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("%s: status %d: %s", agreement, resp.StatusCode, msg)
+		}
+	}
+	post("partner-visits-research")
+	post("partner-visits-unchecked")
+	key := store.ReleaseKey{Agreement: "partner-visits-research", Dataset: "visits"}
+	ctx := context.Background()
+	_, err = h.node.Store.RecordReleases(ctx, []store.ReleaseAppend{{Key: key}}, func(newer []store.ReleaseRecord) ([]store.ReleaseRecord, error) {
+		if len(newer) != 1 {
+			return nil, fmt.Errorf("history holds %d answers, want 1", len(newer))
+		}
+		scheme, cells, err := differencing.DecodeAnswer(newer[0].Body)
+		if err != nil {
+			return nil, err
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		others := make([]store.ReleaseRecord, 999)
+		for i := range others {
+			for _, c := range cells {
+				for j := range c.Sums {
+					c.Sums[j] = differencing.Sums{W1: rng.Uint32() % differencing.Prime, W2: rng.Uint32() % differencing.Prime, WX: rng.Uint32() % differencing.Prime, WXX: rng.Uint32() % differencing.Prime}
+				}
+			}
+			others[i] = newer[0]
+			others[i].Body = differencing.EncodeAnswer(scheme, cells)
+		}
+		return others, nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	post("partner-visits-research") // loads the history into memory
+	stats := h.node.SQL.History.Stats()
+	if stats.Answers < 1000 {
+		b.Fatalf("history holds %d answers", stats.Answers)
+	}
+	b.Run(fmt.Sprintf("rows=%d/history=%d", rows, stats.Answers), func(b *testing.B) {
+		var with, without []time.Duration
+		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
+			post("partner-visits-research")
+			with = append(with, time.Since(t0))
+			t0 = time.Now()
+			post("partner-visits-unchecked")
+			without = append(without, time.Since(t0))
+		}
+		st := h.node.SQL.History.Stats()
+		b.ReportMetric(ms(p50(with)), "checked-p50-ms")
+		b.ReportMetric(ms(p50(without)), "unchecked-p50-ms")
+		b.ReportMetric(pairedRatio(with, without), "ratio")
+		b.ReportMetric(float64(st.Cells), "history-cells")
+		b.ReportMetric(float64(st.Bytes)/float64(st.Cells), "bytes-per-cell")
+	})
 }

@@ -48,7 +48,7 @@ func TestJDBCAsBIToolsUseIt(t *testing.T) {
 		"product":      "PostgreSQL 15",
 		"catalogs":     "airlock",
 		"tables":       "transactions",
-		"columns":      "account_id:varchar merchant:varchar mcc:varchar country:varchar ts:timestamp amount:numeric is_fraud:bool",
+		"columns":      "account_id:varchar merchant:varchar mcc:varchar country:varchar day:date amount:numeric is_fraud:bool",
 		"pks":          "",
 		"imported":     "",
 		"select1":      "1",
@@ -75,7 +75,7 @@ func TestSQLAlchemyAndPandas(t *testing.T) {
 		strconv.Itoa(h.pgAddr.Port), "fraud@partnerbank", h.tokens["fraud@partnerbank"])
 	for k, v := range map[string]string{
 		"version": "15.8", "tables": "transactions",
-		"columns": "account_id:TEXT merchant:TEXT mcc:TEXT country:TEXT ts:TIMESTAMP amount:NUMERIC(18, 2) is_fraud:BOOLEAN",
+		"columns": "account_id:TEXT merchant:TEXT mcc:TEXT country:TEXT day:DATE amount:NUMERIC(18, 2) is_fraud:BOOLEAN",
 	} {
 		if got[k] != v {
 			t.Errorf("%s: got %q, want %q", k, got[k], v)

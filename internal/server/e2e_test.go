@@ -49,6 +49,15 @@ func TestMain(m *testing.M) {
 	if err := demo.Init(dir); err != nil {
 		panic(err)
 	}
+	// Tests share this node in any order, and their aggregates about the
+	// same transactions would be refused as differences of one another
+	// (rightly: counts by country beside counts by country of the
+	// non-fraud ones are the fraud counts the threshold withholds). So the
+	// shared node's differencing check is off; differencing_test.go tests
+	// it on nodes of its own, and the oracle pairs keep it on.
+	ag := filepath.Join(dir, "agreements", "partnerbank-transactions-fraud.yaml")
+	b, _ := os.ReadFile(ag)
+	os.WriteFile(ag, []byte(strings.Replace(string(b), "    differencing:\n", "    differencing:\n      off: true\n", 1)), 0o644)
 	h, err := startHarness(dir, "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -29,7 +29,7 @@ func addHiddenPerson(dir string) {
 		visits = append(visits, fmt.Sprintf("P9999902,Hidden Person,999-99-9999,1990-01-01,F,12345,Z99.9,St Mary South,south,2024-06-%02d,17.85", i%28+1))
 	}
 	for i := range 3 {
-		txs = append(txs, fmt.Sprintf("A9999902,Hidden Account,DE00999999999999999999,Oracle Shop #001,5999,ZZ,2025-03-0%d 03:03:03,17.85,true", i+1))
+		txs = append(txs, fmt.Sprintf("A9999902,Hidden Account,DE00999999999999999999,Oracle Shop #001,5999,ZZ,2025-03-0%d 03:03:03,2025-03-0%[1]d,17.85,true", i+1))
 	}
 	appendRows("visits.csv", visits)
 	appendRows("transactions.csv", txs)

@@ -3,6 +3,7 @@ package sqlop
 import (
 	"context"
 	"errors"
+	"github.com/airlock-dev/airlock/internal/differencing"
 	"regexp"
 	"slices"
 	"sort"
@@ -59,6 +60,9 @@ func (g *Service) resolve(ctx context.Context, c *govern.Call, datasets []string
 			gr.Access = query.AccessList
 		case workspace.RuleAggregation:
 			gr.Access = query.AccessAggregation
+			if g.History != nil && (rule.Differencing == nil || !rule.Differencing.Off) {
+				gr.SketchBuckets = differencing.Buckets(rule.MinUnits)
+			}
 		case workspace.RuleDP:
 			gr.Access = query.AccessDP
 		default:

@@ -35,6 +35,7 @@ import (
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 
+	"github.com/airlock-dev/airlock/internal/differencing"
 	"github.com/airlock-dev/airlock/internal/dp"
 	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/govern"
@@ -56,13 +57,15 @@ type Service struct {
 	Store store.Store
 	// MaskSecret derives the per-agreement keys of hmac masks.
 	MaskSecret []byte
-	sampler    *dp.Sampler
+	// History is the differencing check of aggregation answers.
+	History *differencing.History
+	sampler *dp.Sampler
 }
 
 // New returns the SQL operations over one engine (Route may be replaced
 // to place datasets in other engines).
 func New(eng engine.Engine, st store.Store, maskSecret []byte) *Service {
-	s := &Service{Store: st, MaskSecret: maskSecret, sampler: dp.NewSampler(nil)}
+	s := &Service{Store: st, MaskSecret: maskSecret, sampler: dp.NewSampler(nil), History: differencing.NewHistory(st, nil)}
 	s.Route = func(m *workspace.Manifest) (engine.Engine, string) { return eng, query.QuoteIdent(m.Name) }
 	return s
 }
@@ -300,6 +303,11 @@ type listResult struct {
 	out     *Response
 	rows    int
 	refused error
+	// released are the released rows whole (hidden columns included) and
+	// sketches the differencing sketches by group key, one map per
+	// plan.Sketches entry (aggregation).
+	released [][]any
+	sketches []map[string]*differencing.Sketch
 }
 
 func (p *prepared) quota() bool { return p.plan.MaxRows > 0 && p.ag != nil }
@@ -312,14 +320,21 @@ func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, 
 		return nil, engineRefusal(err)
 	}
 	out := &Response{Access: string(p.plan.Kind), Agreement: agID(p.ag), Columns: p.plan.Columns}
-	if err := applyOutputControls(p.plan, res, out, p.limits.MaxResultRows); err != nil {
+	released, err := applyOutputControls(p.plan, res, out, p.limits.MaxResultRows)
+	if err != nil {
 		if p.quota() && refusal.As(err).Rule == "limit.rows" {
 			// Too many rows says "this many match": it is paid for below.
 			return &listResult{p: p, out: out, rows: math.MaxInt, refused: err}, nil
 		}
 		return nil, err
 	}
-	return &listResult{p: p, out: out, rows: len(out.Rows)}, nil
+	r := &listResult{p: p, out: out, rows: len(out.Rows), released: released}
+	if len(p.plan.Sketches) > 0 && len(released) > 0 {
+		if r.sketches, err = p.runSketches(qctx); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // Cost charges a list rule's released rows, before they are released. An
@@ -344,6 +359,9 @@ func (r *listResult) Cost(c *govern.Call) []govern.Charge {
 func (r *listResult) Release(ctx context.Context, c *govern.Call) (any, error) {
 	if r.refused != nil {
 		return nil, r.refused
+	}
+	if err := r.checkDifferencing(ctx, c); err != nil {
+		return nil, err
 	}
 	out := r.out
 	if r.p.plan.MaxRows > 0 && r.p.ag != nil {
@@ -423,7 +441,9 @@ func checkRowLimit(rows, limit int) error {
 
 // applyOutputControls suppresses rows below the unit threshold, applies
 // LIMIT/OFFSET after suppression and enforces row caps.
-func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, maxResult int) error {
+//
+// It returns the released rows whole, hidden columns included.
+func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, maxResult int) ([][]any, error) {
 	visible := len(plan.Columns)
 	rows := res.Rows
 	if len(plan.UnitColumns) > 0 {
@@ -437,7 +457,7 @@ func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, ma
 				}
 			}
 			if ok {
-				kept = append(kept, r[:visible])
+				kept = append(kept, r)
 			} else {
 				out.RowsSuppressed++
 			}
@@ -458,13 +478,13 @@ func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, ma
 		out.Notes = append(out.Notes, fmt.Sprintf("groups covering fewer than %d distinct privacy units are never shown", slices.Min(plan.MinUnits)))
 	}
 	if err := checkRowLimit(len(rows), maxResult); err != nil {
-		return err
+		return nil, err
 	}
-	if rows == nil {
-		rows = [][]any{}
+	out.Rows = make([][]any, len(rows))
+	for i, r := range rows {
+		out.Rows[i] = r[:visible:visible]
 	}
-	out.Rows = rows
-	return nil
+	return rows, nil
 }
 
 func toInt(v any) int64 {

@@ -125,11 +125,12 @@ type ReleaseKey struct {
 
 // ReleaseRecord is one released answer in a history. Seq numbers a key's
 // records from 1 in the order they were appended; AuditIndex is the audit
-// entry that released the answer, once known (0 before).
+// entry that released the answer, once known (Audited).
 type ReleaseRecord struct {
 	Key        ReleaseKey
 	Seq        uint64
 	RequestID  string
+	Audited    bool
 	AuditIndex uint64
 	At         time.Time
 	Body       []byte // the cells' sketches (package differencing)
@@ -187,9 +188,9 @@ type Store interface {
 	// their Seq. decide must not use the store.
 	RecordReleases(ctx context.Context, locks []ReleaseAppend, decide func(newer []ReleaseRecord) ([]ReleaseRecord, error)) ([]ReleaseRecord, error)
 	// SetReleaseAuditIndex records the audit entry that released a record;
-	// ReleaseAuditIndex reads it (0 if not yet known).
+	// ReleaseAuditIndex reads it (ok false if not yet known).
 	SetReleaseAuditIndex(ctx context.Context, key ReleaseKey, seq, index uint64) error
-	ReleaseAuditIndex(ctx context.Context, key ReleaseKey, seq uint64) (uint64, error)
+	ReleaseAuditIndex(ctx context.Context, key ReleaseKey, seq uint64) (index uint64, ok bool, err error)
 
 	// The audit log's storage (see package audit's LeafStore).
 	AppendLeaves(ctx context.Context, data [][]byte, hashes [][32]byte) (first uint64, err error)

@@ -450,6 +450,12 @@ func checkAgreement(file string, b []byte, a *Agreement, ws *Workspace) Problems
 			if r.Kind == RuleAggregation && r.MinUnits < 2 {
 				add("min_units", fmt.Sprintf("aggregation rule for %s needs min_units >= 2", d), "set min_units (e.g. 10)")
 			}
+			if df := r.Differencing; df != nil && (df.Answers < 0 || df.Period < 0) {
+				add("differencing", fmt.Sprintf("differencing for %s: answers and period cannot be negative", d), "")
+			}
+			if r.Kind == RuleDP && r.Differencing != nil {
+				add("differencing", fmt.Sprintf("differencing applies to aggregation rules; the dp rule for %s composes its answers by its budget", d), "remove differencing")
+			}
 			for _, c := range r.Dimensions {
 				checkCol(c, c)
 				if col := cols[c]; col != nil && col.Class == ClassIdentifier {

@@ -154,6 +154,11 @@ type Rule struct {
 	// MaxRows is a list rule's quota: the rows its agreement may release
 	// per period (the budget's period, or a day) over all answers.
 	MaxRows int `yaml:"max_rows,omitempty"`
+	// Differencing bounds the aggregation rule's differencing check: every
+	// answer is compared with the agreement's earlier answers about the
+	// dataset, and refused if the two would isolate fewer than min_units
+	// units.
+	Differencing *Differencing `yaml:"differencing,omitempty"`
 
 	// DP rule settings.
 	MaxGroupsPerUnit int                 `yaml:"max_groups_per_unit,omitempty"` // L0
@@ -166,6 +171,23 @@ type Rule struct {
 	// partition selection). Default 1e-7.
 	DeltaPerQuery float64 `yaml:"delta_per_query,omitempty"`
 }
+
+// Differencing is how much of an agreement's history of released
+// aggregate answers the differencing check remembers.
+type Differencing struct {
+	// Off turns the check off for the dataset: each answer is then only
+	// thresholded on its own, and can be subtracted from another.
+	Off bool `yaml:"off,omitempty"`
+	// Answers is how many of the agreement's latest answers about the
+	// dataset are remembered. Default 1000; older ones fall out and are
+	// no longer compared against.
+	Answers int `yaml:"answers,omitempty"`
+	// Period, when set, also forgets answers older than it (e.g. 2160h).
+	Period time.Duration `yaml:"period,omitempty"`
+}
+
+// DefaultDifferencingAnswers is the history kept when Answers is unset.
+const DefaultDifferencingAnswers = 1000
 
 // Mask is how a column is shown under a list rule.
 type Mask string

@@ -119,10 +119,21 @@ func (d *DB) LoadTable(ctx context.Context, name, file string, cols []ColumnSpec
 		// join, not by a sort: rows stay in about file order, so the order
 		// of a listed result (unit masked or not) says nothing about which
 		// rows share a unit.
+		// The differencing sketch's columns hash the row's manifest
+		// columns and the unit once here (engine.SketchColumns).
+		var rowCols []string
+		for _, c := range cols {
+			rowCols = append(rowCols, "__src."+quoteIdent(c.Name))
+		}
+		var sketch []string
+		for i, e := range engine.SketchSQL("__hr", "__hu") {
+			sketch = append(sketch, e+" AS "+quoteIdent(engine.SketchColumns[i]))
+		}
 		q = fmt.Sprintf("CREATE OR REPLACE TABLE %s AS WITH __src AS MATERIALIZED (SELECT %s FROM %s), "+
-			"__ids AS (SELECT %s AS __unit, CAST(row_number() OVER () - 1 AS BIGINT) AS __id FROM (SELECT DISTINCT %s FROM __src) AS __d) "+
-			"SELECT __src.*, __ids.__id AS %s FROM __src JOIN __ids ON __src.%s IS NOT DISTINCT FROM __ids.__unit",
-			quoteIdent(name), strings.Join(sel, ", "), src, unit, unit, quoteIdent(engine.UnitIDColumn), unit)
+			"__ids AS (SELECT %s AS __unit, CAST(row_number() OVER () - 1 AS BIGINT) AS __id FROM (SELECT DISTINCT %s FROM __src) AS __d), "+
+			"__hashed AS (SELECT __src.*, __ids.__id AS %s, hash('airlock-row', %s) AS __hr, hash('airlock-unit', __src.%s) AS __hu FROM __src JOIN __ids ON __src.%s IS NOT DISTINCT FROM __ids.__unit) "+
+			"SELECT * EXCLUDE (__hr, __hu), %s FROM __hashed",
+			quoteIdent(name), strings.Join(sel, ", "), src, unit, unit, quoteIdent(engine.UnitIDColumn), strings.Join(rowCols, ", "), unit, unit, strings.Join(sketch, ", "))
 	}
 	if _, err := d.db.ExecContext(ctx, q); err != nil {
 		return fmt.Errorf("loading %s into %s: %w", file, name, err)

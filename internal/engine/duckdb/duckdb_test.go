@@ -274,3 +274,33 @@ func TestConformance(t *testing.T) {
 		return enginetest.Target{Engine: d, Table: `"fixture"`}
 	})
 }
+
+// The differencing sketch's columns are computed at load from DuckDB's
+// hash(). Histories of released cells outlive the process, so the values
+// must not change between runs or builds: this pins them. If a DuckDB
+// upgrade changes hash(), this fails, and the sketch scheme
+// (query.SketchScheme) must get a new version so that old and new
+// sketches are never compared as if alike.
+func TestSketchColumnsArePinned(t *testing.T) {
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "tx.csv")
+	os.WriteFile(csv, []byte("account,amount,day\nA1,12.50,2024-01-02\nA1,7.25,2024-02-03\nB2,1.00,2024-02-03\n"), 0o600)
+	d, err := Open(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cols := []ColumnSpec{{Name: "account", Type: "text", Unit: true}, {Name: "amount", Type: "decimal"}, {Name: "day", Type: "date"}}
+	if err := d.LoadTable(context.Background(), "tx", csv, cols); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Query(context.Background(), "SELECT "+strings.Join(engine.SketchColumns, ", ")+" FROM tx ORDER BY account, amount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(res.Rows)
+	const want = "[[978042552 1459444823 41808476 1218336515 11518] [837538655 1039894258 1880117325 1368993098 11518] [378374918 1810582805 50516057 1581879693 25207]]"
+	if got != want {
+		t.Fatalf("sketch columns changed:\n got %s\nwant %s", got, want)
+	}
+}

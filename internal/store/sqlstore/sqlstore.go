@@ -63,6 +63,7 @@ func schema(d Dialect) []string {
 		`CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS release_heads (agreement TEXT NOT NULL, dataset TEXT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (agreement, dataset))`,
 		`CREATE TABLE IF NOT EXISTS releases (agreement TEXT NOT NULL, dataset TEXT NOT NULL, seq BIGINT NOT NULL, request_id TEXT NOT NULL, audit_index BIGINT NOT NULL, at_ns BIGINT NOT NULL, body ` + b + ` NOT NULL, PRIMARY KEY (agreement, dataset, seq))`,
+		`CREATE INDEX IF NOT EXISTS releases_by_time ON releases (agreement, dataset, at_ns)`,
 		`CREATE TABLE IF NOT EXISTS charges (id TEXT PRIMARY KEY, agreement TEXT NOT NULL, principal TEXT NOT NULL, period_ns BIGINT NOT NULL, rho DOUBLE PRECISION NOT NULL, delta DOUBLE PRECISION NOT NULL, created_ns BIGINT NOT NULL)`,
 	}
 }
@@ -228,12 +229,13 @@ func (s *Store) RecordReleases(ctx context.Context, locks []store.ReleaseAppend,
 		}
 		for rows.Next() {
 			r := store.ReleaseRecord{Key: l.Key}
-			var at int64
-			if err := rows.Scan(&r.Seq, &r.RequestID, &r.AuditIndex, &at, &r.Body); err != nil {
+			var at, idx int64
+			if err := rows.Scan(&r.Seq, &r.RequestID, &idx, &at, &r.Body); err != nil {
 				rows.Close()
 				return nil, err
 			}
 			r.At = fromNS(at)
+			r.Audited, r.AuditIndex = idx >= 0, uint64(max(idx, 0))
 			newer = append(newer, r)
 		}
 		rows.Close()
@@ -253,7 +255,7 @@ func (s *Store) RecordReleases(ctx context.Context, locks []store.ReleaseAppend,
 		}
 		r.Seq = seq + 1
 		head[r.Key] = r.Seq
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO releases (agreement, dataset, seq, request_id, audit_index, at_ns, body) VALUES (?, ?, ?, ?, 0, ?, ?)`),
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO releases (agreement, dataset, seq, request_id, audit_index, at_ns, body) VALUES (?, ?, ?, ?, -1, ?, ?)`),
 			r.Key.Agreement, r.Key.Dataset, r.Seq, r.RequestID, ns(r.At), r.Body); err != nil {
 			return nil, err
 		}
@@ -266,9 +268,15 @@ func (s *Store) RecordReleases(ctx context.Context, locks []store.ReleaseAppend,
 		if l.Keep > 0 && head[l.Key] > uint64(l.Keep) {
 			below = head[l.Key] - uint64(l.Keep)
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM releases WHERE agreement = ? AND dataset = ? AND (seq <= ? OR at_ns < ?)`),
-			l.Key.Agreement, l.Key.Dataset, below, ns(l.Since)); err != nil {
-			return nil, err
+		if below > 0 {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM releases WHERE agreement = ? AND dataset = ? AND seq <= ?`), l.Key.Agreement, l.Key.Dataset, below); err != nil {
+				return nil, err
+			}
+		}
+		if !l.Since.IsZero() {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM releases WHERE agreement = ? AND dataset = ? AND at_ns < ?`), l.Key.Agreement, l.Key.Dataset, ns(l.Since)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return add, tx.Commit()
@@ -280,14 +288,15 @@ func (s *Store) SetReleaseAuditIndex(ctx context.Context, k store.ReleaseKey, se
 	return err
 }
 
-// ReleaseAuditIndex implements store.Store.
-func (s *Store) ReleaseAuditIndex(ctx context.Context, k store.ReleaseKey, seq uint64) (uint64, error) {
-	var idx uint64
+// ReleaseAuditIndex implements store.Store. An index not yet known is
+// stored as -1.
+func (s *Store) ReleaseAuditIndex(ctx context.Context, k store.ReleaseKey, seq uint64) (uint64, bool, error) {
+	var idx int64
 	err := s.db.QueryRowContext(ctx, s.q(`SELECT audit_index FROM releases WHERE agreement = ? AND dataset = ? AND seq = ?`), k.Agreement, k.Dataset, seq).Scan(&idx)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, store.ErrNotFound
+		return 0, false, store.ErrNotFound
 	}
-	return idx, err
+	return uint64(max(idx, 0)), idx >= 0, err
 }
 
 func keyLess(a, b store.BudgetKey) bool {

@@ -321,11 +321,14 @@ func Run(t *testing.T, open Opener) {
 			}
 			return nil, nil
 		})
-		if err := a.SetReleaseAuditIndex(ctx, k, 3, 77); err != nil {
+		if _, ok, err := b.ReleaseAuditIndex(ctx, k, 3); err != nil || ok {
+			t.Fatalf("audit index before it is set: %v, %v", ok, err)
+		}
+		if err := a.SetReleaseAuditIndex(ctx, k, 3, 0); err != nil {
 			t.Fatal(err)
 		}
-		if idx, err := b.ReleaseAuditIndex(ctx, k, 3); err != nil || idx != 77 {
-			t.Fatalf("audit index: %d, %v", idx, err)
+		if idx, ok, err := b.ReleaseAuditIndex(ctx, k, 3); err != nil || !ok || idx != 0 {
+			t.Fatalf("audit index 0: %d, %v, %v", idx, ok, err)
 		}
 		// Bounds: keep the last 10 and nothing older than record 13's time.
 		_, err = b.RecordReleases(ctx, []store.ReleaseAppend{{Key: k, Keep: 10, Since: t0.Add(12 * time.Second)}}, func([]store.ReleaseRecord) ([]store.ReleaseRecord, error) {
@@ -353,7 +356,7 @@ func Run(t *testing.T, open Opener) {
 		if fmt.Sprint(got) != fmt.Sprint(want) || newer[len(newer)-1].RequestID != "last" {
 			t.Fatalf("after pruning: kept %v, want %v", got, want)
 		}
-		if _, err := a.ReleaseAuditIndex(ctx, k, 3); !errors.Is(err, store.ErrNotFound) {
+		if _, _, err := a.ReleaseAuditIndex(ctx, k, 3); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("pruned record: %v", err)
 		}
 	})

@@ -24,17 +24,17 @@ public class JdbcClient {
       System.out.println("pks " + names(md.getPrimaryKeys(null, "public", "transactions"), "COLUMN_NAME"));
       System.out.println("imported " + names(md.getImportedKeys(null, "public", "transactions"), "FKCOLUMN_NAME"));
       try (PreparedStatement ps = c.prepareStatement(
-          "SELECT country, count(*) AS n FROM transactions WHERE merchant <> ? AND mcc <> ? AND ts >= ? AND ts < ? AND is_fraud = ? GROUP BY country ORDER BY country")) {
+          "SELECT country, count(*) AS n FROM transactions WHERE merchant <> ? AND mcc <> ? AND day >= ? AND day < ? AND is_fraud = ? GROUP BY country ORDER BY country")) {
         ps.setString(1, "nowhere");
         ps.setString(2, "0000");
-        ps.setTimestamp(3, Timestamp.valueOf("2024-01-01 00:00:00"));
-        ps.setTimestamp(4, Timestamp.valueOf("2030-01-01 00:00:00"));
+        ps.setDate(3, java.sql.Date.valueOf("2024-01-01"));
+        ps.setDate(4, java.sql.Date.valueOf("2030-01-01"));
         ps.setBoolean(5, false);
         int rows = 0;
         try (ResultSet rs = ps.executeQuery()) { while (rs.next()) rows++; }
         System.out.println("prepared " + rows);
       }
-      try (PreparedStatement ps = c.prepareStatement("SELECT count(*) FROM transactions WHERE ts >= ?")) {
+      try (PreparedStatement ps = c.prepareStatement("SELECT count(*) FROM transactions WHERE day >= ?")) {
         ps.setDate(1, java.sql.Date.valueOf("2024-01-01"));
         try (ResultSet rs = ps.executeQuery()) { rs.next(); System.out.println("date-param " + (rs.getLong(1) > 0)); }
       }

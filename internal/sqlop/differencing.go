@@ -1,0 +1,111 @@
+package sqlop
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/airlock-dev/airlock/internal/differencing"
+	"github.com/airlock-dev/airlock/internal/govern"
+	"github.com/airlock-dev/airlock/internal/refusal"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// runSketches runs the plan's sketch queries: per governed scan, the
+// differencing sketch of every group's rows, keyed like the answer's rows.
+func (p *prepared) runSketches(ctx context.Context) ([]map[string]*differencing.Sketch, error) {
+	nk := p.plan.KeyColumns
+	out := make([]map[string]*differencing.Sketch, len(p.plan.Sketches))
+	for i, sq := range p.plan.Sketches {
+		res, err := p.eng.Query(ctx, sq.SQL, sq.Args...)
+		if err != nil {
+			return nil, engineRefusal(err)
+		}
+		cells := map[string]*differencing.Sketch{}
+		for _, r := range res.Rows {
+			if len(r) != nk+5 {
+				return nil, refusal.New(refusal.Internal, "internal", "internal error; see the server log").WithCause(fmt.Errorf("sketch row of %d columns, want %d", len(r), nk+5))
+			}
+			key := groupKey(r[:nk])
+			s := cells[key]
+			if s == nil {
+				s = &differencing.Sketch{B: sq.Buckets}
+				cells[key] = s
+			}
+			s.Add(int(toInt(r[nk])), toInt(r[nk+1]), toInt(r[nk+2]), toInt(r[nk+3]), toInt(r[nk+4]))
+		}
+		out[i] = cells
+	}
+	return out, nil
+}
+
+// checkDifferencing compares the released cells with the agreement's
+// history (differencing.History.Check) and, if they pass, has the audit
+// index of the releasing entry attached to them once it is durable.
+func (r *listResult) checkDifferencing(ctx context.Context, c *govern.Call) error {
+	p := r.p
+	if len(r.sketches) == 0 || p.ag == nil || p.svc.History == nil {
+		return nil
+	}
+	visible := len(p.plan.Columns)
+	rel := differencing.Release{Agreement: p.ag.ID, RequestID: c.Caller.RequestID, At: c.Now}
+	for i, sq := range p.plan.Sketches {
+		rule := p.ag.Rules[sq.Dataset]
+		d := differencing.Cells{Dataset: sq.Dataset, MinUnits: sq.MinUnits, Scheme: sq.Scheme, Keep: workspace.DefaultDifferencingAnswers}
+		if df := rule.Differencing; df != nil {
+			if df.Answers > 0 {
+				d.Keep = df.Answers
+			}
+			d.Period = df.Period
+		}
+		units := p.plan.UnitColumns[sq.Unit]
+		keys := visible + len(p.plan.UnitColumns)
+		for _, row := range r.released {
+			s := r.sketches[i][groupKey(row[keys:keys+p.plan.KeyColumns])]
+			if s == nil {
+				// A released group has rows, so it has a sketch.
+				return refusal.New(refusal.Internal, "internal", "internal error; see the server log").WithCause(fmt.Errorf("no sketch for a released group of %s", sq.Dataset))
+			}
+			cell := *s
+			cell.Units = toInt(row[units])
+			d.Cells = append(d.Cells, &cell)
+		}
+		rel.Datasets = append(rel.Datasets, d)
+	}
+	conflict, recorded, err := p.svc.History.Check(ctx, rel)
+	if err != nil {
+		return refusal.StoreUnavailable(err)
+	}
+	if conflict != nil {
+		return differencingRefusal(c, conflict)
+	}
+	c.OnSealed(func(ctx context.Context, index uint64) {
+		if err := p.svc.History.Released(ctx, recorded, index); err != nil {
+			c.Log.Warn("differencing: the audit index of a released answer was not recorded", "err", err)
+		}
+	})
+	return nil
+}
+
+// differencingRefusal names the rule and the earlier answer, never a
+// value or how many units differ; the audit entry records which answer
+// it combined with, so the owner sees what each refusal protected.
+func differencingRefusal(c *govern.Call, k *differencing.Conflict) error {
+	if c.Entry.Extra == nil {
+		c.Entry.Extra = map[string]string{}
+	}
+	c.Entry.Extra["differencing_dataset"] = k.Dataset
+	if k.Earlier == nil {
+		return refusal.New(refusal.AnalysisRule, "aggregation.differencing",
+			"two rows of this answer cover rows of %s that differ in fewer than %d privacy units, so their difference would isolate them; group more coarsely", k.Dataset, k.MinUnits)
+	}
+	earlier := "the earlier answer of request " + k.Earlier.RequestID
+	if k.Earlier.Audited {
+		earlier = "the earlier answer at audit index " + strconv.FormatUint(k.Earlier.AuditIndex, 10)
+		c.Entry.Extra["differencing_with"] = strconv.FormatUint(k.Earlier.AuditIndex, 10)
+	} else {
+		c.Entry.Extra["differencing_with_request"] = k.Earlier.RequestID
+	}
+	return refusal.New(refusal.AnalysisRule, "aggregation.differencing",
+		"beside %s, this answer would isolate fewer than %d privacy units of %s: a row of it covers rows that differ from a row of that answer in too few units; ask about the same groups, or groups that differ by more", earlier, k.MinUnits, k.Dataset)
+}
