@@ -9,6 +9,9 @@ out=bench-results.txt
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -srm), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(go version)"
   echo "## gateway overhead (rows=$rows)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench GatewayOverhead -benchtime 30x -timeout 60m ./internal/server
+  echo "## differencing check (rows=$rows, history of 1,000 answers)"
+  AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench '^BenchmarkDifferencing$' -benchtime 20x -timeout 60m ./internal/server
+  go test -run '^$' -bench Check -benchtime 20x ./internal/differencing
   echo "## DP query (rows=$rows, units=rows/10, 50 groups)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench '^BenchmarkDPQuery$' -benchtime 12x -timeout 60m ./internal/server
   echo "## loading with the unit surrogate (rows=$rows)"

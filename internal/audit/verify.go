@@ -143,6 +143,7 @@ type Filter struct {
 	Principal string
 	Dataset   string
 	Decision  string
+	Rule      string // the rule that refused (e.g. aggregation.differencing)
 }
 
 // Match reports whether an entry passes the filter.
@@ -157,6 +158,9 @@ func (f Filter) Match(e Entry) bool {
 		return false
 	}
 	if f.Decision != "" && e.Decision != f.Decision {
+		return false
+	}
+	if f.Rule != "" && e.Rule != f.Rule {
 		return false
 	}
 	if f.Dataset != "" {

@@ -139,7 +139,15 @@ func (h *History) Check(ctx context.Context, r Release) (*Conflict, Recorded, er
 	if len(r.Datasets) == 0 {
 		return nil, nil, nil
 	}
-	ds := slices.Clone(r.Datasets)
+	// One entry per dataset (a self-join has two scans of one), in order.
+	var ds []Cells
+	for _, d := range r.Datasets {
+		if i := slices.IndexFunc(ds, func(x Cells) bool { return x.Dataset == d.Dataset }); i >= 0 {
+			ds[i].Cells = append(slices.Clip(ds[i].Cells), d.Cells...)
+			continue
+		}
+		ds = append(ds, d)
+	}
 	slices.SortFunc(ds, func(a, b Cells) int { return cmp.Compare(a.Dataset, b.Dataset) })
 	hs := make([]*history, len(ds))
 	locks := make([]store.ReleaseAppend, len(ds))

@@ -307,3 +307,27 @@ func TestModularArithmetic(t *testing.T) {
 		}
 	}
 }
+
+// A self-join releases cells of two scans of one dataset: one history,
+// locked once, and the two scans' cells are checked against each other.
+func TestTwoScansOfOneDataset(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h := NewHistory(st, nil)
+	w := newWorld(2, 100)
+	all := w.population(100, 2)
+	c := func(rows []row) Cells {
+		return Cells{Dataset: "tx", MinUnits: 10, Scheme: "s", Cells: []*Sketch{sketch(rows, 64)}}
+	}
+	conflict, rec, err := h.Check(ctx, Release{Agreement: "ag", RequestID: "r", At: time.Now(), Datasets: []Cells{c(all), c(all)}})
+	if conflict != nil || err != nil || len(rec) != 1 {
+		t.Fatal(conflict, rec, err)
+	}
+	if c, _, _ := h.Check(ctx, Release{Agreement: "ag", RequestID: "r2", At: time.Now(), Datasets: []Cells{c(all), c(w.perturb(all, 1))}}); c == nil {
+		t.Fatalf("a scan one unit from an earlier cell: %+v", c)
+	}
+}

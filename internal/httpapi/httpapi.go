@@ -428,7 +428,7 @@ func (s *Server) auditRoutes(mux Router) {
 		if err != nil {
 			return refuse(err)
 		}
-		f := audit.Filter{Principal: r.URL.Query().Get("principal"), Dataset: r.URL.Query().Get("dataset"), Decision: r.URL.Query().Get("decision")}
+		f := audit.Filter{Principal: r.URL.Query().Get("principal"), Dataset: r.URL.Query().Get("dataset"), Decision: r.URL.Query().Get("decision"), Rule: r.URL.Query().Get("rule")}
 		if v := r.URL.Query().Get("since"); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
 			if err != nil {

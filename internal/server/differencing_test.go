@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -137,6 +138,23 @@ func TestDifferencingPairsAreRefused(t *testing.T) {
 	if refused != 4 {
 		t.Fatalf("%d differencing refusals audited, want 4", refused)
 	}
+	// The owner's steward sees them in /v1/audit, each with the answer it
+	// protected.
+	page := h.get(t, "/v1/audit?rule=aggregation.differencing", h.tokens["steward@northbank"])
+	var body struct {
+		Entries []struct {
+			Entry struct {
+				Rule  string            `json:"rule"`
+				Extra map[string]string `json:"extra"`
+			} `json:"entry"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal(page.Body, &body); err != nil || page.Status != 200 || len(body.Entries) != 4 {
+		t.Fatalf("/v1/audit?rule=aggregation.differencing: %d %s", page.Status, page.Body)
+	}
+	if last := body.Entries[len(body.Entries)-1].Entry; last.Rule != "aggregation.differencing" || last.Extra["differencing_with"] != strconv.FormatUint(again.AuditIndex, 10) {
+		t.Fatalf("the steward does not see that the first refusal protected entry %d: %s", again.AuditIndex, page.Body)
+	}
 }
 
 // An analyst exploring honestly: totals by country, then by country and
@@ -258,4 +276,26 @@ func TestDifferencingOverTheWire(t *testing.T) {
 		t.Fatalf("minus one over psql: %q", errw)
 	}
 	wantDifferencing(t, h.query(t, fraudTeam, "fraud_detection", "", "SELECT count(*) AS n FROM transactions WHERE ts <> TIMESTAMP '"+v[0]+"'"), 0, "the same over HTTP")
+}
+
+// On a dataset governed in place in PostgreSQL, the sketches are computed
+// in the owner's database (hashtextextended of the row and the unit), and
+// the same pair is refused.
+func TestDifferencingOnPostgres(t *testing.T) {
+	dir := pgWorkspace(t, shared.dir, tsDimension)
+	h, err := startHarness(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.stop()
+	if len(h.node.PGEngines) != 1 {
+		t.Fatal("datasets are not routed to PostgreSQL")
+	}
+	v := victims(t, dir, 30, false)
+	q := func(sql string) apiResponse { return h.query(t, fraudTeam, "fraud_detection", "", sql) }
+	total := q("SELECT country, sum(amount) FROM transactions GROUP BY country")
+	wantAnswer(t, total, "totals by country")
+	wantAnswer(t, q("SELECT country, count(*) AS n, sum(amount) FROM transactions GROUP BY country"), "the same groups again")
+	wantDifferencing(t, q("SELECT country, sum(amount) FROM transactions WHERE ts <> TIMESTAMP '"+v[0]+"' GROUP BY country"), 0, "minus one transaction")
+	wantAnswer(t, q("SELECT sum(amount) FROM transactions WHERE ts NOT IN ("+tsList(v)+")"), "the grand total minus 30 accounts")
 }

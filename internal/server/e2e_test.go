@@ -41,6 +41,13 @@ type harness struct {
 
 var shared *harness
 
+// differencingOff turns the demo bank agreement's differencing check off.
+func differencingOff(dir string) {
+	ag := filepath.Join(dir, "agreements", "partnerbank-transactions-fraud.yaml")
+	b, _ := os.ReadFile(ag)
+	os.WriteFile(ag, []byte(strings.Replace(string(b), "    differencing:\n", "    differencing:\n      off: true\n", 1)), 0o644)
+}
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "airlock-e2e-")
 	if err != nil {
@@ -55,9 +62,7 @@ func TestMain(m *testing.M) {
 	// non-fraud ones are the fraud counts the threshold withholds). So the
 	// shared node's differencing check is off; differencing_test.go tests
 	// it on nodes of its own, and the oracle pairs keep it on.
-	ag := filepath.Join(dir, "agreements", "partnerbank-transactions-fraud.yaml")
-	b, _ := os.ReadFile(ag)
-	os.WriteFile(ag, []byte(strings.Replace(string(b), "    differencing:\n", "    differencing:\n      off: true\n", 1)), 0o644)
+	differencingOff(dir)
 	h, err := startHarness(dir, "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -80,7 +80,9 @@ func pgWorkspace(t *testing.T, keyFrom string, prepare func(dir string)) string 
 }
 
 func TestPostgresDatasetsGovernedInPlace(t *testing.T) {
-	dir := pgWorkspace(t, shared.dir, nil)
+	// As on the shared node, the cases below would difference each other;
+	// TestDifferencingOnPostgres keeps the check on.
+	dir := pgWorkspace(t, shared.dir, differencingOff)
 	h, err := startHarness(dir, "")
 	if err != nil {
 		t.Fatal(err)
