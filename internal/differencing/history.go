@@ -28,6 +28,11 @@ type Cells struct {
 	// history compares only the cells of its own scheme.
 	Scheme string
 	Cells  []*Sketch
+	// Withheld are cells that met the threshold but were not released
+	// (the analyst's HAVING, LIMIT or OFFSET left them out): compared
+	// like Cells, since whether they are released is a function of the
+	// data, but not remembered, since nothing of them left.
+	Withheld []*Sketch
 }
 
 // Release is one answer to check and, if it passes, remember.
@@ -144,6 +149,7 @@ func (h *History) Check(ctx context.Context, r Release) (*Conflict, Recorded, er
 	for _, d := range r.Datasets {
 		if i := slices.IndexFunc(ds, func(x Cells) bool { return x.Dataset == d.Dataset }); i >= 0 {
 			ds[i].Cells = append(slices.Clip(ds[i].Cells), d.Cells...)
+			ds[i].Withheld = append(slices.Clip(ds[i].Withheld), d.Withheld...)
 			continue
 		}
 		ds = append(ds, d)
@@ -310,7 +316,7 @@ func (x *history) prune(keep int, since time.Time) {
 // compared: a larger gap is itself that many differing units.
 func (x *history) check(d Cells) *Conflict {
 	m := d.MinUnits
-	own := slices.Clone(d.Cells)
+	own := append(slices.Clone(d.Cells), d.Withheld...)
 	slices.SortFunc(own, func(a, b *Sketch) int { return cmp.Compare(a.Units, b.Units) })
 	ownCells := make([]*cell, len(own))
 	for i, s := range own {

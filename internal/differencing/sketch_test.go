@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -330,4 +332,65 @@ func TestTwoScansOfOneDataset(t *testing.T) {
 	if c, _, _ := h.Check(ctx, Release{Agreement: "ag", RequestID: "r2", At: time.Now(), Datasets: []Cells{c(all), c(w.perturb(all, 1))}}); c == nil {
 		t.Fatalf("a scan one unit from an earlier cell: %+v", c)
 	}
+}
+
+// Goroutines of one process checking at once: of pairs that difference
+// each other, at most one is answered, and nothing races.
+func TestConcurrentChecks(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h := NewHistory(st, nil)
+	w := newWorld(9, 200)
+	all := w.population(200, 2)
+	var wg sync.WaitGroup
+	allowed := make([]bool, 8)
+	for i := range allowed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rows := all
+			if i%2 == 1 {
+				rows = w2perturb(all, i)
+			}
+			c := Cells{Dataset: "tx", MinUnits: 10, Scheme: "s", Cells: []*Sketch{sketch(rows, 64)}}
+			conflict, _, err := h.Check(ctx, Release{Agreement: "ag", RequestID: strconv.Itoa(i), At: time.Now(), Datasets: []Cells{c}})
+			if err != nil {
+				t.Error(err)
+			}
+			allowed[i] = conflict == nil
+		}()
+	}
+	wg.Wait()
+	// The even ones are identical (the same rows); each odd one differs
+	// from them by one unit. So either the evens or exactly one odd one.
+	evens, odds := 0, 0
+	for i, ok := range allowed {
+		if ok && i%2 == 0 {
+			evens++
+		} else if ok {
+			odds++
+		}
+	}
+	if !(odds == 0 && evens == 4) && !(odds == 1 && evens == 0) {
+		t.Fatalf("allowed %v: a differencing pair was answered", allowed)
+	}
+}
+
+// w2perturb drops one row of unit i (deterministically, without the
+// world's shared random source, which goroutines must not share).
+func w2perturb(rows []row, unit int) []row {
+	out := make([]row, 0, len(rows))
+	dropped := false
+	for _, r := range rows {
+		if r.unit == unit && !dropped {
+			dropped = true
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }

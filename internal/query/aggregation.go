@@ -93,11 +93,25 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 		met = append(met, "COUNT(DISTINCT "+top[k].sql+") >= "+strconv.Itoa(plan.MinUnits[k]))
 	}
 	having := q.Having
+	plan.HavingColumn = -1
+	havingSQL := ""
 	if len(met) > 0 {
 		cond := &Raw{SQL: map[string]string{string(DuckDB): strings.Join(met, " AND "), string(Postgres): strings.Join(met, " AND ")}}
-		if having == nil {
+		switch {
+		case having == nil:
 			q.Having = cond
-		} else {
+		case wantSketches(top, grants):
+			// Every group that meets the threshold is a cell the
+			// differencing check compares, whether or not the analyst's
+			// HAVING (or LIMIT) releases it: otherwise whether a query
+			// is refused would tell whether a HAVING on the hidden
+			// values held. The HAVING is a hidden column, evaluated (as
+			// below) only on groups that meet the threshold; Go filters.
+			q.Having = cond
+			hg := p.newGen(grants, derivedExtra)
+			hg.expr(&Case{Whens: []When{{Cond: cond, Then: having}}, Else: &Lit{Kind: LitBool, Value: "false"}})
+			havingSQL = hg.b.String()
+		default:
 			q.Having = &Case{Whens: []When{{Cond: cond, Then: having}}, Else: &Lit{Kind: LitBool, Value: "false"}}
 		}
 	}
@@ -109,6 +123,10 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 			extra = append(extra, kg.b.String()+" AS "+QuoteIdent("__k"+strconv.Itoa(i)))
 		}
 		plan.KeyColumns = len(q.GroupBy)
+	}
+	if havingSQL != "" {
+		extra = append(extra, havingSQL+" AS "+QuoteIdent("__having"))
+		plan.HavingColumn = len(visibleNames(q.Items)) + len(top) + plan.KeyColumns
 	}
 	// LIMIT and OFFSET count released rows, so they run after suppression.
 	lim, off := q.Limit, q.Offset

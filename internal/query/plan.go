@@ -57,6 +57,11 @@ type Plan struct {
 	// KeyColumns is the number of hidden group-key columns after the unit
 	// columns (aggregation), which match each output row to its sketch.
 	KeyColumns int
+	// HavingColumn, when not -1, is a hidden boolean column holding the
+	// analyst's HAVING, which Go applies after the threshold (so that
+	// every group meeting the threshold is compared by the differencing
+	// check, released or not).
+	HavingColumn int
 	// Sketches are the differencing sketches of the answer's cells, one
 	// query per governed scan (aggregation).
 	Sketches []SketchQuery
@@ -145,7 +150,7 @@ func (p Planner) plan(q *Select, grants map[string]*Grant) (*Plan, error) {
 		}
 		kind = stricter(kind, g.Access)
 	}
-	plan := &Plan{Kind: kind}
+	plan := &Plan{Kind: kind, HavingColumn: -1}
 	plan.Touched, plan.Classes, plan.Datasets = touched(q)
 	for _, s := range scans {
 		g := grants[s.Dataset.Name]
@@ -422,7 +427,9 @@ func (p Planner) scanFrom(s *Source, g *Grant, table string, hidden []string) st
 // sketchScanSQL is scanSQL with the differencing sketch's per-row columns
 // (engine.SketchColumns). DuckDB stored them at load; PostgreSQL computes
 // them from hashtextextended of the row's text and of the unit's, in an
-// inner select so each hash is computed once per row.
+// inner select so each hash is computed once per row. Rows without a unit
+// share one pseudo-unit (as DuckDB's hash of NULL does), so a difference
+// in them is seen too.
 func (p Planner) sketchScanSQL(s *Source, g *Grant) string {
 	if p.Dialect == DuckDB {
 		var hidden []string
@@ -436,7 +443,7 @@ func (p Planner) sketchScanSQL(s *Source, g *Grant) string {
 		cols = append(cols, QuoteIdent(c.Name))
 	}
 	inner := "(SELECT *, hashtextextended(CAST(ROW(" + strings.Join(cols, ", ") + ") AS text), 0) AS __hr, " +
-		"hashtextextended(CAST(" + QuoteIdent(s.Dataset.PrivacyUnit) + " AS text), 1) AS __hu FROM " + g.Table + ") AS __r"
+		"COALESCE(hashtextextended(CAST(" + QuoteIdent(s.Dataset.PrivacyUnit) + " AS text), 1), 0) AS __hu FROM " + g.Table + ") AS __r"
 	var hidden []string
 	for i, e := range engine.SketchSQL("__hr", "__hu") {
 		hidden = append(hidden, e+" AS "+QuoteIdent(engine.SketchColumns[i]))

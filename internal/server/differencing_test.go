@@ -299,3 +299,46 @@ func TestDifferencingOnPostgres(t *testing.T) {
 	wantDifferencing(t, q("SELECT country, sum(amount) FROM transactions WHERE ts <> TIMESTAMP '"+v[0]+"' GROUP BY country"), 0, "minus one transaction")
 	wantAnswer(t, q("SELECT sum(amount) FROM transactions WHERE ts NOT IN ("+tsList(v)+")"), "the grand total minus 30 accounts")
 }
+
+// Whether an answer is refused must not depend on what the analyst's
+// HAVING, ORDER BY and LIMIT make of hidden values: every group that meets
+// the threshold is compared, released or not. (An attack round read a
+// hidden amount to the cent by bisecting a HAVING against the refusal.)
+func TestDifferencingSeesCellsHavingAndLimitLeaveOut(t *testing.T) {
+	h := newHarness(t, tsDimension)
+	q := func(sql string) apiResponse { return h.query(t, fraudTeam, "fraud_detection", "", sql) }
+	v := victims(t, h.dir, 1, false)[0]
+	country := countryOf(t, h.dir, v)
+	other := "DE"
+	if country == "DE" {
+		other = "FR"
+	}
+	wantAnswer(t, q("SELECT sum(amount) FROM transactions"), "the total")
+	wantAnswer(t, q("SELECT country, sum(amount) FROM transactions GROUP BY country"), "totals by country")
+	for _, having := range []string{"sum(amount) > 0", "sum(amount) < 0", "sum(amount) > 1e12"} {
+		wantDifferencing(t, q("SELECT count(*) FROM transactions WHERE ts <> TIMESTAMP '"+v+"' HAVING "+having), 0, "minus one with HAVING "+having)
+	}
+	for _, order := range []string{"DESC", "ASC"} {
+		wantDifferencing(t, q(fmt.Sprintf("SELECT country, sum(amount) FROM transactions WHERE ts <> TIMESTAMP '%s' AND country IN ('%s', '%s') GROUP BY country ORDER BY sum(amount) %s LIMIT 1", v, country, other, order)), 0, "minus one, one row by "+order)
+		wantDifferencing(t, q(fmt.Sprintf("SELECT country, sum(amount) FROM transactions WHERE ts <> TIMESTAMP '%s' AND country IN ('%s', '%s') GROUP BY country ORDER BY sum(amount) %s OFFSET 1", v, country, other, order)), 0, "minus one, OFFSET 1 by "+order)
+	}
+	// A HAVING that leaves a group out does not make it remembered: the
+	// group, asked for later minus one transaction, is compared with what
+	// was released (the earlier totals), as before.
+	wantAnswer(t, q("SELECT country, count(*) FROM transactions GROUP BY country HAVING count(*) > 1e12"), "a HAVING no group meets")
+}
+
+// countryOf is the country of the transaction at ts.
+func countryOf(t *testing.T, dir, ts string) string {
+	t.Helper()
+	f, _ := os.Open(filepath.Join(dir, "data", "transactions.csv"))
+	defer f.Close()
+	recs, _ := csv.NewReader(f).ReadAll()
+	for _, r := range recs[1:] {
+		if r[6] == ts {
+			return r[5]
+		}
+	}
+	t.Fatalf("no transaction at %s", ts)
+	return ""
+}

@@ -26,6 +26,11 @@ func (p *prepared) runSketches(ctx context.Context) ([]map[string]*differencing.
 			if len(r) != nk+5 {
 				return nil, refusal.New(refusal.Internal, "internal", "internal error; see the server log").WithCause(fmt.Errorf("sketch row of %d columns, want %d", len(r), nk+5))
 			}
+			if r[nk] == nil {
+				// Rows an outer join extended with NULLs for the scan: none
+				// of its rows, no unit.
+				continue
+			}
 			key := groupKey(r[:nk])
 			s := cells[key]
 			if s == nil {
@@ -60,15 +65,30 @@ func (r *listResult) checkDifferencing(ctx context.Context, c *govern.Call) erro
 		}
 		units := p.plan.UnitColumns[sq.Unit]
 		keys := visible + len(p.plan.UnitColumns)
-		for _, row := range r.released {
+		cellOf := func(row []any) (*differencing.Sketch, error) {
 			s := r.sketches[i][groupKey(row[keys:keys+p.plan.KeyColumns])]
 			if s == nil {
-				// A released group has rows, so it has a sketch.
-				return refusal.New(refusal.Internal, "internal", "internal error; see the server log").WithCause(fmt.Errorf("no sketch for a released group of %s", sq.Dataset))
+				// A group that met the threshold has rows, so it has a sketch.
+				return nil, refusal.New(refusal.Internal, "internal", "internal error; see the server log").WithCause(fmt.Errorf("no sketch for a group of %s", sq.Dataset))
 			}
 			cell := *s
 			cell.Units = toInt(row[units])
-			d.Cells = append(d.Cells, &cell)
+			return &cell, nil
+		}
+		released := map[*any]bool{}
+		for _, row := range r.released {
+			released[&row[0]] = true
+		}
+		for _, row := range r.met {
+			cell, err := cellOf(row)
+			if err != nil {
+				return err
+			}
+			if released[&row[0]] {
+				d.Cells = append(d.Cells, cell)
+			} else {
+				d.Withheld = append(d.Withheld, cell)
+			}
 		}
 		rel.Datasets = append(rel.Datasets, d)
 	}

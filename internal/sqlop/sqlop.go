@@ -303,10 +303,12 @@ type listResult struct {
 	out     *Response
 	rows    int
 	refused error
-	// released are the released rows whole (hidden columns included) and
-	// sketches the differencing sketches by group key, one map per
-	// plan.Sketches entry (aggregation).
+	// released are the released rows whole (hidden columns included), met
+	// every row that met the threshold, and sketches the differencing
+	// sketches by group key, one map per plan.Sketches entry
+	// (aggregation).
 	released [][]any
+	met      [][]any
 	sketches []map[string]*differencing.Sketch
 }
 
@@ -320,7 +322,7 @@ func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, 
 		return nil, engineRefusal(err)
 	}
 	out := &Response{Access: string(p.plan.Kind), Agreement: agID(p.ag), Columns: p.plan.Columns}
-	released, err := applyOutputControls(p.plan, res, out, p.limits.MaxResultRows)
+	released, met, err := applyOutputControls(p.plan, res, out, p.limits.MaxResultRows)
 	if err != nil {
 		if p.quota() && refusal.As(err).Rule == "limit.rows" {
 			// Too many rows says "this many match": it is paid for below.
@@ -328,8 +330,8 @@ func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, 
 		}
 		return nil, err
 	}
-	r := &listResult{p: p, out: out, rows: len(out.Rows), released: released}
-	if len(p.plan.Sketches) > 0 && len(released) > 0 {
+	r := &listResult{p: p, out: out, rows: len(out.Rows), released: released, met: met}
+	if len(p.plan.Sketches) > 0 && len(met) > 0 {
 		if r.sketches, err = p.runSketches(qctx); err != nil {
 			return nil, err
 		}
@@ -442,8 +444,10 @@ func checkRowLimit(rows, limit int) error {
 // applyOutputControls suppresses rows below the unit threshold, applies
 // LIMIT/OFFSET after suppression and enforces row caps.
 //
-// It returns the released rows whole, hidden columns included.
-func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, maxResult int) ([][]any, error) {
+// It returns the released rows whole, hidden columns included, and every
+// row that met the threshold (the cells the differencing check compares:
+// released or left out by the analyst's HAVING, LIMIT or OFFSET).
+func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, maxResult int) (released, met [][]any, err error) {
 	visible := len(plan.Columns)
 	rows := res.Rows
 	if len(plan.UnitColumns) > 0 {
@@ -456,10 +460,13 @@ func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, ma
 					break
 				}
 			}
-			if ok {
-				kept = append(kept, r)
-			} else {
+			if !ok {
 				out.RowsSuppressed++
+				continue
+			}
+			met = append(met, r)
+			if h := plan.HavingColumn; h < 0 || r[h] == true {
+				kept = append(kept, r)
 			}
 		}
 		rows = kept
@@ -478,13 +485,13 @@ func applyOutputControls(plan *query.Plan, res *engine.Result, out *Response, ma
 		out.Notes = append(out.Notes, fmt.Sprintf("groups covering fewer than %d distinct privacy units are never shown", slices.Min(plan.MinUnits)))
 	}
 	if err := checkRowLimit(len(rows), maxResult); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out.Rows = make([][]any, len(rows))
 	for i, r := range rows {
 		out.Rows[i] = r[:visible:visible]
 	}
-	return rows, nil
+	return rows, met, nil
 }
 
 func toInt(v any) int64 {
