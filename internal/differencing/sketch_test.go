@@ -314,12 +314,7 @@ func TestModularArithmetic(t *testing.T) {
 // locked once, and the two scans' cells are checked against each other.
 func TestTwoScansOfOneDataset(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	h := NewHistory(st, nil)
+	h := newTestHistory(t)
 	w := newWorld(2, 100)
 	all := w.population(100, 2)
 	c := func(rows []row) Cells {
@@ -338,12 +333,7 @@ func TestTwoScansOfOneDataset(t *testing.T) {
 // each other, at most one is answered, and nothing races.
 func TestConcurrentChecks(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	h := NewHistory(st, nil)
+	h := newTestHistory(t)
 	w := newWorld(9, 200)
 	all := w.population(200, 2)
 	var wg sync.WaitGroup
@@ -393,4 +383,15 @@ func w2perturb(rows []row, unit int) []row {
 		out = append(out, r)
 	}
 	return out
+}
+
+// newTestHistory is a History over a fresh SQLite store.
+func newTestHistory(t *testing.T) *History {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return NewHistory(st, nil)
 }
