@@ -123,10 +123,15 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 			extra = append(extra, kg.b.String()+" AS "+QuoteIdent("__k"+strconv.Itoa(i)))
 		}
 		plan.KeyColumns = len(q.GroupBy)
+		// And each group's row count, which its sketch must match: a
+		// group whose rows the sketch query splits differently (another
+		// representative key, as -0.0 and 0.0 are one group) fails
+		// closed instead of being compared half.
+		extra = append(extra, "COUNT(*) AS "+QuoteIdent("__rows"))
 	}
 	if havingSQL != "" {
 		extra = append(extra, havingSQL+" AS "+QuoteIdent("__having"))
-		plan.HavingColumn = len(visibleNames(q.Items)) + len(top) + plan.KeyColumns
+		plan.HavingColumn = len(visibleNames(q.Items)) + len(top) + plan.KeyColumns + 1
 	}
 	// LIMIT and OFFSET count released rows, so they run after suppression.
 	lim, off := q.Limit, q.Offset
@@ -160,7 +165,7 @@ func wantSketches(top []unitRef, grants map[string]*Grant) bool {
 // sketches plans one sketch query per governed scan whose grant asks for
 // the differencing check: the same FROM, WHERE and GROUP BY as the
 // answer, grouped further by the unit's bucket, summing the rows' sketch
-// columns. It has no HAVING: the cells are matched to the released rows
+// columns and counting the rows (the answer's hidden __rows must match). It has no HAVING: the cells are matched to the released rows
 // afterwards. Its bind parameters are its own.
 func (p Planner) sketches(q *Select, grants map[string]*Grant, top []unitRef, unitsOf func(*Select) []unitRef, plan *Plan) {
 	for k, u := range top {
@@ -200,6 +205,7 @@ func (p Planner) sketches(q *Select, grants map[string]*Grant, top []unitRef, un
 		for j := range 4 {
 			extra = append(extra, "CAST(sum("+u.sketch[j]+") % "+strconv.Itoa(1<<31-1)+" AS BIGINT) AS __s"+strconv.Itoa(j))
 		}
+		extra = append(extra, "COUNT(*) AS __n")
 		sg.selectSQL(&sq, extra)
 		plan.Sketches = append(plan.Sketches, SketchQuery{Dataset: u.scan.Dataset.Name, SQL: sg.b.String(), Args: args,
 			Buckets: g.SketchBuckets, MinUnits: plan.MinUnits[k], Unit: k, Scheme: SketchScheme(p.Dialect)})

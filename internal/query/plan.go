@@ -55,7 +55,8 @@ type Plan struct {
 	UnitColumns []int
 	MinUnits    []int
 	// KeyColumns is the number of hidden group-key columns after the unit
-	// columns (aggregation), which match each output row to its sketch.
+	// columns (aggregation), which match each output row to its sketch;
+	// when there are sketches, a hidden row count follows them.
 	KeyColumns int
 	// HavingColumn, when not -1, is a hidden boolean column holding the
 	// analyst's HAVING, which Go applies after the threshold (so that
@@ -80,7 +81,7 @@ type Plan struct {
 
 // SketchQuery computes, per output group, the differencing sketch of one
 // governed scan's rows: its result rows are (key columns..., bucket, the
-// four sums), one per group and bucket that holds rows.
+// four sums, the row count), one per group and bucket that holds rows.
 type SketchQuery struct {
 	Dataset  string
 	SQL      string

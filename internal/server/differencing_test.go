@@ -342,3 +342,18 @@ func countryOf(t *testing.T, dir, ts string) string {
 	t.Fatalf("no transaction at %s", ts)
 	return ""
 }
+
+// -0.0 and 0.0 are one group, but each engine query picks its own
+// representative key: the answer's row and its sketch must still meet
+// whole (an attack round released a total minus one transaction through
+// a group key of signed zeros, compared against half its sketch).
+func TestDifferencingSignedZeroGroupKey(t *testing.T) {
+	h := newHarness(t, tsDimension)
+	q := func(sql string) apiResponse { return h.query(t, fraudTeam, "fraud_detection", "", sql) }
+	v := victims(t, h.dir, 1, false)[0]
+	wantAnswer(t, q("SELECT sum(amount) FROM transactions"), "the total")
+	const key = "CASE WHEN right(mcc, 1) IN ('0', '2', '4', '6', '8') THEN -CAST(0 AS DOUBLE) ELSE CAST(0 AS DOUBLE) END"
+	wantDifferencing(t, q("SELECT "+key+" AS k, sum(amount) FROM transactions WHERE ts <> TIMESTAMP '"+v+"' GROUP BY "+key), 0, "minus one, grouped by signed zeros")
+	// Honest use of such a key is answered and matches its sketch.
+	wantAnswer(t, q("SELECT "+key+" AS k, count(*) FROM transactions GROUP BY "+key), "grouped by signed zeros")
+}

@@ -13,35 +13,52 @@ import (
 
 // runSketches runs the plan's sketch queries: per governed scan, the
 // differencing sketch of every group's rows, keyed like the answer's rows.
-func (p *prepared) runSketches(ctx context.Context) ([]map[string]*differencing.Sketch, error) {
+//
+// Each sketch also counts the group's rows, which must equal the answer's
+// count for the group: keys are matched as canonical text (groupKey), and
+// if an engine ever splits one group's rows between two spellings of its
+// key (as -0.0 and 0.0, one group, once did), the group fails closed
+// rather than being compared with half its rows.
+func (p *prepared) runSketches(ctx context.Context) ([]map[string]*groupSketch, error) {
 	nk := p.plan.KeyColumns
-	out := make([]map[string]*differencing.Sketch, len(p.plan.Sketches))
+	out := make([]map[string]*groupSketch, len(p.plan.Sketches))
 	for i, sq := range p.plan.Sketches {
 		res, err := p.eng.Query(ctx, sq.SQL, sq.Args...)
 		if err != nil {
 			return nil, engineRefusal(err)
 		}
-		cells := map[string]*differencing.Sketch{}
+		cells := map[string]*groupSketch{}
 		for _, r := range res.Rows {
-			if len(r) != nk+5 {
-				return nil, refusal.New(refusal.Internal, "internal", "internal error; see the server log").WithCause(fmt.Errorf("sketch row of %d columns, want %d", len(r), nk+5))
+			if len(r) != nk+6 {
+				return nil, internalRefusal(fmt.Errorf("sketch row of %d columns, want %d", len(r), nk+6))
 			}
+			key := groupKey(r[:nk])
+			g := cells[key]
+			if g == nil {
+				g = &groupSketch{Sketch: differencing.Sketch{B: sq.Buckets}}
+				cells[key] = g
+			}
+			g.rows += toInt(r[nk+5])
 			if r[nk] == nil {
 				// Rows an outer join extended with NULLs for the scan: none
 				// of its rows, no unit.
 				continue
 			}
-			key := groupKey(r[:nk])
-			s := cells[key]
-			if s == nil {
-				s = &differencing.Sketch{B: sq.Buckets}
-				cells[key] = s
-			}
-			s.Add(int(toInt(r[nk])), toInt(r[nk+1]), toInt(r[nk+2]), toInt(r[nk+3]), toInt(r[nk+4]))
+			g.Add(int(toInt(r[nk])), toInt(r[nk+1]), toInt(r[nk+2]), toInt(r[nk+3]), toInt(r[nk+4]))
 		}
 		out[i] = cells
 	}
 	return out, nil
+}
+
+// groupSketch is a group's sketch with the rows it counted.
+type groupSketch struct {
+	differencing.Sketch
+	rows int64
+}
+
+func internalRefusal(cause error) error {
+	return refusal.New(refusal.Internal, "internal", "internal error; see the server log").WithCause(cause)
 }
 
 // checkDifferencing compares the released cells with the agreement's
@@ -65,13 +82,15 @@ func (r *listResult) checkDifferencing(ctx context.Context, c *govern.Call) erro
 		}
 		units := p.plan.UnitColumns[sq.Unit]
 		keys := visible + len(p.plan.UnitColumns)
+		nk := p.plan.KeyColumns
 		cellOf := func(row []any) (*differencing.Sketch, error) {
-			s := r.sketches[i][groupKey(row[keys:keys+p.plan.KeyColumns])]
-			if s == nil {
-				// A group that met the threshold has rows, so it has a sketch.
-				return nil, refusal.New(refusal.Internal, "internal", "internal error; see the server log").WithCause(fmt.Errorf("no sketch for a group of %s", sq.Dataset))
+			g := r.sketches[i][groupKey(row[keys:keys+nk])]
+			if g == nil || g.rows != toInt(row[keys+nk]) {
+				// A group that met the threshold has rows, all of them in
+				// its sketch.
+				return nil, internalRefusal(fmt.Errorf("the sketch of a group of %s does not cover its rows", sq.Dataset))
 			}
-			cell := *s
+			cell := g.Sketch
 			cell.Units = toInt(row[units])
 			return &cell, nil
 		}

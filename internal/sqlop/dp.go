@@ -452,7 +452,17 @@ func groupKey(vals []any) string {
 				v = x.Format(time.RFC3339Nano)
 			}
 		case float64:
+			// One group, one text: -0 and 0 are equal (and grouped
+			// together), and so is every NaN.
+			switch {
+			case x == 0:
+				x = 0
+			case math.IsNaN(x):
+				x = math.NaN()
+			}
 			v = strconv.FormatFloat(x, 'g', -1, 64)
+		case float32:
+			v = strconv.FormatFloat(float64(x)+0, 'g', -1, 32)
 		}
 		b.WriteString(strconv.Quote(fmt.Sprint(v)))
 		b.WriteString(";")

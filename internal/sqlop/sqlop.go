@@ -309,7 +309,7 @@ type listResult struct {
 	// (aggregation).
 	released [][]any
 	met      [][]any
-	sketches []map[string]*differencing.Sketch
+	sketches []map[string]*groupSketch
 }
 
 func (p *prepared) quota() bool { return p.plan.MaxRows > 0 && p.ag != nil }
