@@ -16,13 +16,17 @@ import (
 )
 
 // Cells are one answer's released cells of one dataset, to check and
-// remember. MinUnits is the dataset's rule; Keep and Period bound its
-// history (zero: unbounded).
+// remember. MinUnits is the dataset's rule. Period is how long an answer
+// is remembered (zero: for ever), the only way one is forgotten: a bound
+// on the count would let the analyst push the answer they want to
+// subtract from out of the history by asking others. MaxAnswers caps
+// what the history holds instead: an answer that would add to a full
+// history is refused (zero: no cap).
 type Cells struct {
-	Dataset  string
-	MinUnits int
-	Keep     int
-	Period   time.Duration
+	Dataset    string
+	MinUnits   int
+	MaxAnswers int
+	Period     time.Duration
 	// Scheme names how the engine hashed rows and units (engine and
 	// version): sketches of different schemes are not comparable, so a
 	// history compares only the cells of its own scheme.
@@ -45,11 +49,14 @@ type Release struct {
 
 // Conflict says which earlier answer a refused one would combine with.
 // Earlier is nil when two cells of the refused answer itself differ in
-// too few units.
+// too few units. Full is set instead when the answer passed the check
+// but the history holds MaxAnswers answers already.
 type Conflict struct {
-	Dataset  string
-	MinUnits int
-	Earlier  *Earlier
+	Dataset    string
+	MinUnits   int
+	Earlier    *Earlier
+	Full       bool
+	MaxAnswers int
 }
 
 // Earlier is a remembered answer: its audit entry when known (Audited;
@@ -162,7 +169,7 @@ func (h *History) Check(ctx context.Context, r Release) (*Conflict, Recorded, er
 		hs[i] = h.history(k)
 		hs[i].mu.Lock() // in dataset order, as the store locks
 		defer hs[i].mu.Unlock()
-		locks[i] = store.ReleaseAppend{Key: k, After: hs[i].head, Keep: d.Keep}
+		locks[i] = store.ReleaseAppend{Key: k, After: hs[i].head}
 		if d.Period > 0 {
 			locks[i].Since = r.At.Add(-d.Period)
 		}
@@ -175,8 +182,17 @@ func (h *History) Check(ctx context.Context, r Release) (*Conflict, Recorded, er
 		}
 		var out []store.ReleaseRecord
 		for i, d := range ds {
-			hs[i].prune(d.Keep, locks[i].Since)
+			hs[i].prune(locks[i].Since)
 			if conflict = hs[i].check(d); conflict != nil {
+				return nil, errConflict
+			}
+			if hs[i].knows(d.Scheme, d.Cells) {
+				// A repeat (every cell already remembered) adds nothing to
+				// compare with, and takes no place in the history.
+				continue
+			}
+			if d.MaxAnswers > 0 && len(hs[i].answers) >= d.MaxAnswers {
+				conflict = &Conflict{Dataset: d.Dataset, MinUnits: d.MinUnits, Full: true, MaxAnswers: d.MaxAnswers}
 				return nil, errConflict
 			}
 			out = append(out, store.ReleaseRecord{Key: locks[i].Key, RequestID: r.RequestID, At: r.At, Body: EncodeAnswer(d.Scheme, d.Cells)})
@@ -195,7 +211,8 @@ func (h *History) Check(ctx context.Context, r Release) (*Conflict, Recorded, er
 	if err != nil {
 		return nil, nil, err
 	}
-	for i, rec := range added {
+	for _, rec := range added {
+		i := slices.IndexFunc(locks, func(l store.ReleaseAppend) bool { return l.Key == rec.Key })
 		hs[i].add(rec, h.log)
 	}
 	return nil, added, nil
@@ -271,12 +288,20 @@ func cellKey(scheme string, s *Sketch) [32]byte {
 	return sha256.Sum256(s.AppendEncoding([]byte(scheme + "\x00")))
 }
 
-// prune drops what the store prunes: all but the last keep answers, and
-// those older than since, and the cells no remaining answer released.
-func (x *history) prune(keep int, since time.Time) {
-	drop := func(a *answer) bool {
-		return (keep > 0 && a.seq+uint64(keep) <= x.head) || (!since.IsZero() && a.earlier.At.Before(since))
+// knows reports whether every one of cells is remembered already.
+func (x *history) knows(scheme string, cells []*Sketch) bool {
+	for _, c := range cells {
+		if _, ok := x.byKey[cellKey(scheme, c)]; !ok {
+			return false
+		}
 	}
+	return true
+}
+
+// prune drops what the store prunes, the answers older than since, and
+// the cells no remaining answer released.
+func (x *history) prune(since time.Time) {
+	drop := func(a *answer) bool { return !since.IsZero() && a.earlier.At.Before(since) }
 	n := 0
 	for _, a := range x.answers {
 		if !drop(a) {

@@ -240,16 +240,14 @@ func TestHistoryRefusesDifferencesAndSurvivesARestart(t *testing.T) {
 	if err := h.Released(ctx, rec, 42); err != nil {
 		t.Fatal(err)
 	}
-	// The total again: same rows, allowed.
+	// The total again: same rows, allowed, and a repeat takes no place.
 	c, rec, _ := h.Check(ctx, rel("again", all))
-	if c != nil {
-		t.Fatalf("the same total was refused: %+v", c)
+	if c != nil || len(rec) != 0 {
+		t.Fatalf("the same total: %+v, recorded %d", c, len(rec))
 	}
-	h.Released(ctx, rec, 43)
-	// The total without one unit: refused, naming the most recent answer
-	// it combines with.
+	// The total without one unit: refused, naming the total's entry.
 	c, _, _ = h.Check(ctx, rel("minus-one", without(all, 7)))
-	if c == nil || c.Earlier == nil || c.Earlier.AuditIndex != 43 || c.Earlier.RequestID != "again" {
+	if c == nil || c.Earlier == nil || c.Earlier.AuditIndex != 42 || c.Earlier.RequestID != "total" {
 		t.Fatalf("total minus one unit: %+v", c)
 	}
 	// Twelve units fewer is allowed; then six of them back is within six
@@ -276,19 +274,34 @@ func TestHistoryRefusesDifferencesAndSurvivesARestart(t *testing.T) {
 	defer st2.Close()
 	h2 := NewHistory(st2, nil)
 	c, _, _ = h2.Check(ctx, rel("after-restart", without(all, 9)))
-	if c == nil || c.Earlier == nil || c.Earlier.RequestID != "again" || c.Earlier.AuditIndex != 43 {
+	if c == nil || c.Earlier == nil || c.Earlier.RequestID != "total" || c.Earlier.AuditIndex != 42 {
 		t.Fatalf("after a restart: %+v", c)
 	}
-	if s := h2.Stats(); s.Answers != 3 || s.Cells != 2 { // "again" repeats the total's cell
+	if s := h2.Stats(); s.Answers != 2 || s.Cells != 2 {
 		t.Fatalf("stats after restart: %+v", s)
 	}
-	// A window of one answer forgets the total once another is recorded.
-	small := Cells{Dataset: "tx", MinUnits: 10, Scheme: "s", Keep: 1, Cells: []*Sketch{sketch(without(all, 300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315, 316, 317, 318, 319, 320, 321, 322, 323, 324, 325, 326, 327, 328, 329, 330, 331, 332, 333, 334, 335, 336, 337, 338, 339), 64)}}
-	if c, _, err := h2.Check(ctx, Release{Agreement: "ag", RequestID: "w", At: at.Add(time.Hour), Datasets: []Cells{small}}); c != nil || err != nil {
-		t.Fatal(c, err)
+	// A full history refuses what would add to it, instead of forgetting
+	// the oldest: asking other questions cannot push the total out.
+	other := func(id string, cells Cells, when time.Time) *Conflict {
+		c, _, err := h2.Check(ctx, Release{Agreement: "ag", RequestID: id, At: when, Datasets: []Cells{cells}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
-	if c, _, _ := h2.Check(ctx, Release{Agreement: "ag", RequestID: "w2", At: at.Add(2 * time.Hour), Datasets: []Cells{{Dataset: "tx", MinUnits: 10, Scheme: "s", Keep: 1, Cells: []*Sketch{sketch(without(all, 7), 64)}}}}); c != nil {
-		t.Fatalf("the total fell out of a one-answer window but still refused: %+v", c)
+	far := without(all, 300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315, 316, 317, 318, 319, 320, 321, 322, 323, 324, 325, 326, 327, 328, 329, 330, 331, 332, 333, 334, 335, 336, 337, 338, 339)
+	capped := Cells{Dataset: "tx", MinUnits: 10, Scheme: "s", MaxAnswers: 2, Cells: []*Sketch{sketch(far, 64)}}
+	if c := other("full", capped, at.Add(time.Hour)); c == nil || !c.Full {
+		t.Fatalf("an answer beyond a full history: %+v", c)
+	}
+	capped.Cells = []*Sketch{sketch(all, 64)}
+	if c := other("repeat", capped, at.Add(time.Hour)); c != nil {
+		t.Fatalf("a repeat into a full history: %+v", c)
+	}
+	// Only time forgets: past the period, the total is no longer compared.
+	aged := Cells{Dataset: "tx", MinUnits: 10, Scheme: "s", Period: 30 * time.Minute, Cells: []*Sketch{sketch(without(all, 7), 64)}}
+	if c := other("later", aged, at.Add(2*time.Hour)); c != nil {
+		t.Fatalf("the total is past its period but still refused: %+v", c)
 	}
 }
 

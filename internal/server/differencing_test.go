@@ -103,9 +103,10 @@ func TestDifferencingPairsAreRefused(t *testing.T) {
 	wantAnswer(t, again, "count and total")
 
 	// The total minus one transaction of an account that has others: its
-	// amount. Refused, naming the latest answer it combines with.
+	// amount. Refused, naming the answer it combines with (the first: the
+	// repeats covered the same rows and were not remembered again).
 	minusOne := q("SELECT sum(amount) FROM transactions WHERE ts <> TIMESTAMP '" + v[0] + "'")
-	wantDifferencing(t, minusOne, again.AuditIndex, "total minus one transaction")
+	wantDifferencing(t, minusOne, total.AuditIndex, "total minus one transaction")
 	if strings.Contains(minusOne.Error.Message, v[0]) {
 		t.Fatalf("the refusal echoes the filter's value: %s", minusOne.Error.Message)
 	}
@@ -152,8 +153,8 @@ func TestDifferencingPairsAreRefused(t *testing.T) {
 	if err := json.Unmarshal(page.Body, &body); err != nil || page.Status != 200 || len(body.Entries) != 4 {
 		t.Fatalf("/v1/audit?rule=aggregation.differencing: %d %s", page.Status, page.Body)
 	}
-	if last := body.Entries[len(body.Entries)-1].Entry; last.Rule != "aggregation.differencing" || last.Extra["differencing_with"] != strconv.FormatUint(again.AuditIndex, 10) {
-		t.Fatalf("the steward does not see that the first refusal protected entry %d: %s", again.AuditIndex, page.Body)
+	if last := body.Entries[len(body.Entries)-1].Entry; last.Rule != "aggregation.differencing" || last.Extra["differencing_with"] != strconv.FormatUint(total.AuditIndex, 10) {
+		t.Fatalf("the steward does not see that the first refusal protected entry %d: %s", total.AuditIndex, page.Body)
 	}
 }
 
@@ -356,4 +357,31 @@ func TestDifferencingSignedZeroGroupKey(t *testing.T) {
 	wantDifferencing(t, q("SELECT "+key+" AS k, sum(amount) FROM transactions WHERE ts <> TIMESTAMP '"+v+"' GROUP BY "+key), 0, "minus one, grouped by signed zeros")
 	// Honest use of such a key is answered and matches its sketch.
 	wantAnswer(t, q("SELECT "+key+" AS k, count(*) FROM transactions GROUP BY "+key), "grouped by signed zeros")
+}
+
+// The analyst cannot push the answer they want to subtract from out of
+// the history by asking others: repeats take no place, and a full history
+// refuses new answers rather than forget (an attack round flushed a
+// count-bounded window with three harmless questions).
+func TestDifferencingHistoryCannotBeFlushed(t *testing.T) {
+	h := newHarness(t, func(dir string) {
+		tsDimension(dir)
+		editWorkspaceFile(t, dir, "agreements/partnerbank-transactions-fraud.yaml", "answers: 1000", "answers: 3")
+	})
+	q := func(sql string) apiResponse { return h.query(t, fraudTeam, "fraud_detection", "", sql) }
+	v := victims(t, h.dir, 1, false)[0]
+	minusOne := "SELECT sum(amount) FROM transactions WHERE ts <> TIMESTAMP '" + v + "'"
+	total := q("SELECT sum(amount) FROM transactions")
+	wantAnswer(t, total, "the total")
+	for range 5 {
+		wantAnswer(t, q("SELECT country, count(*) FROM transactions GROUP BY country"), "the same question again")
+	}
+	wantDifferencing(t, q(minusOne), total.AuditIndex, "minus one after repeats")
+	wantAnswer(t, q("SELECT mcc, count(*) FROM transactions GROUP BY mcc"), "a third answer")
+	full := q("SELECT merchant, count(*) FROM transactions GROUP BY merchant")
+	if full.Status != 429 || full.Error.Rule != "aggregation.differencing_history" {
+		t.Fatalf("a fourth answer into a history of 3: %d %s", full.Status, full.Body)
+	}
+	wantDifferencing(t, q(minusOne), total.AuditIndex, "minus one with the history full")
+	wantAnswer(t, q("SELECT country, count(*) FROM transactions GROUP BY country"), "a repeat into the full history")
 }

@@ -73,12 +73,15 @@ func (r *listResult) checkDifferencing(ctx context.Context, c *govern.Call) erro
 	rel := differencing.Release{Agreement: p.ag.ID, RequestID: c.Caller.RequestID, At: c.Now}
 	for i, sq := range p.plan.Sketches {
 		rule := p.ag.Rules[sq.Dataset]
-		d := differencing.Cells{Dataset: sq.Dataset, MinUnits: sq.MinUnits, Scheme: sq.Scheme, Keep: workspace.DefaultDifferencingAnswers}
+		d := differencing.Cells{Dataset: sq.Dataset, MinUnits: sq.MinUnits, Scheme: sq.Scheme,
+			MaxAnswers: workspace.DefaultDifferencingAnswers, Period: workspace.DefaultDifferencingPeriod}
 		if df := rule.Differencing; df != nil {
 			if df.Answers > 0 {
-				d.Keep = df.Answers
+				d.MaxAnswers = df.Answers
 			}
-			d.Period = df.Period
+			if df.Period > 0 {
+				d.Period = df.Period
+			}
 		}
 		units := p.plan.UnitColumns[sq.Unit]
 		keys := visible + len(p.plan.UnitColumns)
@@ -134,6 +137,10 @@ func differencingRefusal(c *govern.Call, k *differencing.Conflict) error {
 		c.Entry.Extra = map[string]string{}
 	}
 	c.Entry.Extra["differencing_dataset"] = k.Dataset
+	if k.Full {
+		return refusal.New(refusal.Limit, "aggregation.differencing_history",
+			"the differencing history of this agreement for %s holds its limit of %d answers; new answers are refused until older ones pass its period, or the owner raises differencing.answers", k.Dataset, k.MaxAnswers)
+	}
 	if k.Earlier == nil {
 		return refusal.New(refusal.AnalysisRule, "aggregation.differencing",
 			"two rows of this answer cover rows of %s that differ in fewer than %d privacy units, so their difference would isolate them; group more coarsely", k.Dataset, k.MinUnits)

@@ -137,13 +137,11 @@ type ReleaseRecord struct {
 }
 
 // ReleaseAppend asks RecordReleases to lock one history: After is the
-// last Seq the caller already holds, Keep and Since bound what the
-// history keeps (the last Keep records, none older than Since; zero
-// values bound nothing).
+// last Seq the caller already holds; records older than Since are
+// pruned (zero: none).
 type ReleaseAppend struct {
 	Key   ReleaseKey
 	After uint64
-	Keep  int
 	Since time.Time
 }
 

@@ -178,16 +178,23 @@ type Differencing struct {
 	// Off turns the check off for the dataset: each answer is then only
 	// thresholded on its own, and can be subtracted from another.
 	Off bool `yaml:"off,omitempty"`
-	// Answers is how many of the agreement's latest answers about the
-	// dataset are remembered. Default 1000; older ones fall out and are
-	// no longer compared against.
+	// Answers caps the answers remembered (default 1000). It is a cap,
+	// not a window: an answer that would add to a full history is refused
+	// (rule aggregation.differencing_history) until older answers pass
+	// the period, since forgetting the oldest would let an analyst push
+	// an answer out by asking others. Repeats of remembered answers take
+	// no place.
 	Answers int `yaml:"answers,omitempty"`
-	// Period, when set, also forgets answers older than it (e.g. 2160h).
+	// Period is how long an answer is remembered (default 2160h, 90
+	// days); older answers are no longer compared against.
 	Period time.Duration `yaml:"period,omitempty"`
 }
 
-// DefaultDifferencingAnswers is the history kept when Answers is unset.
-const DefaultDifferencingAnswers = 1000
+// The defaults of Differencing.
+const (
+	DefaultDifferencingAnswers = 1000
+	DefaultDifferencingPeriod  = 90 * 24 * time.Hour
+)
 
 // Mask is how a column is shown under a list rule.
 type Mask string

@@ -264,15 +264,6 @@ func (s *Store) RecordReleases(ctx context.Context, locks []store.ReleaseAppend,
 		}
 	}
 	for _, l := range locks {
-		var below uint64
-		if l.Keep > 0 && head[l.Key] > uint64(l.Keep) {
-			below = head[l.Key] - uint64(l.Keep)
-		}
-		if below > 0 {
-			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM releases WHERE agreement = ? AND dataset = ? AND seq <= ?`), l.Key.Agreement, l.Key.Dataset, below); err != nil {
-				return nil, err
-			}
-		}
 		if !l.Since.IsZero() {
 			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM releases WHERE agreement = ? AND dataset = ? AND at_ns < ?`), l.Key.Agreement, l.Key.Dataset, ns(l.Since)); err != nil {
 				return nil, err
