@@ -385,3 +385,17 @@ func TestDifferencingHistoryCannotBeFlushed(t *testing.T) {
 	wantDifferencing(t, q(minusOne), total.AuditIndex, "minus one with the history full")
 	wantAnswer(t, q("SELECT country, count(*) FROM transactions GROUP BY country"), "a repeat into the full history")
 }
+
+// A full join's row count depends on how rows pair, which each side's
+// sketch does not see: refused under the aggregation rule (a fourth
+// attack round paired one hidden row or not through the ON condition
+// while both sides' rows stayed those of the total).
+func TestFullJoinIsRefusedUnderAggregation(t *testing.T) {
+	h := newHarness(t, tsDimension)
+	v := victims(t, h.dir, 1, false)[0]
+	r := h.query(t, fraudTeam, "fraud_detection", "", "SELECT count(*) FROM transactions a FULL JOIN transactions b ON a.ts = b.ts AND (a.ts <> TIMESTAMP '"+v+"' OR a.is_fraud) = (b.ts = b.ts)")
+	if r.Status != 422 || r.Error.Rule != "aggregation.join" {
+		t.Fatalf("FULL JOIN: %d %s", r.Status, r.Body)
+	}
+	wantAnswer(t, h.query(t, fraudTeam, "fraud_detection", "", "SELECT a.country, count(*) FROM transactions a LEFT JOIN transactions b ON a.ts = b.ts AND b.is_fraud GROUP BY a.country"), "a LEFT JOIN")
+}
