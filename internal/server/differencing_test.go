@@ -384,6 +384,14 @@ func TestDifferencingHistoryCannotBeFlushed(t *testing.T) {
 	}
 	wantDifferencing(t, q(minusOne), total.AuditIndex, "minus one with the history full")
 	wantAnswer(t, q("SELECT country, count(*) FROM transactions GROUP BY country"), "a repeat into the full history")
+	// The operator sees what the history holds.
+	m := h.scrape(t, "auditor@regulator")
+	if got := metricValue(t, m, "airlock_differencing_history_answers"); got != 3 {
+		t.Errorf("airlock_differencing_history_answers = %v, want 3", got)
+	}
+	if cells, bytes := metricValue(t, m, "airlock_differencing_history_cells"), metricValue(t, m, "airlock_differencing_history_bytes"); cells < 3 || bytes < 100*cells {
+		t.Errorf("history of %v cells in %v bytes", cells, bytes)
+	}
 }
 
 // A full join's row count depends on how rows pair, which each side's

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/audit"
+	"github.com/airlock-dev/airlock/internal/differencing"
 	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
 	pgengine "github.com/airlock-dev/airlock/internal/engine/postgres"
@@ -457,6 +458,17 @@ func (n *Node) registerLiveMetrics() {
 		defer n.mu.Unlock()
 		return float64(n.reloadFailures)
 	})
+	history := func(f func(differencing.Stats) int) func() float64 {
+		return func() float64 {
+			if n.SQL == nil || n.SQL.History == nil {
+				return 0
+			}
+			return float64(f(n.SQL.History.Stats()))
+		}
+	}
+	m.Gauge("airlock_differencing_history_answers", "Aggregation answers the differencing check holds in memory, over all agreements.", nil, history(func(s differencing.Stats) int { return s.Answers }))
+	m.Gauge("airlock_differencing_history_cells", "Distinct released cells the differencing check compares against.", nil, history(func(s differencing.Stats) int { return s.Cells }))
+	m.Gauge("airlock_differencing_history_bytes", "Memory of the differencing check's sketches.", nil, history(func(s differencing.Stats) int { return s.Bytes }))
 	m.Gauge("airlock_wire_sessions", "Authenticated Postgres wire sessions open now.", nil, func() float64 {
 		if n.pg == nil {
 			return 0
