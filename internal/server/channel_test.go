@@ -68,16 +68,7 @@ func askWire(t *testing.T, h *harness, principal, purpose, agreement, sql string
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg, err := pgx.ParseConfig(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var notices []string
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("wire connect: %v", err)
-	}
+	c, notices := dialWire(t, ctx, conn)
 	defer c.Close(ctx)
 	out := reply{Status: 200}
 	rows, err := c.Query(ctx, sql)
@@ -99,20 +90,39 @@ func askWire(t *testing.T, h *harness, principal, purpose, agreement, sql string
 	var pe *pgconn.PgError
 	switch {
 	case errors.As(err, &pe):
-		out = reply{Status: 0, SQLState: pe.Code, Message: pe.Message}
-		if m := ruleSuffix.FindStringSubmatch(pe.Message); m != nil {
-			out.Rule = m[1]
-			out.Message = pe.Message[:len(pe.Message)-len(m[0])-1]
-		}
-		out.Raw = []byte(pe.Message + "\n" + pe.Detail + "\n" + pe.Hint)
-		out.Notices = notices
-		return out
+		return wireRefusal(pe, *notices)
 	case err != nil:
 		t.Fatalf("wire: %v", err)
 	}
 	out.Raw, _ = json.Marshal(out.Rows)
-	out.Notices = notices
+	out.Notices = *notices
 	return out
+}
+
+// dialWire connects to the wire endpoint, collecting the notices it sends.
+func dialWire(t *testing.T, ctx context.Context, conn string) (*pgx.Conn, *[]string) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notices := &[]string{}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { *notices = append(*notices, n.Message) }
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("wire connect: %v", err)
+	}
+	return c, notices
+}
+
+// wireRefusal is a refusal over the wire as a reply, its rule split off
+// the message's "(rule ...)" suffix; Raw holds everything it said.
+func wireRefusal(pe *pgconn.PgError, notices []string) reply {
+	r := reply{SQLState: pe.Code, Message: pe.Message, Notices: notices, Raw: []byte(pe.Message + "\n" + pe.Detail + "\n" + pe.Hint)}
+	if m := ruleSuffix.FindStringSubmatch(pe.Message); m != nil {
+		r.Rule, r.Message = m[1], pe.Message[:len(pe.Message)-len(m[0])-1]
+	}
+	return r
 }
 
 // jsonLike is a wire value as the HTTP channel's JSON shows it.
@@ -155,30 +165,17 @@ func askCopy(t *testing.T, h *harness, principal, purpose, agreement, sql string
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg, err := pgx.ParseConfig(h.pgConnString(principal, purpose))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var notices []string
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("wire connect: %v", err)
-	}
+	c, notices := dialWire(t, ctx, h.pgConnString(principal, purpose))
 	defer c.Close(ctx)
 	var out bytes.Buffer
 	tag, err := c.PgConn().CopyTo(ctx, &out, "COPY ("+sql+") TO STDOUT")
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		r := reply{SQLState: pe.Code, Message: pe.Message, Notices: notices, Raw: []byte(pe.Message)}
-		if m := ruleSuffix.FindStringSubmatch(pe.Message); m != nil {
-			r.Rule, r.Message = m[1], pe.Message[:len(pe.Message)-len(m[0])-1]
-		}
-		return r
+		return wireRefusal(pe, *notices)
 	} else if err != nil {
 		t.Fatalf("wire copy: %v", err)
 	}
-	r := reply{Status: 200, Tag: tag.String(), Notices: notices, Raw: out.Bytes()}
+	r := reply{Status: 200, Tag: tag.String(), Notices: *notices, Raw: out.Bytes()}
 	for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
 		if line == "" {
 			continue
