@@ -37,3 +37,9 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// addSketches remembers an answer given as sketches.
+func (x *history) addSketches(seq uint64, scheme string, sketches []*Sketch) {
+	x.head = seq
+	x.addAnswer(&answer{seq: seq, earlier: Earlier{seqNo: seq}}, scheme, sketches)
+}

@@ -253,12 +253,6 @@ func (x *history) add(rec store.ReleaseRecord, log *slog.Logger) {
 	x.addAnswer(&answer{seq: rec.Seq, earlier: Earlier{Audited: rec.Audited, AuditIndex: rec.AuditIndex, RequestID: rec.RequestID, At: rec.At, seqNo: rec.Seq}}, scheme, sketches)
 }
 
-// addSketches remembers an answer given as sketches (for tests).
-func (x *history) addSketches(seq uint64, scheme string, sketches []*Sketch) {
-	x.head = seq
-	x.addAnswer(&answer{seq: seq, earlier: Earlier{seqNo: seq}}, scheme, sketches)
-}
-
 func (x *history) addAnswer(a *answer, scheme string, sketches []*Sketch) {
 	if x.byKey == nil {
 		x.byKey, x.groups = map[[32]byte]*cell{}, map[int64]*group{}

@@ -65,13 +65,7 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 		units[b] = out
 		return out
 	}
-	derivedExtra := func(b *Select) []string {
-		var out []string
-		for k, u := range unitsOf(b) {
-			out = append(out, u.sql+" AS "+QuoteIdent(hiddenUnit(k)))
-		}
-		return out
-	}
+	derivedExtra := derivedHidden(unitsOf, false)
 	g := p.newGen(grants, derivedExtra)
 	top := unitsOf(q)
 	var extra []string
@@ -116,7 +110,9 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 		}
 	}
 	// The group keys, hidden, match each output row to its sketch.
+	visible := len(visibleNames(q.Items))
 	if wantSketches(top, grants) {
+		plan.KeyColumn = visible + len(extra)
 		for i, e := range q.GroupBy {
 			kg := p.newGen(grants, derivedExtra)
 			kg.expr(e)
@@ -127,11 +123,12 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 		// group whose rows the sketch query splits differently (another
 		// representative key, as -0.0 and 0.0 are one group) fails
 		// closed instead of being compared half.
+		plan.RowsColumn = visible + len(extra)
 		extra = append(extra, "COUNT(*) AS "+QuoteIdent("__rows"))
 	}
 	if havingSQL != "" {
+		plan.HavingColumn = visible + len(extra)
 		extra = append(extra, havingSQL+" AS "+QuoteIdent("__having"))
-		plan.HavingColumn = len(visibleNames(q.Items)) + len(top) + plan.KeyColumns + 1
 	}
 	// LIMIT and OFFSET count released rows, so they run after suppression.
 	lim, off := q.Limit, q.Offset
@@ -152,6 +149,23 @@ func (p Planner) aggregation(q *Select, grants map[string]*Grant, scans []*Sourc
 func hiddenUnit(k int) string { return "__u" + strconv.Itoa(k) }
 
 func hiddenSketch(k, j int) string { return "__u" + strconv.Itoa(k) + "_s" + strconv.Itoa(j) }
+
+// derivedHidden is the hidden items a derived table carries up: each
+// governed scan's unit and, for a sketch query, its sketch columns.
+func derivedHidden(unitsOf func(*Select) []unitRef, sketch bool) func(*Select) []string {
+	return func(b *Select) []string {
+		var out []string
+		for k, u := range unitsOf(b) {
+			out = append(out, u.sql+" AS "+QuoteIdent(hiddenUnit(k)))
+			if sketch {
+				for j, c := range u.sketch {
+					out = append(out, c+" AS "+QuoteIdent(hiddenSketch(k, j)))
+				}
+			}
+		}
+		return out
+	}
+}
 
 func wantSketches(top []unitRef, grants map[string]*Grant) bool {
 	for _, u := range top {
@@ -176,17 +190,7 @@ func (p Planner) sketches(q *Select, grants map[string]*Grant, top []unitRef, un
 		sp := p
 		args := []any{}
 		sp.args = &args
-		derived := func(b *Select) []string {
-			var out []string
-			for k, u := range unitsOf(b) {
-				out = append(out, u.sql+" AS "+QuoteIdent(hiddenUnit(k)))
-				for j, c := range u.sketch {
-					out = append(out, c+" AS "+QuoteIdent(hiddenSketch(k, j)))
-				}
-			}
-			return out
-		}
-		sg := sp.newGen(grants, derived)
+		sg := sp.newGen(grants, derivedHidden(unitsOf, true))
 		sg.scan = func(s *Source) string {
 			if grants[s.Dataset.Name].Access == AccessAggregation {
 				return sp.sketchScanSQL(s, grants[s.Dataset.Name])

@@ -54,10 +54,11 @@ type Plan struct {
 	// privacy-unit count per row, with the minimum each must reach.
 	UnitColumns []int
 	MinUnits    []int
-	// KeyColumns is the number of hidden group-key columns after the unit
-	// columns (aggregation), which match each output row to its sketch;
-	// when there are sketches, a hidden row count follows them.
-	KeyColumns int
+	// When there are Sketches, the answer's rows also carry, hidden, the
+	// group keys (KeyColumns of them from KeyColumn), which match each row
+	// to its sketch, and the group's row count (RowsColumn), which the
+	// sketch must match.
+	KeyColumn, KeyColumns, RowsColumn int
 	// HavingColumn, when not -1, is a hidden boolean column holding the
 	// analyst's HAVING, which Go applies after the threshold (so that
 	// every group meeting the threshold is compared by the differencing

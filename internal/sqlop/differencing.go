@@ -30,7 +30,7 @@ func (p *prepared) runSketches(ctx context.Context) ([]map[string]*groupSketch, 
 		cells := map[string]*groupSketch{}
 		for _, r := range res.Rows {
 			if len(r) != nk+6 {
-				return nil, internalRefusal(fmt.Errorf("sketch row of %d columns, want %d", len(r), nk+6))
+				return nil, refusal.As(fmt.Errorf("sketch row of %d columns, want %d", len(r), nk+6))
 			}
 			key := groupKey(r[:nk])
 			g := cells[key]
@@ -57,10 +57,6 @@ type groupSketch struct {
 	rows int64
 }
 
-func internalRefusal(cause error) error {
-	return refusal.New(refusal.Internal, "internal", "internal error; see the server log").WithCause(cause)
-}
-
 // checkDifferencing compares the released cells with the agreement's
 // history (differencing.History.Check) and, if they pass, has the audit
 // index of the releasing entry attached to them once it is durable.
@@ -69,7 +65,6 @@ func (r *listResult) checkDifferencing(ctx context.Context, c *govern.Call) erro
 	if len(r.sketches) == 0 || p.ag == nil || p.svc.History == nil {
 		return nil
 	}
-	visible := len(p.plan.Columns)
 	rel := differencing.Release{Agreement: p.ag.ID, RequestID: c.Caller.RequestID, At: c.Now}
 	for i, sq := range p.plan.Sketches {
 		rule := p.ag.Rules[sq.Dataset]
@@ -83,15 +78,13 @@ func (r *listResult) checkDifferencing(ctx context.Context, c *govern.Call) erro
 				d.Period = df.Period
 			}
 		}
-		units := p.plan.UnitColumns[sq.Unit]
-		keys := visible + len(p.plan.UnitColumns)
-		nk := p.plan.KeyColumns
+		units, keys := p.plan.UnitColumns[sq.Unit], p.plan.KeyColumn
 		cellOf := func(row []any) (*differencing.Sketch, error) {
-			g := r.sketches[i][groupKey(row[keys:keys+nk])]
-			if g == nil || g.rows != toInt(row[keys+nk]) {
+			g := r.sketches[i][groupKey(row[keys:keys+p.plan.KeyColumns])]
+			if g == nil || g.rows != toInt(row[p.plan.RowsColumn]) {
 				// A group that met the threshold has rows, all of them in
 				// its sketch.
-				return nil, internalRefusal(fmt.Errorf("the sketch of a group of %s does not cover its rows", sq.Dataset))
+				return nil, refusal.As(fmt.Errorf("the sketch of a group of %s does not cover its rows", sq.Dataset))
 			}
 			cell := g.Sketch
 			cell.Units = toInt(row[units])
