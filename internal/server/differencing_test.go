@@ -407,3 +407,28 @@ func TestFullJoinIsRefusedUnderAggregation(t *testing.T) {
 	}
 	wantAnswer(t, h.query(t, fraudTeam, "fraud_detection", "", "SELECT a.country, count(*) FROM transactions a LEFT JOIN transactions b ON a.ts = b.ts AND b.is_fraud GROUP BY a.country"), "a LEFT JOIN")
 }
+
+// Two worlds that differ only in one hidden account (testdata/oracles.yaml's
+// neighbour): the pair "total, total without the account's country" never
+// releases the account's amount in either world. What remains is the one
+// bit docs/privacy.md names: without the account the second answer is the
+// first again (no unit differs) and is answered; with it, it is refused.
+func TestDifferencingPairAcrossAHiddenAccount(t *testing.T) {
+	base := newHarness(t, nil)
+	neighbour := newHarness(t, addHiddenPerson)
+	const total, without = "SELECT sum(amount) FROM transactions", "SELECT sum(amount) FROM transactions WHERE country <> 'ZZ'"
+	for _, h := range []*harness{base, neighbour} {
+		wantAnswer(t, h.query(t, fraudTeam, "fraud_detection", "", total), "the total")
+	}
+	b1 := base.query(t, fraudTeam, "fraud_detection", "", total)
+	b2 := base.query(t, fraudTeam, "fraud_detection", "", without)
+	wantAnswer(t, b2, "without ZZ, no ZZ account")
+	if fmt.Sprint(b1.Rows) != fmt.Sprint(b2.Rows) {
+		t.Fatalf("without the hidden account, the two answers differ: %v %v", b1.Rows, b2.Rows)
+	}
+	n2 := neighbour.query(t, fraudTeam, "fraud_detection", "", without)
+	wantDifferencing(t, n2, 0, "without ZZ, with the hidden account")
+	if strings.Contains(string(n2.Body), "17.85") || strings.Contains(string(n2.Body), "53.55") {
+		t.Fatalf("the refusal carries the hidden account's amount: %s", n2.Body)
+	}
+}
