@@ -218,6 +218,16 @@ func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
 	return signed, nil
 }
 
+// CheckpointAt signs the tree head of an earlier size (ed25519 is
+// deterministic: the same note as when it was first signed).
+func (l *Log) CheckpointAt(size uint64) ([]byte, error) {
+	root, err := l.tree.Root(size)
+	if err != nil {
+		return nil, err
+	}
+	return note.Sign(&note.Note{Text: FormatCheckpoint(l.origin, size, root)}, l.signer)
+}
+
 // RunCheckpointer signs a checkpoint every interval while the tree grows,
 // until ctx ends.
 func (l *Log) RunCheckpointer(ctx context.Context, every time.Duration) {

@@ -95,7 +95,13 @@ func firstUnverified(t *Trusted) uint64 {
 // VerifyInclusion checks one entry's inclusion proof against a checkpoint
 // with transparency-dev/merkle.
 func VerifyInclusion(entry []byte, index uint64, cp *Checkpoint, path [][]byte) error {
-	h := LeafHash(entry)
+	return VerifyLeafInclusion(LeafHash(entry), index, cp, path)
+}
+
+// VerifyLeafInclusion checks that the leaf hash h is entry index of the
+// tree a checkpoint signs, for a verifier that holds the hash but not
+// the entry (a federation receipt).
+func VerifyLeafInclusion(h Hash, index uint64, cp *Checkpoint, path [][]byte) error {
 	return proof.VerifyInclusion(rfc6962.DefaultHasher, index, cp.Size, h[:], path, cp.Root[:])
 }
 

@@ -48,7 +48,7 @@ func commands() []command {
 	return []command{
 		{"init", "init DIR --data FILE|postgres://DSN#schema.table [--name DATASET] [--owner ORG]", "write a workspace around your own table: columns, types and suggested classes inferred from the data, a steward, an example agreement and policy with tests",
 			[]string{"airlock init ./ws --data customers.csv", "airlock init ./ws --data 'postgres://owner@db/crm#public.customers' --owner acme"}, initWorkspace},
-		{"serve", "serve --workspace DIR [--http ADDR] [--pg ADDR] [--pg-tls-cert PEM --pg-tls-key PEM] [--store DSN] [--access-log text|json|off]", "run the server on a workspace",
+		{"serve", "serve --workspace DIR [--http ADDR] [--pg ADDR] [--peer ADDR] [--pg-tls-cert PEM --pg-tls-key PEM] [--store DSN] [--access-log text|json|off]", "run the server on a workspace",
 			[]string{"airlock serve --workspace demo", "airlock serve --workspace ws --http 0.0.0.0:8080 --pg '' --store postgres://airlock@db/state"}, serve},
 		{"token create", "token create --workspace DIR --principal NAME [--ttl 720h] [--store DSN]", "mint an API token for a declared principal",
 			[]string{"airlock token create --workspace demo --principal analyst@partner"}, tokenCreate},
@@ -67,6 +67,12 @@ func commands() []command {
 			[]string{"airlock audit reconcile --workspace demo"}, auditReconcile},
 		{"audit export", "audit export --workspace DIR [--checkpoint FILE] [--principal P] [--dataset D] [--decision allow|deny] [--since RFC3339]", "export the audit log as JSON lines",
 			[]string{"airlock audit export --workspace demo --decision deny --since 2026-01-01T00:00:00Z"}, auditExport},
+		{"peer add", "peer add --workspace DIR --name NODE --org ORG --region REGION --url https://HOST:PORT --key KEY|@FILE [--represents ORG,...] [--replace]", "pin another organisation's node in the workspace's peers file",
+			[]string{"airlock peer add --workspace ws --name stmary --org stmary --region eu --url https://10.0.0.5:7443 --key @stmary.pub"}, peerAdd},
+		{"peer list", "peer list --workspace DIR", "list the workspace's peers", []string{"airlock peer list --workspace ws"}, peerList},
+		{"peer remove", "peer remove --workspace DIR NODE", "drop a peer from the peers file", []string{"airlock peer remove --workspace ws stmary"}, peerRemove},
+		{"demo federation", "demo federation [--rows N] DIR", "write a research consortium's four node workspaces (three hospitals, one research node)",
+			[]string{"airlock demo federation fed"}, demoFederation},
 		{"demo init", "demo init DIR", "write the demo workspace (hospital visits, bank transactions)", []string{"airlock demo init demo"}, demoInit},
 		{"version", "version", "print the version of airlock and its engines", []string{"airlock version"}, version},
 	}
@@ -189,6 +195,7 @@ func serve(args []string, out, errw io.Writer) error {
 	certFile := fs.String("pg-tls-cert", "", "PEM certificate for TLS on the Postgres wire endpoint")
 	keyFile := fs.String("pg-tls-key", "", "PEM private key for --pg-tls-cert")
 	accessLog := fs.String("access-log", "text", "HTTP access log on stderr: text, json or off")
+	peerAddr := fs.String("peer", "", "peer endpoint listen address (mutual TLS); default: the workspace's federation.listen")
 	if _, err := parse(fs, args); err != nil || *dir == "" || (*certFile == "") != (*keyFile == "") {
 		return errUsage
 	}
@@ -212,7 +219,7 @@ func serve(args []string, out, errw io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := server.Open(ctx, server.Options{Workspace: *dir, HTTPAddr: *httpAddr, PGAddr: *pgAddr, PGTLS: pgTLS, StoreDSN: *dsn, AccessLog: access})
+	n, err := server.Open(ctx, server.Options{Workspace: *dir, HTTPAddr: *httpAddr, PGAddr: *pgAddr, PeerAddr: *peerAddr, PGTLS: pgTLS, StoreDSN: *dsn, AccessLog: access})
 	if err != nil {
 		return err
 	}
@@ -225,10 +232,17 @@ func serve(args []string, out, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	peerA, err := n.ListenPeer()
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "airlock %s listening on http://%s (workspace %s, version %s)\n", n.WS.Config.Node.Name, addr, *dir, n.Kernel.Snapshot().Version()[:19])
 	example := exampleFor(n.WS)
 	if pgA != nil {
 		fmt.Fprintf(out, "postgres wire on %s: psql \"host=%s port=%d user=PRINCIPAL password=TOKEN options='-c airlock.purpose=%s'\"\n", pgA, pgA.(*net.TCPAddr).IP, pgA.(*net.TCPAddr).Port, example.purpose)
+	}
+	if peerA != nil {
+		fmt.Fprintf(out, "peer endpoint on https://%s (mutual TLS, node key %s; %d peers)\n", peerA, n.Verifier, len(n.WS.Peers))
 	}
 	fmt.Fprintf(out, "audit log verifier key: %s\n\nget a token for a principal with:\n", n.Verifier)
 	for _, p := range sortedPrincipals(n.WS) {

@@ -306,6 +306,9 @@ func (k *Kernel) newCall(r Request) *Call {
 		Channel: r.Caller.Channel, ClientAddr: r.Caller.ClientAddr, PolicyVersion: snap.Policy.Version(), WorkspaceVersion: snap.Version(),
 		QueryKind: queryKind(kind, r.Mode), RequestID: r.Caller.RequestID, Credential: r.Caller.TokenID,
 	}
+	if r.Caller.Peer != "" {
+		e.Extra = map[string]string{"peer": r.Caller.Peer, "peer_request": r.Caller.PeerRequest}
+	}
 	return &Call{Request: r, Snap: snap, Now: now, Entry: e,
 		Log: k.cfg.Log.With("request_id", r.Caller.RequestID, "op", string(kind), "channel", r.Caller.Channel)}
 }

@@ -319,7 +319,7 @@ func (s *Server) query(mode share.Mode) Handler {
 		if err != nil {
 			return err
 		}
-		WriteJSON(w, http.StatusOK, encodeResponse(sqlop.Answer(res)))
+		WriteJSON(w, http.StatusOK, EncodeResponse(sqlop.Answer(res)))
 		return nil
 	}
 }
@@ -343,11 +343,13 @@ func DecodeQuery(body io.Reader) (QueryRequest, []any, error) {
 	if dec.More() {
 		return req, nil, refusal.New(refusal.BadSQL, "http.body", "the body must be one JSON object")
 	}
-	params, err := jsonParams(req.Params)
+	params, err := JSONParams(req.Params)
 	return req, params, err
 }
 
-func jsonParams(ps []any) ([]any, error) {
+// JSONParams turns JSON-decoded parameters (numbers as json.Number) into
+// query parameters, refusing what is not a string, number, boolean or null.
+func JSONParams(ps []any) ([]any, error) {
 	out := make([]any, len(ps))
 	for i, p := range ps {
 		switch x := p.(type) {
@@ -368,9 +370,9 @@ func jsonParams(ps []any) ([]any, error) {
 	return out, nil
 }
 
-// encodeResponse makes result values JSON friendly (times as RFC 3339,
+// EncodeResponse makes result values JSON friendly (times as RFC 3339,
 // big integers as numbers).
-func encodeResponse(r *sqlop.Response) *sqlop.Response {
+func EncodeResponse(r *sqlop.Response) *sqlop.Response {
 	for _, row := range r.Rows {
 		for i, v := range row {
 			switch x := v.(type) {

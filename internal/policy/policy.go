@@ -157,10 +157,25 @@ type Resource struct {
 // Context is the request context.
 type Context struct {
 	Purpose, Agreement, ClientRegion, QueryKind string
+	// Channel is how the request came (http, pgwire, cli, peer); Peer the
+	// peer node that sent it, if any.
+	Channel, Peer string
+	// DestinationRegion is where the answer goes: the principal's region
+	// (for a peer's request, as the peer vouches). PeerRegion is the
+	// region of the peer node that carries it there (from the peers
+	// file; "" for local requests). With resource.region they are what
+	// residency policies compare.
+	DestinationRegion, PeerRegion string
+	// Egress is what the agreement lets leave the data's region.
+	Egress []Egress
 	// Now is the decision time; zero means time.Now().
 	Now              time.Time
 	Columns, Classes []string
 }
+
+// Egress is one (destination region, output kind) an agreement lets
+// leave; policies test context.egress.contains({region: ..., output: ...}).
+type Egress struct{ Region, Output string }
 
 // Request is one authorization question.
 type Request struct {
@@ -188,6 +203,14 @@ func strSet(xs []string) cedar.Set {
 	vs := make([]cedar.Value, len(xs))
 	for i, x := range xs {
 		vs[i] = cedar.String(x)
+	}
+	return cedar.NewSet(vs...)
+}
+
+func egressSet(es []Egress) cedar.Set {
+	vs := make([]cedar.Value, len(es))
+	for i, e := range es {
+		vs[i] = cedar.NewRecord(cedar.RecordMap{"region": cedar.String(e.Region), "output": cedar.String(e.Output)})
 	}
 	return cedar.NewSet(vs...)
 }
@@ -226,6 +249,8 @@ func (e *Engine) Decide(r Request) Decision {
 		"client_region": cedar.String(r.Context.ClientRegion), "query_kind": cedar.String(r.Context.QueryKind),
 		"now": cedar.Long(now.Unix()), "hour_utc": cedar.Long(now.Hour()),
 		"columns": strSet(r.Context.Columns), "classes": strSet(r.Context.Classes),
+		"channel": cedar.String(r.Context.Channel), "peer": cedar.String(r.Context.Peer),
+		"destination_region": cedar.String(r.Context.DestinationRegion), "peer_region": cedar.String(r.Context.PeerRegion), "egress": egressSet(r.Context.Egress),
 	})
 	dec, diag := e.set.IsAuthorized(entities, cedar.Request{
 		Principal: pUID, Action: cedar.NewEntityUID("Action", cedar.String(r.Action)), Resource: rUID, Context: ctx,
@@ -258,7 +283,8 @@ func (e *Engine) Decide(r Request) Decision {
 var (
 	PrincipalAttributes = []string{"org", "region", "country", "clearance", "roles"}
 	ResourceAttributes  = []string{"owner", "tier", "region"}
-	ContextAttributes   = []string{"purpose", "agreement", "client_region", "query_kind", "now", "hour_utc", "columns", "classes"}
+	ContextAttributes   = []string{"purpose", "agreement", "client_region", "query_kind", "now", "hour_utc", "columns", "classes",
+		"channel", "peer", "destination_region", "peer_region", "egress"}
 )
 
 var (

@@ -37,6 +37,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/differencing"
 	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
+	"github.com/airlock-dev/airlock/internal/federation"
 	pgengine "github.com/airlock-dev/airlock/internal/engine/postgres"
 	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/httpapi"
@@ -44,6 +45,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/pgwire"
 	"github.com/airlock-dev/airlock/internal/policy"
 	"github.com/airlock-dev/airlock/internal/query"
+	"github.com/airlock-dev/airlock/internal/refusal"
 	"github.com/airlock-dev/airlock/internal/share"
 	"github.com/airlock-dev/airlock/internal/sqlop"
 	"github.com/airlock-dev/airlock/internal/store"
@@ -57,6 +59,9 @@ type Options struct {
 	Workspace string
 	HTTPAddr  string // default 127.0.0.1:8080
 	PGAddr    string // Postgres wire endpoint; empty = off
+	// PeerAddr is the peer endpoint (mutual TLS); empty = the workspace's
+	// federation.listen, and off if that is empty too.
+	PeerAddr string
 	// PGTLS, when set, is offered to Postgres wire clients (sslmode=require).
 	PGTLS    *tls.Config
 	StoreDSN string // postgres://...; empty = embedded SQLite in the data dir
@@ -90,6 +95,13 @@ type Node struct {
 	SQL      *sqlop.Service
 	Auth     *identity.Authenticator
 	Verifier string // the audit log's note verifier key
+	// Key is the node's identity for its peers; Peers the client that
+	// calls them, Witness the cosigner of their checkpoints.
+	Key     *federation.NodeKey
+	Peers   *federation.Client
+	Witness *federation.Witness
+	peerLis net.Listener
+	peerSrv *http.Server
 	log      *slog.Logger
 	http     *http.Server
 	listener net.Listener
@@ -100,6 +112,7 @@ type Node struct {
 	// reloadErr is why the files on disk do not load (see reloadOrReport);
 	// failedDigest their digest, so one broken edit is reported once.
 	routes         []string
+	forks          atomic.Int64
 	reloadErr      string
 	failedDigest   string
 	reloadFailures int
@@ -159,6 +172,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node key: %w", err)
 	}
 	n.Verifier = vkey
+	if n.Key, err = federation.ParseSigner(skey, vkey); err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
 	maskSecret, err := loadOrCreateSecret(filepath.Join(dir, "mask.key"))
 	if err != nil {
 		return nil, fmt.Errorf("mask key: %w", err)
@@ -211,6 +227,10 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		}
 		return n.Engine, query.QuoteIdent(m.Name)
 	}
+	n.Peers = &federation.Client{Key: n.Key, Now: opts.Now, Window: ws.Config.Federation.Window}
+	n.SQL.Federation = &federation.Federator{Client: n.Peers}
+	n.Witness = &federation.Witness{Key: n.Key, Client: n.Peers, Store: n.Store, Kernel: n.Kernel, Log: opts.Log.With("component", "witness"),
+		Forks: func(string) { n.forks.Add(1) }}
 	n.Auth = &identity.Authenticator{
 		Tokens:    n.storeGuard,
 		Principal: func(name string) *workspace.Principal { return n.Kernel.Snapshot().WS.Principals[name] },
@@ -409,11 +429,79 @@ func (n *Node) ListenPG() (net.Addr, error) {
 	return l.Addr(), nil
 }
 
+// ListenPeer binds the peer endpoint (mutual TLS with the node key); nil
+// if it is off.
+func (n *Node) ListenPeer() (net.Addr, error) {
+	addr := n.opts.PeerAddr
+	if addr == "" {
+		addr = n.WS.Config.Federation.Listen
+	}
+	if addr == "" {
+		return nil, nil
+	}
+	cfg, err := n.Key.ServerTLS(n.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	lim := n.WS.Config.Limits
+	bounded, err := netlimit.Wrap(l, netlimit.Config{MaxConns: lim.MaxConnections, MaxConnsPerClient: lim.MaxConnectionsPerClient,
+		Reject: func(c net.Conn, _ string) {}})
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	member := &federation.Member{Kernel: n.Kernel, SQL: n.SQL, Audit: n.Audit, Store: n.Store, Key: n.Key,
+		Log: n.opts.Log.With("component", "peer"), Witness: n.Witness}
+	n.peerLis = tls.NewListener(bounded, cfg)
+	n.peerSrv = &http.Server{Handler: member.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: lim.HTTPReadTimeout,
+		WriteTimeout: lim.QueryTimeout + 30*time.Second, IdleTimeout: lim.HTTPIdleTimeout, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(n.opts.Log.With("component", "peer").Handler(), slog.LevelDebug)}
+	return l.Addr(), nil
+}
+
+// WitnessPeers cosigns every peer's current checkpoint once (see
+// federation.Witness); errors are per peer.
+func (n *Node) WitnessPeers(ctx context.Context) map[string]error {
+	peers := n.Kernel.Snapshot().WS.Peers
+	var all []*workspace.Peer
+	for _, name := range slices.Sorted(maps.Keys(peers)) {
+		all = append(all, peers[name])
+	}
+	out := map[string]error{}
+	for _, p := range all {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := n.Witness.WitnessPeer(pctx, p, all); err != nil {
+			out[p.Name] = err
+		}
+		cancel()
+	}
+	return out
+}
+
+func (n *Node) witnessLoop(ctx context.Context) {
+	t := time.NewTicker(n.WS.Config.Federation.WitnessEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for peer, err := range n.WitnessPeers(ctx) {
+				n.log.Warn("witnessing a peer failed", "peer", peer, "err", err)
+			}
+		}
+	}
+}
+
 // Handler is the node's HTTP handler.
 func (n *Node) Handler() http.Handler {
 	api := &httpapi.Server{Kernel: n.Kernel, SQL: n.SQL, Auth: n.Auth, Log: n.opts.Log.With("component", "http"),
 		AccessLog: n.opts.AccessLog, Leaves: n.Store, Revocations: n.Store, Audit: n.Audit, Metrics: n.Metrics.Handler()}
-	api.Extra = append(api.Extra, n.readinessRoute)
+	api.Extra = append(api.Extra, n.readinessRoute, n.cosignedRoute)
 	h := api.Handler()
 	n.routes = api.Routes()
 	return h
@@ -469,6 +557,7 @@ func (n *Node) registerLiveMetrics() {
 	m.Gauge("airlock_differencing_history_answers", "Aggregation answers the differencing check holds in memory, over all agreements.", nil, history(func(s differencing.Stats) int { return s.Answers }))
 	m.Gauge("airlock_differencing_history_cells", "Distinct released cells the differencing check compares against.", nil, history(func(s differencing.Stats) int { return s.Cells }))
 	m.Gauge("airlock_differencing_history_bytes", "Memory of the differencing check's sketches.", nil, history(func(s differencing.Stats) int { return s.Bytes }))
+	m.Counter("airlock_witness_forks_total", "Peers' audit logs found forked while witnessing them.", nil, func() float64 { return float64(n.forks.Load()) })
 	m.Gauge("airlock_wire_sessions", "Authenticated Postgres wire sessions open now.", nil, func() float64 {
 		if n.pg == nil {
 			return 0
@@ -552,6 +641,24 @@ func (n *Node) readinessRoute(mux httpapi.Router, _ func(share.OpKind, httpapi.H
 	})
 }
 
+// cosignedRoute serves GET /v1/audit/checkpoint/cosigned: the latest
+// checkpoint peers have cosigned, with their cosignature lines (404 if
+// none yet). Like the checkpoint, it is public and not audited.
+func (n *Node) cosignedRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi.Handler) http.Handler) {
+	mux.Handle("GET /v1/audit/checkpoint/cosigned", wrap("", func(w http.ResponseWriter, r *http.Request, _ share.Caller) error {
+		signed, err := federation.CosignedCheckpoint(r.Context(), n.Audit, n.Store, n.Verifier)
+		if err != nil {
+			return refusal.AuditUnavailable().WithCause(err)
+		}
+		if signed == nil {
+			return refusal.New(refusal.NotFound, "witness.none", "no peer has cosigned a checkpoint of this node yet")
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write(signed)
+		return nil
+	}))
+}
+
 // Serve runs the HTTP server, the checkpointer and the reloader until ctx
 // ends, then shuts down gracefully.
 func (n *Node) Serve(ctx context.Context) error {
@@ -585,11 +692,19 @@ func (n *Node) Serve(ctx context.Context) error {
 	if n.pg != nil {
 		go func() { errc <- n.pg.Serve(n.pgLis) }()
 	}
+	if n.peerSrv != nil {
+		go func() { errc <- n.peerSrv.Serve(n.peerLis) }()
+		go n.witnessLoop(ctx)
+	}
 	select {
 	case <-ctx.Done():
 		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
 		defer c()
 		n.http.Shutdown(sctx)
+		if n.peerSrv != nil {
+			n.peerSrv.Shutdown(sctx)
+		}
+		n.Peers.Close()
 		if n.pg != nil {
 			n.pg.Close()
 		}
@@ -699,6 +814,9 @@ func (n *Node) reloadLoop(ctx context.Context) {
 func (n *Node) Close() {
 	if n.listener != nil {
 		n.listener.Close()
+	}
+	if n.peerLis != nil {
+		n.peerLis.Close()
 	}
 	if n.Audit != nil {
 		n.Audit.Close()

@@ -33,6 +33,9 @@ var eventCodes = map[eventKey]string{
 
 	{OpReserve, Run, true}: "AL1500I",
 	{OpIntent, Run, true}:  "AL1501I",
+
+	{OpPeer, Run, false}:    "AL1600W",
+	{OpWitness, Run, false}: "AL1601W",
 }
 
 type eventKey struct {

@@ -29,6 +29,8 @@ var released = map[string]string{
 	"AL1400W": "agreement.revoke run refused",
 	"AL1500I": "charge.reserve run allowed",
 	"AL1501I": "state.intent run allowed",
+	"AL1600W": "peer.request run refused",
+	"AL1601W": "audit.witness run refused",
 }
 
 func TestEventCodesAreAppendOnly(t *testing.T) {

@@ -32,6 +32,12 @@ type Caller struct {
 	Channel    string // http, pgwire, cli
 	ClientAddr string
 	RequestID  string
+	// Peer is the peer node that sent the request on the principal's
+	// behalf (channel "peer"), and PeerRequest that node's request id:
+	// together they link this node's audit entry to the peer's.
+	Peer        string
+	PeerRequest string
+	PeerRegion  string // the peer node's region, from the peers file
 	// TokenID is the public id of the API token presented (never the
 	// secret); set on failed authentications so they can be traced.
 	TokenID string
@@ -53,6 +59,8 @@ const (
 	OpMetricsRead   OpKind = "metrics.read"     // GET /metrics
 	OpReserve       OpKind = "charge.reserve"   // announced before a budget or quota charge
 	OpIntent        OpKind = "state.intent"     // announced before an operation changes governance state
+	OpPeer          OpKind = "peer.request"     // a peer node's request refused before its operation (key, signature, window, replay, org)
+	OpWitness       OpKind = "audit.witness"    // cosigning a peer's audit checkpoint, or the fork that stopped it
 )
 
 // Mode is how far an operation goes.

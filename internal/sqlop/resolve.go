@@ -253,6 +253,23 @@ func policyRequest(c *govern.Call, action string, m *workspace.Manifest, ag *wor
 		Context: policy.Context{
 			Purpose: c.Purpose, Agreement: agID(ag), ClientRegion: id.Region, QueryKind: kind, Now: now,
 			Columns: plan.Touched, Classes: plan.Classes,
+			Channel: c.Caller.Channel, Peer: c.Caller.Peer, DestinationRegion: id.Region, PeerRegion: c.Caller.PeerRegion, Egress: egressOf(ag),
 		},
 	}
+}
+
+// egressOf flattens an agreement's egress entries for policy.
+func egressOf(ag *workspace.Agreement) []policy.Egress {
+	if ag == nil {
+		return nil
+	}
+	var out []policy.Egress
+	for _, e := range ag.Egress {
+		for _, to := range e.To {
+			for _, o := range e.Outputs {
+				out = append(out, policy.Egress{Region: to, Output: o})
+			}
+		}
+	}
+	return out
 }

@@ -59,7 +59,10 @@ type Service struct {
 	MaskSecret []byte
 	// History is the differencing check of aggregation answers.
 	History *differencing.History
-	sampler *dp.Sampler
+	// Federation plans queries over federated datasets; nil when the
+	// node has no peers.
+	Federation Federator
+	sampler    *dp.Sampler
 }
 
 // New returns the SQL operations over one engine (Route may be replaced
@@ -103,6 +106,8 @@ type Response struct {
 	Plan             *PlanInfo `json:"plan,omitempty"`
 	DP               *DPReport `json:"dp,omitempty"`
 	Quota            *RowQuota `json:"row_quota,omitempty"`
+	// Federation says how a federated answer was combined.
+	Federation *FederationReport `json:"federation,omitempty"`
 }
 
 // Answer is a kernel result as the SQL response, with its receipt.
@@ -195,6 +200,14 @@ func (o *queryOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared,
 	}
 	datasets := datasetsOf(q)
 	c.Entry.Datasets = datasets
+	if fed, err := federatedOf(ws, datasets); err != nil {
+		return nil, err
+	} else if fed {
+		if o.svc.Federation == nil {
+			return nil, refusal.New(refusal.Internal, "federation.off", "this node has no peer client")
+		}
+		return o.svc.Federation.Prepare(ctx, c, q, o.sql, params)
+	}
 
 	ag, grants, err := o.svc.resolve(ctx, c, datasets)
 	if err != nil {

@@ -190,6 +190,23 @@ type Store interface {
 	SetReleaseAuditIndex(ctx context.Context, key ReleaseKey, seq, index uint64) error
 	ReleaseAuditIndex(ctx context.Context, key ReleaseKey, seq uint64) (index uint64, ok bool, err error)
 
+	// UseNonce records a signed peer request's nonce until it expires:
+	// fresh is false if the peer used it before (a replay). Nonces past
+	// their expiry are forgotten (their requests are refused by time).
+	UseNonce(ctx context.Context, peer, nonce string, expires, now time.Time) (fresh bool, err error)
+
+	// Witnessed is the last checkpoint this node cosigned for the log of
+	// origin (nil, nil if none); AdvanceWitnessed replaces it with a
+	// checkpoint of size if the recorded one still has prevSize (0 and no
+	// record: none yet), and reports false if another replica moved it.
+	Witnessed(ctx context.Context, origin string) ([]byte, error)
+	AdvanceWitnessed(ctx context.Context, origin string, prevSize, size uint64, signed []byte) (bool, error)
+	// PutCosignature records a witness's cosignature line on this node's
+	// checkpoint of size; LatestCosignatures returns the largest size
+	// that has any, with its lines by witness (0, nil if none).
+	PutCosignature(ctx context.Context, size uint64, witness string, line []byte) error
+	LatestCosignatures(ctx context.Context) (uint64, map[string][]byte, error)
+
 	// The audit log's storage (see package audit's LeafStore).
 	AppendLeaves(ctx context.Context, data [][]byte, hashes [][32]byte) (first uint64, err error)
 	LeafHashes(ctx context.Context, start, end uint64) ([][32]byte, error)

@@ -10,6 +10,8 @@ type Config struct {
 	Auth AuthConfig `yaml:"auth"`
 	// Limits bound what queries and connections may use.
 	Limits LimitsConfig `yaml:"limits"`
+	// Federation configures the node's peer endpoint.
+	Federation FederationConfig `yaml:"federation"`
 	// DataDir holds the embedded state store, the node key and the engine
 	// database; relative to the workspace. Default ".airlock".
 	DataDir string `yaml:"data_dir"`
@@ -25,6 +27,18 @@ type NodeConfig struct {
 	Origin string `yaml:"origin"`
 	// CheckpointInterval is how often the audit log signs a checkpoint.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+}
+
+// FederationConfig configures how the node talks to its peers.
+type FederationConfig struct {
+	// Listen is the peer endpoint's address (mutual TLS); empty = off
+	// unless serve --peer-addr is given.
+	Listen string `yaml:"listen"`
+	// Window is how long a signed peer request is valid. Default 2m.
+	Window time.Duration `yaml:"window"`
+	// WitnessEvery is how often the node cosigns its peers' audit
+	// checkpoints. Default 1m; 0 after defaults never happens.
+	WitnessEvery time.Duration `yaml:"witness_every"`
 }
 
 // AuthConfig configures bearer-token verification beyond API tokens.
@@ -90,6 +104,12 @@ func (c *Config) CheckAndSetDefaults() {
 	}
 	if c.Node.CheckpointInterval == 0 {
 		c.Node.CheckpointInterval = time.Minute
+	}
+	if c.Federation.Window == 0 {
+		c.Federation.Window = 2 * time.Minute
+	}
+	if c.Federation.WitnessEvery == 0 {
+		c.Federation.WitnessEvery = time.Minute
 	}
 	if c.DataDir == "" {
 		c.DataDir = ".airlock"

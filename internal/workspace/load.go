@@ -7,6 +7,7 @@
 //
 //	airlock.yaml              node config (Config)
 //	principals.yaml           principals: [...]
+//	peers.yaml                peers: [...] (other organisations' nodes)
 //	datasets/<name>.yaml      one Manifest per dataset
 //	agreements/<id>.yaml      one Agreement per file
 //	policies/*.cedar          Cedar policies
@@ -31,11 +32,13 @@ import (
 
 // Workspace is one loaded snapshot of a workspace directory.
 type Workspace struct {
-	Dir         string
-	Config      Config
-	Datasets    map[string]*Manifest
-	Principals  map[string]*Principal
-	Agreements  map[string]*Agreement
+	Dir        string
+	Config     Config
+	Datasets   map[string]*Manifest
+	Principals map[string]*Principal
+	Agreements map[string]*Agreement
+	// Peers are the other nodes this node knows, by name.
+	Peers       map[string]*Peer
 	Policies    map[string][]byte // file name -> Cedar text
 	PolicyTests map[string][]byte // file name -> YAML
 	// Digest is a hash over every file read, to detect changes.
@@ -102,6 +105,7 @@ func Load(dir string) (*Workspace, error) {
 		Datasets:    map[string]*Manifest{},
 		Principals:  map[string]*Principal{},
 		Agreements:  map[string]*Agreement{},
+		Peers:       map[string]*Peer{},
 		Policies:    map[string][]byte{},
 		PolicyTests: map[string][]byte{},
 	}
@@ -140,6 +144,13 @@ func Load(dir string) (*Workspace, error) {
 			ws.Principals[p.Name] = p
 		}
 	}
+	if b, ok := read(PeersFile); ok {
+		peers, ps := ParsePeers(b)
+		probs = append(probs, ps...)
+		for _, p := range peers {
+			ws.Peers[p.Name] = p
+		}
+	}
 	for _, rel := range glob(dir, "datasets", ".yaml") {
 		b, _ := read(rel)
 		m := &Manifest{}
@@ -154,6 +165,15 @@ func Load(dir string) (*Workspace, error) {
 			probs = append(probs, Problem{File: rel, Msg: fmt.Sprintf("dataset %q is declared twice", m.Name)})
 		}
 		ws.Datasets[m.Name] = m
+	}
+	for _, m := range ws.Datasets {
+		if f := m.Source.Federation; f != nil {
+			for _, p := range f.Members {
+				if ws.Peers[p] == nil {
+					probs = append(probs, Problem{File: m.File, Msg: fmt.Sprintf("federation member %q is not a peer in %s", p, PeersFile), Fix: "airlock peer add"})
+				}
+			}
+		}
 	}
 	for _, rel := range glob(dir, "agreements", ".yaml") {
 		b, _ := read(rel)
@@ -339,6 +359,40 @@ var validTypes = map[string]bool{"text": true, "integer": true, "double": true, 
 
 var validClasses = map[ColumnClass]bool{ClassIdentifier: true, ClassQuasiIdentifier: true, ClassSensitive: true, ClassAttribute: true}
 
+// PeersFile is the peers file's name in a workspace.
+const PeersFile = "peers.yaml"
+
+// ParsePeers reads a peers file, checking each entry.
+func ParsePeers(b []byte) ([]*Peer, Problems) {
+	var f struct {
+		Peers []*Peer `yaml:"peers"`
+	}
+	probs := decode(PeersFile, b, &f)
+	seen := map[string]bool{}
+	var out []*Peer
+	for _, p := range f.Peers {
+		line := lineOf(b, p.Name)
+		bad := func(msg, fix string) { probs = append(probs, Problem{File: PeersFile, Line: line, Msg: msg, Fix: fix}) }
+		switch {
+		case p.Name == "" || p.Org == "" || p.URL == "" || p.Key == "":
+			bad("a peer needs a name, an org, a url and a key", "airlock peer add writes complete entries")
+			continue
+		case seen[p.Name]:
+			bad(fmt.Sprintf("peer %q is declared twice", p.Name), "")
+			continue
+		case !strings.HasPrefix(p.URL, "https://"):
+			bad(fmt.Sprintf("peer %q: url must be https:// (peers talk mutual TLS)", p.Name), "")
+			continue
+		case !strings.HasPrefix(p.Key, p.Name+"+"):
+			bad(fmt.Sprintf("peer %q: key is not a node key named %s (want %s+<hash>+<key>, the peer's node.pub)", p.Name, p.Name, p.Name), "")
+			continue
+		}
+		seen[p.Name] = true
+		out = append(out, p)
+	}
+	return out, probs
+}
+
 func checkManifest(file string, b []byte, m *Manifest) Problems {
 	var ps Problems
 	add := func(key, msg, fix string) {
@@ -351,6 +405,13 @@ func checkManifest(file string, b []byte, m *Manifest) Problems {
 		add("owner:", "owner is missing", "name the owning org")
 	}
 	switch {
+	case m.Source.Federation != nil:
+		if m.Source.File != "" || m.Source.Postgres != "" {
+			add("federation:", "a federated source has no file or postgres of its own", "keep only source.federation")
+		}
+		if len(m.Source.Federation.Members) == 0 {
+			add("federation:", "a federated source needs members", "list the peers that hold a partition")
+		}
 	case m.Source.File == "" && m.Source.Postgres == "":
 		add("source:", "source has neither file nor postgres", "set source.file (CSV or Parquet) or source.postgres + source.table")
 	case m.Source.File != "" && m.Source.Postgres != "":
@@ -412,6 +473,16 @@ func checkAgreement(file string, b []byte, a *Agreement, ws *Workspace) Problems
 	}
 	if a.OwnerOrg == "" || a.RecipientOrg == "" {
 		add("org:", "owner_org and recipient_org are required", "")
+	}
+	for _, e := range a.Egress {
+		if len(e.To) == 0 || len(e.Outputs) == 0 {
+			add("egress:", "an egress entry needs to (regions) and outputs", "e.g. {to: [us], outputs: [dp]}")
+		}
+		for _, o := range e.Outputs {
+			if o != "aggregate" && o != "dp" && o != "rows" {
+				add("egress:", fmt.Sprintf("egress output %q is not aggregate, dp or rows", o), "")
+			}
+		}
 	}
 	if a.ValidUntil.IsZero() || a.ValidFrom.IsZero() || !a.ValidUntil.After(a.ValidFrom) {
 		add("valid_", "valid_from and valid_until must be set, with valid_until after valid_from", "")

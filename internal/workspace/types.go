@@ -50,6 +50,24 @@ type Source struct {
 	File     string `yaml:"file,omitempty"`     // CSV or Parquet, relative to the workspace
 	Postgres string `yaml:"postgres,omitempty"` // DSN of the owner's PostgreSQL
 	Table    string `yaml:"table,omitempty"`    // table name in that PostgreSQL
+	// Federation makes the dataset federated: one logical table whose
+	// partitions live on peers' nodes (same columns), each answering under
+	// its own rules. The node holding this manifest has no rows of it.
+	Federation *Federation `yaml:"federation,omitempty"`
+}
+
+// Federation lists the members of a federated dataset and how their
+// partial answers combine.
+type Federation struct {
+	// Members are the peers (names in peers.yaml) that hold a partition;
+	// each is asked for the dataset of the same name.
+	Members []string `yaml:"members"`
+	// Partial lets an answer combine the members that answered when
+	// others are down or refuse; such an answer is marked partial and
+	// names who is missing. Default: any member's failure refuses.
+	Partial bool `yaml:"partial,omitempty"`
+	// Timeout bounds each member's answer. Default 30s.
+	Timeout time.Duration `yaml:"timeout,omitempty"`
 }
 
 // Column is one column of a manifest.
@@ -112,8 +130,47 @@ type Agreement struct {
 	Rules map[string]Rule `yaml:"rules"`
 	// Budget is the privacy budget of a differentially private agreement.
 	Budget *Budget `yaml:"budget,omitempty"`
+	// Egress lists the outputs the agreement lets leave the datasets'
+	// region: to which destination regions, of which kinds. Residency
+	// policies read it as context.egress.
+	Egress []Egress `yaml:"egress,omitempty"`
 
 	File string `yaml:"-"`
+}
+
+// Egress is one permission for outputs to leave their region.
+type Egress struct {
+	// To are destination regions (a peer's region, or a principal's).
+	To []string `yaml:"to"`
+	// Outputs are the query kinds that may go there: aggregate, dp, rows.
+	Outputs []string `yaml:"outputs"`
+}
+
+// Peer is another organisation's node, known by its pinned node key.
+type Peer struct {
+	// Name is the peer node's name (its node.name).
+	Name string `yaml:"name"`
+	// Org is the organisation that runs it.
+	Org string `yaml:"org"`
+	// Region is where it runs: outputs sent to it go to this region.
+	Region string `yaml:"region"`
+	// URL is its peer endpoint (https://host:port).
+	URL string `yaml:"url"`
+	// Key is its node key (the note verifier key in <data_dir>/node.pub):
+	// its TLS certificate, request signatures and checkpoints must all be
+	// made with it.
+	Key string `yaml:"key"`
+	// Represents are the orgs whose principals the peer may act for.
+	// Default: its own org.
+	Represents []string `yaml:"represents,omitempty"`
+}
+
+// MayRepresent reports whether the peer may act for principals of org.
+func (p *Peer) MayRepresent(org string) bool {
+	if len(p.Represents) == 0 {
+		return org == p.Org
+	}
+	return contains(p.Represents, org)
 }
 
 // RuleKind is the shape of question a dataset answers under an agreement.

@@ -64,6 +64,10 @@ func schema(d Dialect) []string {
 		`CREATE TABLE IF NOT EXISTS release_heads (agreement TEXT NOT NULL, dataset TEXT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (agreement, dataset))`,
 		`CREATE TABLE IF NOT EXISTS releases (agreement TEXT NOT NULL, dataset TEXT NOT NULL, seq BIGINT NOT NULL, request_id TEXT NOT NULL, audit_index BIGINT NOT NULL, at_ns BIGINT NOT NULL, body ` + b + ` NOT NULL, PRIMARY KEY (agreement, dataset, seq))`,
 		`CREATE INDEX IF NOT EXISTS releases_by_time ON releases (agreement, dataset, at_ns)`,
+		`CREATE TABLE IF NOT EXISTS peer_nonces (peer TEXT NOT NULL, nonce TEXT NOT NULL, expires_ns BIGINT NOT NULL, PRIMARY KEY (peer, nonce))`,
+		`CREATE INDEX IF NOT EXISTS peer_nonces_by_expiry ON peer_nonces (expires_ns)`,
+		`CREATE TABLE IF NOT EXISTS witnessed (origin TEXT PRIMARY KEY, size BIGINT NOT NULL, signed ` + b + ` NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS cosignatures (size BIGINT NOT NULL, witness TEXT NOT NULL, line ` + b + ` NOT NULL, PRIMARY KEY (size, witness))`,
 		`CREATE TABLE IF NOT EXISTS charges (id TEXT PRIMARY KEY, agreement TEXT NOT NULL, principal TEXT NOT NULL, period_ns BIGINT NOT NULL, rho DOUBLE PRECISION NOT NULL, delta DOUBLE PRECISION NOT NULL, created_ns BIGINT NOT NULL)`,
 	}
 }
@@ -494,6 +498,81 @@ func (s *Store) LatestCheckpoint(ctx context.Context) ([]byte, error) {
 		return nil, nil
 	}
 	return b, err
+}
+
+// UseNonce implements store.Store.
+func (s *Store) UseNonce(ctx context.Context, peer, nonce string, expires, now time.Time) (bool, error) {
+	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM peer_nonces WHERE expires_ns < ?`), ns(now)); err != nil {
+		return false, err
+	}
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO peer_nonces (peer, nonce, expires_ns) VALUES (?, ?, ?) ON CONFLICT (peer, nonce) DO NOTHING`), peer, nonce, ns(expires))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// Witnessed implements store.Store.
+func (s *Store) Witnessed(ctx context.Context, origin string) ([]byte, error) {
+	var b []byte
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT signed FROM witnessed WHERE origin = ?`), origin).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// AdvanceWitnessed implements store.Store.
+func (s *Store) AdvanceWitnessed(ctx context.Context, origin string, prevSize, size uint64, signed []byte) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE witnessed SET size = ?, signed = ? WHERE origin = ? AND size = ?`), int64(size), signed, origin, int64(prevSize))
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return true, nil
+	}
+	if prevSize != 0 {
+		return false, nil
+	}
+	res, err = s.db.ExecContext(ctx, s.q(`INSERT INTO witnessed (origin, size, signed) VALUES (?, ?, ?) ON CONFLICT (origin) DO NOTHING`), origin, int64(size), signed)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// PutCosignature implements store.Store.
+func (s *Store) PutCosignature(ctx context.Context, size uint64, witness string, line []byte) error {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO cosignatures (size, witness, line) VALUES (?, ?, ?) ON CONFLICT (size, witness) DO UPDATE SET line = excluded.line`), int64(size), witness, line)
+	return err
+}
+
+// LatestCosignatures implements store.Store.
+func (s *Store) LatestCosignatures(ctx context.Context) (uint64, map[string][]byte, error) {
+	var size int64
+	err := s.db.QueryRowContext(ctx, `SELECT size FROM cosignatures ORDER BY size DESC LIMIT 1`).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, nil
+	} else if err != nil {
+		return 0, nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT witness, line FROM cosignatures WHERE size = ?`), size)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var w string
+		var l []byte
+		if err := rows.Scan(&w, &l); err != nil {
+			return 0, nil, err
+		}
+		out[w] = l
+	}
+	return uint64(size), out, rows.Err()
 }
 
 // Close implements store.Store.

@@ -192,6 +192,59 @@ func Run(t *testing.T, open Opener) {
 			t.Fatalf("second claim from another handle: %q %v, want the first value", got, err)
 		}
 	})
+	t.Run("peer nonces", func(t *testing.T) {
+		a := open(t, "nonces")
+		b := open(t, "nonces")
+		now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+		if fresh, err := a.UseNonce(ctx, "stmary", "n1", now.Add(time.Minute), now); err != nil || !fresh {
+			t.Fatalf("first use: %v %v", fresh, err)
+		}
+		if fresh, err := b.UseNonce(ctx, "stmary", "n1", now.Add(time.Minute), now); err != nil || fresh {
+			t.Fatalf("replay through another handle: fresh=%v %v, want a replay", fresh, err)
+		}
+		if fresh, err := a.UseNonce(ctx, "stjohn", "n1", now.Add(time.Minute), now); err != nil || !fresh {
+			t.Fatalf("same nonce from another peer: %v %v, want fresh", fresh, err)
+		}
+		// Once expired it is forgotten (the request's window has closed).
+		if fresh, err := a.UseNonce(ctx, "stmary", "n1", now.Add(3*time.Minute), now.Add(2*time.Minute)); err != nil || !fresh {
+			t.Fatalf("after expiry: %v %v, want forgotten", fresh, err)
+		}
+	})
+	t.Run("witnessed checkpoints", func(t *testing.T) {
+		a := open(t, "witnessed")
+		b := open(t, "witnessed")
+		if got, err := a.Witnessed(ctx, "airlock/x"); err != nil || got != nil {
+			t.Fatalf("none yet: %q %v", got, err)
+		}
+		if ok, err := a.AdvanceWitnessed(ctx, "airlock/x", 0, 5, []byte("cp5")); err != nil || !ok {
+			t.Fatalf("first: %v %v", ok, err)
+		}
+		if ok, err := b.AdvanceWitnessed(ctx, "airlock/x", 0, 6, []byte("cp6")); err != nil || ok {
+			t.Fatalf("a second first from another handle: %v %v, want refused", ok, err)
+		}
+		if ok, err := b.AdvanceWitnessed(ctx, "airlock/x", 5, 9, []byte("cp9")); err != nil || !ok {
+			t.Fatalf("advance: %v %v", ok, err)
+		}
+		if ok, err := a.AdvanceWitnessed(ctx, "airlock/x", 5, 7, []byte("cp7")); err != nil || ok {
+			t.Fatalf("advance from a stale size: %v %v, want refused", ok, err)
+		}
+		if got, _ := a.Witnessed(ctx, "airlock/x"); string(got) != "cp9" {
+			t.Fatalf("witnessed = %q, want cp9", got)
+		}
+		if err := a.PutCosignature(ctx, 9, "w1", []byte("line1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.PutCosignature(ctx, 9, "w2", []byte("line2")); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.PutCosignature(ctx, 4, "w1", []byte("old")); err != nil {
+			t.Fatal(err)
+		}
+		size, got, err := a.LatestCosignatures(ctx)
+		if err != nil || size != 9 || len(got) != 2 || string(got["w2"]) != "line2" {
+			t.Fatalf("latest cosignatures = %d %q %v, want size 9 with both", size, got, err)
+		}
+	})
 	t.Run("cached results", func(t *testing.T) {
 		s := open(t, "cache")
 		p := time.Unix(1700000000, 0).UTC()
