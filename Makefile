@@ -4,9 +4,9 @@ GO ?= go
 BIN := bin/airlock
 DEMO ?= demo
 # Packages with goroutines shared between requests run under the race detector.
-RACE_PKGS := ./internal/audit/... ./internal/differencing/... ./internal/store/... ./internal/sqlop/... ./internal/govern/... ./internal/dp/... ./internal/engine/... ./internal/keys/... ./internal/netlimit/... ./internal/breaker/... ./internal/admission/...
+RACE_PKGS := ./internal/audit/... ./internal/differencing/... ./internal/store/... ./internal/sqlop/... ./internal/govern/... ./internal/dp/... ./internal/engine/... ./internal/keys/... ./internal/netlimit/... ./internal/breaker/... ./internal/admission/... ./internal/federation/...
 
-.PHONY: help build run deps test test-race vet fmt-check bench stress fuzz reference clean
+.PHONY: help build run run-federation deps test test-race vet fmt-check bench stress fuzz reference clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,6 +17,16 @@ build: ## build bin/airlock
 run: build ## start the server on the demo workspace (HTTP 127.0.0.1:8080)
 	@test -f $(DEMO)/airlock.yaml || ./$(BIN) demo init $(DEMO)
 	./$(BIN) serve --workspace $(DEMO)
+
+FED ?= fed
+run-federation: build ## start the federation demo's four nodes on loopback (research 8090/psql 5440, stmary 8091, stjohn 8092, mercy 8093)
+	@test -f $(FED)/research/airlock.yaml || ./$(BIN) demo federation $(FED)
+	@trap 'kill 0' INT TERM EXIT; \
+	./$(BIN) serve --workspace $(FED)/research --http 127.0.0.1:8090 --pg 127.0.0.1:5440 --access-log off & \
+	./$(BIN) serve --workspace $(FED)/stmary --http 127.0.0.1:8091 --pg '' --access-log off & \
+	./$(BIN) serve --workspace $(FED)/stjohn --http 127.0.0.1:8092 --pg '' --access-log off & \
+	./$(BIN) serve --workspace $(FED)/mercy --http 127.0.0.1:8093 --pg '' --access-log off & \
+	wait
 
 fmt-check: ## fail if gofmt would change a file
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -110,7 +110,9 @@ type ForkError struct {
 	A, B   []byte // the two signed checkpoints: evidence anyone can check
 }
 
-func (e *ForkError) Error() string { return fmt.Sprintf("peer %s forked its audit log: %s", e.Peer, e.Reason) }
+func (e *ForkError) Error() string {
+	return fmt.Sprintf("peer %s forked its audit log: %s", e.Peer, e.Reason)
+}
 
 type checkpointMsg struct {
 	Checkpoint string `json:"checkpoint"`

@@ -31,6 +31,7 @@ type harness struct {
 	node    *server.Node
 	url     string
 	pgAddr  *net.TCPAddr
+	peerURL string // the peer endpoint (mutual TLS)
 	dir     string
 	tokens  map[string]string
 	secrets []string // identifier values from the data that must never appear
@@ -89,7 +90,7 @@ func startHarnessSchema(dir, dsn, schema string, mint bool) (*harness, error) {
 
 func startHarnessOpts(o server.Options, mint bool) (*harness, error) {
 	dir := o.Workspace
-	o.HTTPAddr, o.PGAddr, o.ReloadEvery = "127.0.0.1:0", "127.0.0.1:0", 200*time.Millisecond
+	o.HTTPAddr, o.PGAddr, o.PeerAddr, o.ReloadEvery = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", 200*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := server.Open(ctx, o)
 	if err != nil {
@@ -106,7 +107,12 @@ func startHarnessOpts(o server.Options, mint bool) (*harness, error) {
 		cancel()
 		return nil, err
 	}
-	h := &harness{node: n, url: "http://" + addr.String(), pgAddr: pgAddr.(*net.TCPAddr), dir: dir, tokens: map[string]string{}, cancel: cancel, served: make(chan error, 1)}
+	peerAddr, err := n.ListenPeer()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	h := &harness{node: n, url: "http://" + addr.String(), pgAddr: pgAddr.(*net.TCPAddr), peerURL: "https://" + peerAddr.String(), dir: dir, tokens: map[string]string{}, cancel: cancel, served: make(chan error, 1)}
 	go func() { h.served <- n.Serve(ctx) }()
 	for name := range n.WS.Principals {
 		if !mint {

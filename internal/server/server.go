@@ -37,8 +37,8 @@ import (
 	"github.com/airlock-dev/airlock/internal/differencing"
 	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
-	"github.com/airlock-dev/airlock/internal/federation"
 	pgengine "github.com/airlock-dev/airlock/internal/engine/postgres"
+	"github.com/airlock-dev/airlock/internal/federation"
 	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/httpapi"
 	"github.com/airlock-dev/airlock/internal/identity"
@@ -97,11 +97,11 @@ type Node struct {
 	Verifier string // the audit log's note verifier key
 	// Key is the node's identity for its peers; Peers the client that
 	// calls them, Witness the cosigner of their checkpoints.
-	Key     *federation.NodeKey
-	Peers   *federation.Client
-	Witness *federation.Witness
-	peerLis net.Listener
-	peerSrv *http.Server
+	Key      *federation.NodeKey
+	Peers    *federation.Client
+	Witness  *federation.Witness
+	peerLis  net.Listener
+	peerSrv  *http.Server
 	log      *slog.Logger
 	http     *http.Server
 	listener net.Listener
