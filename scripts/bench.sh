@@ -12,6 +12,8 @@ out=bench-results.txt
   echo "## differencing check (rows=$rows, history of 1,000 answers)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench '^BenchmarkDifferencing$' -benchtime 20x -timeout 60m ./internal/server
   go test -run '^$' -bench Check -benchtime 20x ./internal/differencing
+  echo "## federated aggregate: three members of 1M rows vs one node of 3M (same threshold rule)"
+  AIRLOCK_BENCH_ROWS=1000000 go test -run '^$' -bench '^BenchmarkFederatedAggregate$' -benchtime 10x -count 3 -timeout 60m ./internal/server
   echo "## DP query (rows=$rows, units=rows/10, 50 groups)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench '^BenchmarkDPQuery$' -benchtime 12x -timeout 60m ./internal/server
   echo "## loading with the unit surrogate (rows=$rows)"

@@ -181,23 +181,23 @@ type apiResponse struct {
 	} `json:"error"`
 }
 
-func (h *harness) query(t *testing.T, principal, purpose, agreement, sql string) apiResponse {
+func (h *harness) query(t testing.TB, principal, purpose, agreement, sql string) apiResponse {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"sql": sql, "purpose": purpose, "agreement": agreement})
 	return h.post(t, "/v1/query", h.tokens[principal], body)
 }
 
-func (h *harness) post(t *testing.T, path, token string, body []byte) apiResponse {
+func (h *harness) post(t testing.TB, path, token string, body []byte) apiResponse {
 	t.Helper()
 	return h.do(t, "POST", path, token, body)
 }
 
-func (h *harness) get(t *testing.T, path, token string) apiResponse {
+func (h *harness) get(t testing.TB, path, token string) apiResponse {
 	t.Helper()
 	return h.do(t, "GET", path, token, nil)
 }
 
-func (h *harness) do(t *testing.T, method, path, token string, body []byte) apiResponse {
+func (h *harness) do(t testing.TB, method, path, token string, body []byte) apiResponse {
 	t.Helper()
 	req, _ := http.NewRequest(method, h.url+path, bytes.NewReader(body))
 	if token != "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/demo"
 	"github.com/airlock-dev/airlock/internal/federation"
+	"github.com/airlock-dev/airlock/internal/jsonschema"
 	"github.com/airlock-dev/airlock/internal/sqlop"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
@@ -37,7 +38,7 @@ const fedSQL = "SELECT diagnosis, count(*), avg(cost) FROM visits GROUP BY diagn
 // startFederation writes the demo (rows visits per hospital), lets
 // prepare edit the workspaces, starts every node, and points each peers
 // file at the others' actual addresses.
-func startFederation(t *testing.T, rows int, prepare func(dir string)) *federationNet {
+func startFederation(t testing.TB, rows int, prepare func(dir string)) *federationNet {
 	t.Helper()
 	dir := t.TempDir()
 	if err := demo.InitFederation(dir, rows); err != nil {
@@ -62,7 +63,7 @@ func startFederation(t *testing.T, rows int, prepare func(dir string)) *federati
 }
 
 // repoint rewrites a node's peers file with the others' real URLs.
-func (f *federationNet) repoint(t *testing.T, node string) {
+func (f *federationNet) repoint(t testing.TB, node string) {
 	t.Helper()
 	ws := filepath.Join(f.dir, node)
 	b, _ := os.ReadFile(filepath.Join(ws, workspace.PeersFile))
@@ -128,6 +129,16 @@ func TestFederatedQueryCombinesWhatEachMemberReleases(t *testing.T) {
 	a := f.ask(t, "analyst@research", fedSQL)
 	if a.Status != 200 {
 		t.Fatalf("federated query: %d %s", a.Status, a.Body)
+	}
+	// The answer is what the OpenAPI document says a query answers.
+	var doc map[string]any
+	json.Unmarshal(mustRead(t, "../httpapi/openapi.json"), &doc)
+	v := jsonschema.Validator{Root: doc}
+	var body any
+	json.Unmarshal(a.Body, &body)
+	schema := v.Resolve(map[string]any{"$ref": "#/components/schemas/QueryResponse"})
+	for _, e := range v.Check(schema, body, "$") {
+		t.Errorf("federated answer vs openapi.json: %s", e)
 	}
 	rep := a.Federation
 	if rep == nil || rep.Partial || len(rep.Members) != 3 {
