@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/audit"
+	"github.com/airlock-dev/airlock/internal/federation"
 	"github.com/airlock-dev/airlock/internal/server"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/workspace"
@@ -75,7 +76,9 @@ func auditVerify(args []string, out, errw io.Writer) error {
 	export := fs.String("log", "", "an exported log (airlock audit export, unfiltered) to verify offline")
 	cpFile := fs.String("checkpoint", "", "with --log: the signed checkpoint file to verify it against")
 	pub := fs.String("pubkey", "", "node verifier key, or a file holding it")
-	if _, err := parse(fs, args); err != nil {
+	peersFile := fs.String("peers", "", "with --server: a peers file (peers.yaml) whose nodes witness this log; the history must match a checkpoint they cosigned")
+	quorum := fs.Int("quorum", 0, "with --peers: cosignatures required (default: a majority of the peers file)")
+	if _, err := parse(fs, args); err != nil || (*peersFile != "" && *srv == "") {
 		return errUsage
 	}
 	sources := 0
@@ -257,14 +260,65 @@ func auditVerify(args []string, out, errw io.Writer) error {
 		}
 		checked++
 	}
+	witnessed := ""
+	if *peersFile != "" {
+		if witnessed, err = checkCosigned(strings.TrimRight(*srv, "/"), *tok, vkey, *peersFile, *quorum, next); err != nil {
+			return err
+		}
+	}
 	if *since != "" {
 		if err := audit.SaveTrusted(*since, next); err != nil {
 			return err
 		}
 	}
+	if witnessed != "" {
+		fmt.Fprintln(out, witnessed)
+	}
 	fmt.Fprintf(out, "audit log ok: %d entries, root %x…, consistent with the trusted checkpoint (%d before), %d inclusion proofs checked\n",
 		cp.Size, cp.Root[:8], from, checked)
 	return nil
+}
+
+// checkCosigned fetches the log's latest cosigned checkpoint, checks
+// each cosignature with the peers file's pinned keys, requires a quorum,
+// and checks that the history just verified has that checkpoint's root
+// at its size: the log this server shows is the one its witnesses saw.
+func checkCosigned(base, tok, vkey, peersFile string, quorum int, verified *audit.Trusted) (string, error) {
+	b, err := os.ReadFile(peersFile)
+	if err != nil {
+		return "", err
+	}
+	list, probs := workspace.ParsePeers(b)
+	if len(probs.Errors()) > 0 {
+		return "", probs
+	}
+	peers := map[string]*workspace.Peer{}
+	for _, p := range list {
+		peers[p.Name] = p
+	}
+	if quorum <= 0 {
+		quorum = len(peers)/2 + 1
+	}
+	var signed []byte
+	if err := call("GET", base+"/v1/audit/checkpoint/cosigned", tok, nil, &signed); err != nil {
+		return "", err
+	}
+	cp, by, err := federation.VerifyCosigned(signed, vkey, peers)
+	if err != nil {
+		return "", fmt.Errorf("cosigned checkpoint: %w", err)
+	}
+	if len(by) < quorum {
+		return "", fmt.Errorf("the latest cosigned checkpoint (%d entries) has %d valid cosignatures (%s), %d required", cp.Size, len(by), strings.Join(by, ", "), quorum)
+	}
+	if cp.Size > uint64(len(verified.Hashes)) {
+		return "", fmt.Errorf("the cosigned checkpoint covers %d entries, the log served %d", cp.Size, len(verified.Hashes))
+	}
+	var tree audit.Tree
+	tree.Append(verified.Hashes[:cp.Size]...)
+	if root, _ := tree.Root(cp.Size); root != cp.Root {
+		return "", &audit.TamperError{Index: 0, AtOrAfter: true, Reason: fmt.Sprintf("the history served differs from the one %s cosigned at %d entries (a forked log)", strings.Join(by, ", "), cp.Size)}
+	}
+	return fmt.Sprintf("witnessed: the first %d entries are the history cosigned by %s (%d of %d peers, %d required)", cp.Size, strings.Join(by, ", "), len(by), len(peers), quorum), nil
 }
 
 func hashesToBytes(p []audit.Hash) [][]byte {

@@ -61,7 +61,7 @@ func commands() []command {
 		{"agreement revoke", "agreement revoke --workspace DIR [--by NAME] [--reason R] [--store DSN] ID", "revoke an agreement at once, on the node itself",
 			[]string{"airlock agreement revoke --workspace demo --by steward@stmary --reason breach partner-visits-research"}, agreementRevoke},
 		{"policy test", "policy test DIR", "run a workspace's Cedar policy tests", []string{"airlock policy test demo"}, policyTest},
-		{"audit verify", "audit verify (--server URL --token T | --workspace DIR | --log EXPORT.jsonl --checkpoint CP) --since FILE [--pubkey KEY|FILE]", "verify that the audit log was only ever appended to since a trusted checkpoint",
+		{"audit verify", "audit verify (--server URL --token T | --workspace DIR | --log EXPORT.jsonl --checkpoint CP) --since FILE [--pubkey KEY|FILE] [--peers PEERS.yaml [--quorum N]]", "verify that the audit log was only ever appended to since a trusted checkpoint (and, with --peers, that it is the history its peers cosigned)",
 			[]string{"airlock audit verify --server http://127.0.0.1:8080 --token $T --pubkey demo/.airlock/node.pub --since trusted.checkpoint"}, auditVerify},
 		{"audit reconcile", "audit reconcile --workspace DIR [--store DSN]", "check that every budget and quota charge is explained by an audit entry",
 			[]string{"airlock audit reconcile --workspace demo"}, auditReconcile},

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/audit"
+	"github.com/airlock-dev/airlock/internal/cli"
 	"github.com/airlock-dev/airlock/internal/demo"
 	"github.com/airlock-dev/airlock/internal/federation"
 	"github.com/airlock-dev/airlock/internal/jsonschema"
@@ -532,6 +533,20 @@ func TestWitnessesCosignAndCatchAForkedLog(t *testing.T) {
 	cp, by, err := federation.VerifyCosigned(r.Body, stmary.node.Verifier, stmary.node.Kernel.Snapshot().WS.Peers)
 	if err != nil || len(by) != 3 || cp.Size == 0 {
 		t.Fatalf("cosigned by %v (%v), size %v", by, err, cp)
+	}
+	// airlock audit verify checks the served history against the
+	// checkpoint its peers cosigned, with their pinned keys.
+	verify := func(quorum string) (int, string) {
+		var out, errw strings.Builder
+		code := cli.Main([]string{"audit", "verify", "--server", stmary.url, "--token", stmary.tokens["auditor@stmary"], "--pubkey", stmary.node.Verifier,
+			"--peers", filepath.Join(f.dir, "stmary", workspace.PeersFile), "--quorum", quorum}, &out, &errw)
+		return code, out.String() + errw.String()
+	}
+	if code, out := verify("3"); code != 0 || !strings.Contains(out, "cosigned by mercy, research, stjohn (3 of 3 peers") {
+		t.Fatalf("audit verify --peers: %d %s", code, out)
+	}
+	if code, out := verify("4"); code != 1 || !strings.Contains(out, "3 valid cosignatures") {
+		t.Errorf("audit verify with a quorum of 4: %d %s", code, out)
 	}
 	// A tampered cosignature is an error, not a silently missing one.
 	bad := strings.Replace(string(r.Body), "— stjohn ", "— stjohn A", 1)
