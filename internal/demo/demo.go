@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -44,21 +43,7 @@ func Init(dir string) error {
 			return fmt.Errorf("%s is not empty and is not a demo workspace", dir)
 		}
 	}
-	err = fs.WalkDir(files, "workspace", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel := strings.TrimPrefix(strings.TrimPrefix(path, "workspace"), "/")
-		target := filepath.Join(dir, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := files.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
+	err = copyTree(files, "workspace", dir)
 	if err != nil {
 		return err
 	}
