@@ -145,6 +145,10 @@ func (m *Member) open(w http.ResponseWriter, r *http.Request, p *workspace.Peer)
 		why = refusal.New(refusal.Unauthenticated, "peer.principal", "the request names no principal")
 	case !p.MayRepresent(e.Principal.Org):
 		why = refusal.New(refusal.Forbidden, "peer.represent", "peer %s may not act for org %s", p.Name, e.Principal.Org)
+	case ownsData(m.Kernel.Snapshot().WS, e.Principal.Org):
+		// Whatever the peers file says, no peer speaks for the orgs whose
+		// data this node holds: their stewards read rows as stored.
+		why = refusal.New(refusal.Forbidden, "peer.represent", "peer %s may not act for org %s, which owns data on this node", p.Name, e.Principal.Org)
 	}
 	if why == nil {
 		fresh, err := m.Store.UseNonce(r.Context(), p.Name, e.Nonce, e.NotAfter.Add(Skew), now)
@@ -237,4 +241,13 @@ func checkpointSize(signed []byte) (uint64, error) {
 		return 0, errors.New("malformed checkpoint")
 	}
 	return strconv.ParseUint(string(lines[1]), 10, 64)
+}
+
+func ownsData(ws *workspace.Workspace, org string) bool {
+	for _, d := range ws.Datasets {
+		if d.Owner == org {
+			return true
+		}
+	}
+	return false
 }

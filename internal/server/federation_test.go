@@ -486,6 +486,18 @@ func TestPeerEndpointRefusesForgedReplayedAndMisaddressedRequests(t *testing.T) 
 		t.Errorf("foreign org: %d %s", st, rule)
 	}
 	auditedRule("peer.represent")
+	// Not even when the peers file says so: no peer speaks for the org
+	// that owns this node's data (its stewards read rows).
+	editWorkspaceFile(t, filepath.Join(f.dir, "stmary"), workspace.PeersFile, "  org: research\n", "  org: research\n      represents: [research, stmary]\n")
+	if err := stmary.node.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	e = env()
+	e.Principal = federation.Principal{Name: "steward@stmary", Org: "stmary", Roles: []string{"steward"}, Region: "eu"}
+	e.SQL = "SELECT name, ssn FROM visits LIMIT 1"
+	if st, rule := send(research, seal(research, e)); st != 403 || rule != "peer.represent" {
+		t.Errorf("acting for the owner: %d %s", st, rule)
+	}
 	// The coordinator side: a member whose TLS key is not the pinned one.
 	peers := f.nodes["research"].node.Kernel.Snapshot().WS.Peers
 	wrong := *peers["stjohn"]
