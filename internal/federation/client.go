@@ -78,17 +78,18 @@ type PeerError struct {
 func (e *PeerError) Error() string { return fmt.Sprintf("member %s: %s", e.Peer, e.Message) }
 
 // Post sends a signed request to a peer and decodes its JSON answer
-// into out.
-func (c *Client) Post(ctx context.Context, p *workspace.Peer, path string, env Envelope, out any) error {
+// into out. It returns the envelope as signed (its hash is what a
+// receipt must name).
+func (c *Client) Post(ctx context.Context, p *workspace.Peer, path string, env Envelope, out any) (Envelope, []byte, error) {
 	now := c.Now()
 	env.From, env.To = c.Key.Name, p.Name
 	env.Nonce, env.IssuedAt, env.NotAfter = NewNonce(), now.UTC(), now.Add(c.Window).UTC()
 	req, err := c.Key.Seal(env)
 	if err != nil {
-		return err
+		return env, nil, err
 	}
 	body, _ := json.Marshal(req)
-	return c.do(ctx, p, http.MethodPost, path, body, out)
+	return env, req.Envelope, c.do(ctx, p, http.MethodPost, path, body, out)
 }
 
 // Get fetches a peer's public resource (its checkpoint, a consistency

@@ -352,7 +352,8 @@ func (p *fedPrepared) ask(ctx context.Context, peer *workspace.Peer) memberResul
 	env := Envelope{Principal: PrincipalOf(p.c.Caller.Identity), Purpose: p.c.Purpose, Op: string(share.OpQuery),
 		SQL: p.s.members, Params: p.params, RequestID: p.c.Caller.RequestID}
 	var ans memberAnswer
-	if err := p.f.Client.Post(ctx, peer, "/peer/v1/query", env, &ans); err != nil {
+	sent, envelope, err := p.f.Client.Post(ctx, peer, "/peer/v1/query", env, &ans)
+	if err != nil {
 		pe, ok := err.(*PeerError)
 		if !ok {
 			pe = &PeerError{Peer: peer.Name, Rule: "federation.member_invalid", Message: "could not be asked"}
@@ -361,12 +362,37 @@ func (p *fedPrepared) ask(ctx context.Context, peer *workspace.Peer) memberResul
 		return r
 	}
 	resp, err := CheckAnswer(peer, &ans)
+	if err == nil {
+		err = p.answers(sent, envelope, &ans, resp)
+	}
 	if err != nil {
 		r.err = &PeerError{Peer: peer.Name, Rule: "federation.member_invalid", Message: err.Error()}
 		return r
 	}
 	r.answer, r.decoded = &ans, resp
 	return r
+}
+
+// answers checks that a verified answer is the answer to this request:
+// the receipt names the envelope sent (its nonce and hash) and the
+// columns are the ones asked, so a member cannot pass off an answer it
+// gave to another question.
+func (p *fedPrepared) answers(sent Envelope, envelope []byte, a *memberAnswer, resp *sqlop.Response) error {
+	h := sha256.Sum256(envelope)
+	if a.Receipt.Nonce != sent.Nonce || string(a.Receipt.EnvelopeHash) != string(h[:]) {
+		return fmt.Errorf("its receipt answers another request")
+	}
+	want := make([]string, 0, len(p.s.keys)+len(p.s.aggs))
+	for i := range p.s.keys {
+		want = append(want, fmt.Sprintf("k%d", i))
+	}
+	for i := range p.s.aggs {
+		want = append(want, fmt.Sprintf("m%d", i))
+	}
+	if !slices.Equal(resp.Columns, want) {
+		return fmt.Errorf("it answered other columns than were asked")
+	}
+	return nil
 }
 
 type fedResult struct {

@@ -100,27 +100,23 @@ func (m *Member) refuse(ctx context.Context, c share.Caller, e Envelope, why *re
 // open checks everything about a signed request before its operation:
 // the signature with the sending peer's key, sender and recipient, the
 // window, the nonce, and that the peer may act for the principal's org.
-func (m *Member) open(w http.ResponseWriter, r *http.Request, p *workspace.Peer) (Envelope, share.Caller, error) {
+func (m *Member) open(w http.ResponseWriter, r *http.Request, p *workspace.Peer) (Envelope, []byte, share.Caller, error) {
 	c := share.Caller{Channel: "peer", ClientAddr: r.RemoteAddr, Peer: p.Name, Identity: share.Identity{Principal: "peer:" + p.Name, Method: "peer"}}
 	var sr SignedRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequest))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&sr); err != nil {
-		return Envelope{}, c, m.refuse(r.Context(), c, Envelope{}, refusal.New(refusal.BadSQL, "peer.body", "the body must be a signed request {envelope, signature}"))
+		return Envelope{}, nil, c, m.refuse(r.Context(), c, Envelope{}, refusal.New(refusal.BadSQL, "peer.body", "the body must be a signed request {envelope, signature}"))
 	}
 	_, pub, _ := ParseVerifier(p.Key)
 	e, err := Open(sr, pub)
 	if err != nil {
-		return e, c, m.refuse(r.Context(), c, Envelope{}, refusal.New(refusal.Unauthenticated, "peer.signature", "%s", err.Error()))
+		return e, nil, c, m.refuse(r.Context(), c, Envelope{}, refusal.New(refusal.Unauthenticated, "peer.signature", "%s", err.Error()))
 	}
 	c.PeerRequest = e.RequestID
-	// The peer vouches for its principal, region included (a principal
-	// without one is taken to be where the peer is); the peer's own
-	// region comes from the peers file.
+	// The peer vouches for its principal, region included; the peer's
+	// own region comes from the peers file.
 	region := e.Principal.Region
-	if region == "" {
-		region = p.Region
-	}
 	c.PeerRegion = p.Region
 	c.Identity = share.Identity{Principal: e.Principal.Name, Org: e.Principal.Org, Roles: e.Principal.Roles, Country: e.Principal.Country,
 		Clearance: e.Principal.Clearance, Attributes: e.Principal.Attributes, Region: region, Method: "peer"}
@@ -141,8 +137,10 @@ func (m *Member) open(w http.ResponseWriter, r *http.Request, p *workspace.Peer)
 		why = refusal.New(refusal.Unauthenticated, "peer.expired", "the request expired at %s", e.NotAfter.UTC().Format(time.RFC3339))
 	case len(e.Nonce) < 16:
 		why = refusal.New(refusal.Unauthenticated, "peer.nonce", "the request has no nonce")
-	case e.Principal.Name == "" || e.Principal.Org == "":
-		why = refusal.New(refusal.Unauthenticated, "peer.principal", "the request names no principal")
+	case e.Principal.Name == "" || e.Principal.Org == "" || e.Principal.Region == "":
+		// A principal without a region would be judged where the peer is,
+		// not where the answer goes: residency fails closed instead.
+		why = refusal.New(refusal.Unauthenticated, "peer.principal", "the request must name its principal, org and region")
 	case !p.MayRepresent(e.Principal.Org):
 		why = refusal.New(refusal.Forbidden, "peer.represent", "peer %s may not act for org %s", p.Name, e.Principal.Org)
 	case ownsData(m.Kernel.Snapshot().WS, e.Principal.Org):
@@ -160,13 +158,13 @@ func (m *Member) open(w http.ResponseWriter, r *http.Request, p *workspace.Peer)
 		}
 	}
 	if why != nil {
-		return e, c, m.refuse(r.Context(), c, e, why)
+		return e, nil, c, m.refuse(r.Context(), c, e, why)
 	}
-	return e, c, nil
+	return e, sr.Envelope, c, nil
 }
 
 func (m *Member) query(w http.ResponseWriter, r *http.Request, p *workspace.Peer) error {
-	e, c, err := m.open(w, r, p)
+	e, envelopeBytes, c, err := m.open(w, r, p)
 	if err != nil {
 		return err
 	}
@@ -196,7 +194,7 @@ func (m *Member) query(w http.ResponseWriter, r *http.Request, p *workspace.Peer
 		return err
 	}
 	answer := bytes.TrimRight(buf.Bytes(), "\n")
-	rec, err := m.receipt(r.Context(), res, e, answer)
+	rec, err := m.receipt(r.Context(), res, e, envelopeBytes, answer)
 	if err != nil {
 		// The answer is recorded; without a receipt the coordinator
 		// cannot show it was, so it is not sent.
@@ -209,7 +207,7 @@ func (m *Member) query(w http.ResponseWriter, r *http.Request, p *workspace.Peer
 
 // receipt signs a checkpoint covering the answer's audit entry and
 // binds entry, checkpoint and answer under the node key.
-func (m *Member) receipt(ctx context.Context, res *govern.Result, e Envelope, answer []byte) (*sqlop.Receipt, error) {
+func (m *Member) receipt(ctx context.Context, res *govern.Result, e Envelope, envelope, answer []byte) (*sqlop.Receipt, error) {
 	signed, err := m.Audit.Checkpoint(ctx)
 	if err != nil {
 		return nil, err
@@ -225,7 +223,8 @@ func (m *Member) receipt(ctx context.Context, res *govern.Result, e Envelope, an
 	}
 	leaf := tree.LeafAt(res.AuditIndex)
 	h := sha256.Sum256(answer)
-	rec := &sqlop.Receipt{Node: m.Key.Name, RequestID: res.RequestID, Nonce: e.Nonce, AuditIndex: res.AuditIndex, LeafHash: leaf[:],
+	eh := sha256.Sum256(envelope)
+	rec := &sqlop.Receipt{Node: m.Key.Name, RequestID: res.RequestID, Nonce: e.Nonce, EnvelopeHash: eh[:], AuditIndex: res.AuditIndex, LeafHash: leaf[:],
 		Checkpoint: string(signed), AnswerHash: h[:]}
 	for _, p := range path {
 		rec.Inclusion = append(rec.Inclusion, p[:])

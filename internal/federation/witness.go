@@ -276,24 +276,30 @@ func (m *Member) consistency(w http.ResponseWriter, r *http.Request, _ *workspac
 
 // cosignature records a peer's cosignature on one of this node's
 // checkpoints, after checking it is this node's and verifies under the
-// witness's pinned key.
+// witness's pinned key; the line is stored re-encoded, never as sent.
+// Refusals are audited.
 func (m *Member) cosignature(w http.ResponseWriter, r *http.Request, p *workspace.Peer) error {
+	c := share.Caller{Channel: "peer", ClientAddr: r.RemoteAddr, Peer: p.Name, Identity: share.Identity{Principal: "peer:" + p.Name, Method: "peer"}}
+	refuse := func(why *refusal.Error) error {
+		return m.Kernel.Refuse(r.Context(), govern.Request{Caller: c, Op: govern.Edge(share.OpWitness)}, why)
+	}
 	var msg cosignatureMsg
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&msg); err != nil {
-		return refusal.New(refusal.BadSQL, "peer.body", "the body must be {checkpoint, cosignature}")
+		return refuse(refusal.New(refusal.BadSQL, "peer.body", "the body must be {checkpoint, cosignature}"))
 	}
 	cp, err := audit.ParseCheckpoint([]byte(msg.Checkpoint), m.Key.Verifier)
 	if err != nil {
-		return refusal.New(refusal.BadSQL, "witness.checkpoint", "not a checkpoint of this node")
+		return refuse(refusal.New(refusal.BadSQL, "witness.checkpoint", "not a checkpoint of this node"))
 	}
 	if root, err := m.Audit.Tree().Root(cp.Size); err != nil || root != cp.Root {
-		return refusal.New(refusal.BadSQL, "witness.checkpoint", "not a checkpoint of this node's log")
+		return refuse(refusal.New(refusal.BadSQL, "witness.checkpoint", "not a checkpoint of this node's log"))
 	}
 	body, _ := splitNote([]byte(msg.Checkpoint))
 	if _, err := VerifyCosignature(body, msg.Cosignature, p); err != nil {
-		return refusal.New(refusal.Unauthenticated, "witness.cosignature", "%s", err.Error())
+		return refuse(refusal.New(refusal.Unauthenticated, "witness.cosignature", "%s", err.Error()))
 	}
-	if err := m.Store.PutCosignature(r.Context(), cp.Size, p.Name, []byte(msg.Cosignature)); err != nil {
+	line := "— " + p.Name + " " + strings.Fields(msg.Cosignature)[2] + "\n"
+	if err := m.Store.PutCosignature(r.Context(), cp.Size, p.Name, []byte(line)); err != nil {
 		return refusal.StoreUnavailable(err)
 	}
 	httpapi.WriteJSON(w, http.StatusOK, struct{}{})
@@ -315,7 +321,7 @@ func (m *Member) witnessed(w http.ResponseWriter, r *http.Request, _ *workspace.
 // CosignedCheckpoint is this node's latest checkpoint that peers have
 // cosigned, as a note with every cosignature line appended (nil if none).
 func CosignedCheckpoint(ctx context.Context, l *audit.Log, st store.Store, key string) ([]byte, error) {
-	size, lines, err := st.LatestCosignatures(ctx)
+	size, lines, err := st.MostCosigned(ctx)
 	if err != nil || size == 0 {
 		return nil, err
 	}

@@ -486,6 +486,12 @@ func TestPeerEndpointRefusesForgedReplayedAndMisaddressedRequests(t *testing.T) 
 		t.Errorf("foreign org: %d %s", st, rule)
 	}
 	auditedRule("peer.represent")
+	// A principal without a region would be judged where the peer is.
+	e = env()
+	e.Principal.Region = ""
+	if st, rule := send(research, seal(research, e)); st != 401 || rule != "peer.principal" {
+		t.Errorf("no region: %d %s", st, rule)
+	}
 	// Not even when the peers file says so: no peer speaks for the org
 	// that owns this node's data (its stewards read rows).
 	editWorkspaceFile(t, filepath.Join(f.dir, "stmary"), workspace.PeersFile, "  org: research\n", "  org: research\n      represents: [research, stmary]\n")
@@ -503,7 +509,7 @@ func TestPeerEndpointRefusesForgedReplayedAndMisaddressedRequests(t *testing.T) 
 	wrong := *peers["stjohn"]
 	wrong.URL = f.nodes["stmary"].peerURL // stmary's endpoint, pinned as stjohn
 	var out struct{}
-	err := f.nodes["research"].node.Peers.Post(context.Background(), &wrong, "/peer/v1/query", federation.Envelope{}, &out)
+	_, _, err := f.nodes["research"].node.Peers.Post(context.Background(), &wrong, "/peer/v1/query", federation.Envelope{}, &out)
 	if pe, ok := err.(*federation.PeerError); !ok || pe.Rule != "federation.member_key" {
 		t.Errorf("wrong peer key: %v", err)
 	}
@@ -678,4 +684,69 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A member that answers a request with an answer (and a valid receipt)
+// it gave to another question is refused by the coordinator.
+func TestCoordinatorRefusesAnAnswerToAnotherRequest(t *testing.T) {
+	f := startFederation(t, 1000, nil)
+	research := f.nodes["research"].node
+	var earlier json.RawMessage
+	env := federation.Envelope{Principal: federation.Principal{Name: "analyst@research", Org: "research", Region: "eu"}, Purpose: "research", Op: "sql.query",
+		SQL: "SELECT diagnosis AS k0, sum(cost) AS m0, count(cost) AS m1 FROM visits WHERE sex = 'F' GROUP BY diagnosis", RequestID: "earlier"}
+	if _, _, err := research.Peers.Post(context.Background(), f.peer(t, "research", "mercy"), "/peer/v1/query", env, &earlier); err != nil {
+		t.Fatal(err)
+	}
+	key := loadNodeKey(t, filepath.Join(f.dir, "mercy"))
+	cfg, _ := key.ServerTLS(time.Now())
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(earlier) })}
+	go srv.Serve(l)
+	defer srv.Close()
+	f.nodes["mercy"].peerURL = "https://" + l.Addr().String()
+	f.repoint(t, "research")
+	a := f.ask(t, "analyst@research", fedSQL) // same columns as the earlier answer
+	if a.Status != 503 || !strings.Contains(a.Error.Message, "member mercy its receipt answers another request") {
+		t.Fatalf("%d %s", a.Status, a.Body)
+	}
+}
+
+// A cosignature line is stored as the log re-encodes it, and a bad one is
+// refused and audited.
+func TestCosignaturesAreCheckedAndReencoded(t *testing.T) {
+	f := startFederation(t, 1000, nil)
+	ctx := context.Background()
+	stmary := f.nodes["stmary"]
+	rk := loadNodeKey(t, filepath.Join(f.dir, "research"))
+	signed, err := stmary.node.Audit.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _, _ := strings.Cut(string(signed), "\n\n")
+	line := rk.Cosign(body+"\n", time.Now())
+	post := func(cos string) (int, string) {
+		_, pub, _ := federation.ParseVerifier(stmary.node.Verifier)
+		cfg, _ := rk.ClientTLS(time.Now(), pub)
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 10 * time.Second}
+		b, _ := json.Marshal(map[string]string{"checkpoint": string(signed), "cosignature": cos})
+		resp, err := c.Post(stmary.peerURL+"/peer/v1/cosignature", "application/json", strings.NewReader(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		rb, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(rb)
+	}
+	if st, b := post(strings.Replace(line, "— research ", "— research AAAA", 1)); st != 401 || !strings.Contains(b, "witness.cosignature") {
+		t.Fatalf("bad cosignature: %d %s", st, b)
+	}
+	if e := lastEntry(t, stmary); e.Rule != "witness.cosignature" || e.Event != "AL1601W" {
+		t.Errorf("refused cosignature not audited: %+v", e)
+	}
+	if st, b := post(line); st != 200 {
+		t.Fatalf("valid cosignature: %d %s", st, b)
+	}
 }

@@ -54,13 +54,16 @@ type MemberFailure struct {
 // proof, so anyone holding the member's key can check offline that the
 // entry is in the member's log.
 type Receipt struct {
-	Node       string   `json:"node"`
-	RequestID  string   `json:"request_id"` // the member's request id
-	Nonce      string   `json:"nonce"`      // the envelope's nonce
-	AuditIndex uint64   `json:"audit_index"`
-	LeafHash   []byte   `json:"leaf_hash"`
-	Checkpoint string   `json:"checkpoint"` // signed note
-	Inclusion  [][]byte `json:"inclusion"`
+	Node      string `json:"node"`
+	RequestID string `json:"request_id"` // the member's request id
+	Nonce     string `json:"nonce"`      // the envelope's nonce
+	// EnvelopeHash is SHA-256 of the signed envelope's bytes: the
+	// question (principal, purpose, SQL, parameters) this answers.
+	EnvelopeHash []byte   `json:"envelope_hash"`
+	AuditIndex   uint64   `json:"audit_index"`
+	LeafHash     []byte   `json:"leaf_hash"`
+	Checkpoint   string   `json:"checkpoint"` // signed note
+	Inclusion    [][]byte `json:"inclusion"`
 	// AnswerHash is SHA-256 of the answer's columns and rows as JSON.
 	AnswerHash []byte `json:"answer_hash"`
 	Signature  []byte `json:"signature,omitempty"`

@@ -202,10 +202,12 @@ type Store interface {
 	Witnessed(ctx context.Context, origin string) ([]byte, error)
 	AdvanceWitnessed(ctx context.Context, origin string, prevSize, size uint64, signed []byte) (bool, error)
 	// PutCosignature records a witness's cosignature line on this node's
-	// checkpoint of size; LatestCosignatures returns the largest size
-	// that has any, with its lines by witness (0, nil if none).
+	// checkpoint of size; MostCosigned returns the size the most
+	// witnesses cosigned (the larger on a tie), with its lines by witness
+	// (0, nil if none): one witness cosigning a newer size alone cannot
+	// hide the others' cosignatures.
 	PutCosignature(ctx context.Context, size uint64, witness string, line []byte) error
-	LatestCosignatures(ctx context.Context) (uint64, map[string][]byte, error)
+	MostCosigned(ctx context.Context) (uint64, map[string][]byte, error)
 
 	// The audit log's storage (see package audit's LeafStore).
 	AppendLeaves(ctx context.Context, data [][]byte, hashes [][32]byte) (first uint64, err error)

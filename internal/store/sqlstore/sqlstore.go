@@ -549,10 +549,10 @@ func (s *Store) PutCosignature(ctx context.Context, size uint64, witness string,
 	return err
 }
 
-// LatestCosignatures implements store.Store.
-func (s *Store) LatestCosignatures(ctx context.Context) (uint64, map[string][]byte, error) {
-	var size int64
-	err := s.db.QueryRowContext(ctx, `SELECT size FROM cosignatures ORDER BY size DESC LIMIT 1`).Scan(&size)
+// MostCosigned implements store.Store.
+func (s *Store) MostCosigned(ctx context.Context) (uint64, map[string][]byte, error) {
+	var size, n int64
+	err := s.db.QueryRowContext(ctx, `SELECT size, count(*) AS n FROM cosignatures GROUP BY size ORDER BY n DESC, size DESC LIMIT 1`).Scan(&size, &n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, nil
 	} else if err != nil {

@@ -240,9 +240,12 @@ func Run(t *testing.T, open Opener) {
 		if err := a.PutCosignature(ctx, 4, "w1", []byte("old")); err != nil {
 			t.Fatal(err)
 		}
-		size, got, err := a.LatestCosignatures(ctx)
+		if err := a.PutCosignature(ctx, 12, "w1", []byte("newer, alone")); err != nil {
+			t.Fatal(err)
+		}
+		size, got, err := a.MostCosigned(ctx)
 		if err != nil || size != 9 || len(got) != 2 || string(got["w2"]) != "line2" {
-			t.Fatalf("latest cosignatures = %d %q %v, want size 9 with both", size, got, err)
+			t.Fatalf("most cosigned = %d %q %v, want size 9 with both witnesses", size, got, err)
 		}
 	})
 	t.Run("cached results", func(t *testing.T) {
