@@ -72,22 +72,11 @@ func peerAdd(args []string, out, errw io.Writer) error {
 	default:
 		peers = append(peers, p)
 	}
-	if _, probs := workspace.ParsePeers(mustPeersYAML(peers)); len(probs.Errors()) > 0 {
-		return probs
-	}
-	if err := demo.WritePeers(*dir, peers); err != nil {
+	if err := workspace.WritePeers(*dir, peers); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "peer %s (%s, %s) at %s pinned to %s\n", p.Name, p.Org, p.Region, p.URL, p.Key)
 	return nil
-}
-
-func mustPeersYAML(peers []*workspace.Peer) []byte {
-	dir, _ := os.MkdirTemp("", "peers")
-	defer os.RemoveAll(dir)
-	demo.WritePeers(dir, peers)
-	b, _ := os.ReadFile(filepath.Join(dir, workspace.PeersFile))
-	return b
 }
 
 func peerList(args []string, out, errw io.Writer) error {
@@ -128,7 +117,7 @@ func peerRemove(args []string, out, errw io.Writer) error {
 		return fmt.Errorf("no peer %s in %s", pos[0], workspace.PeersFile)
 	}
 	peers = slices.Delete(peers, i, i+1)
-	if err := demo.WritePeers(*dir, peers); err != nil {
+	if err := workspace.WritePeers(*dir, peers); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "peer %s removed; a running node drops it at its next reload\n", pos[0])

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
@@ -93,22 +91,11 @@ data_dir: .airlock
 			}
 			peers = append(peers, &workspace.Peer{Name: o.Name, Org: o.Org, Region: o.Region, URL: "https://" + o.Peer, Key: keys[o.Name]})
 		}
-		if err := WritePeers(filepath.Join(dir, n.Name), peers); err != nil {
+		if err := workspace.WritePeers(filepath.Join(dir, n.Name), peers); err != nil {
 			return err
 		}
 	}
 	return writeText(filepath.Join(dir, "README.md"), federationREADME)
-}
-
-// WritePeers writes a workspace's peers file.
-func WritePeers(ws string, peers []*workspace.Peer) error {
-	b, err := yaml.Marshal(struct {
-		Peers []*workspace.Peer `yaml:"peers"`
-	}{peers})
-	if err != nil {
-		return err
-	}
-	return writeText(filepath.Join(ws, workspace.PeersFile), "# Other nodes this node talks to; edit with airlock peer add/list/remove.\n"+string(b))
 }
 
 func writeHospital(ws string, n FederationNode, rows int) error {

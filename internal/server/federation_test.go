@@ -77,7 +77,7 @@ func (f *federationNet) repoint(t testing.TB, node string) {
 			p.URL = h.peerURL
 		}
 	}
-	if err := demo.WritePeers(ws, peers); err != nil {
+	if err := workspace.WritePeers(ws, peers); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.nodes[node].node.Reload(); err != nil {

@@ -362,6 +362,30 @@ var validClasses = map[ColumnClass]bool{ClassIdentifier: true, ClassQuasiIdentif
 // PeersFile is the peers file's name in a workspace.
 const PeersFile = "peers.yaml"
 
+// MarshalPeers is a peers file's text.
+func MarshalPeers(peers []*Peer) ([]byte, error) {
+	b, err := yaml.Marshal(struct {
+		Peers []*Peer `yaml:"peers"`
+	}{peers})
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("# Other nodes this node talks to; edit with airlock peer add/list/remove.\n"), b...), nil
+}
+
+// WritePeers checks peers as the loader would and writes them as the
+// peers file of the workspace in dir.
+func WritePeers(dir string, peers []*Peer) error {
+	b, err := MarshalPeers(peers)
+	if err != nil {
+		return err
+	}
+	if _, probs := ParsePeers(b); len(probs.Errors()) > 0 {
+		return probs
+	}
+	return os.WriteFile(filepath.Join(dir, PeersFile), b, 0o644)
+}
+
 // ParsePeers reads a peers file, checking each entry.
 func ParsePeers(b []byte) ([]*Peer, Problems) {
 	var f struct {
