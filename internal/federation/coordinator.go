@@ -293,7 +293,7 @@ func (p *fedPrepared) Checks() []policy.Request {
 	id := p.c.Caller.Identity
 	m := p.s.m
 	return []policy.Request{{
-		Principal: policy.Principal{Name: id.Principal, Org: id.Org, Region: id.Region, Country: id.Country, Clearance: id.Clearance, Roles: id.Roles, Attributes: id.Attributes},
+		Principal: policy.PrincipalOf(id),
 		Action:    action,
 		Resource:  policy.Resource{Name: m.Name, Owner: m.Owner, Tier: m.Tier, Region: m.Region},
 		Context: policy.Context{Purpose: p.c.Purpose, ClientRegion: id.Region, DestinationRegion: id.Region, Channel: p.c.Caller.Channel,

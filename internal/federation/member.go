@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/audit"
@@ -88,8 +87,18 @@ func (m *Member) peerOf(r *http.Request) (*workspace.Peer, error) {
 			}
 		}
 	}
-	return nil, m.refuse(r.Context(), share.Caller{Channel: "peer", ClientAddr: r.RemoteAddr}, Envelope{},
+	return nil, m.refuse(r.Context(), peerCaller(r, nil), Envelope{},
 		refusal.New(refusal.Unauthenticated, "peer.unknown", "the client certificate's key is not a known peer's node key"))
+}
+
+// peerCaller is who a peer's request comes from before its envelope is
+// open: the peer node itself (nil: a key no peer has).
+func peerCaller(r *http.Request, p *workspace.Peer) share.Caller {
+	c := share.Caller{Channel: "peer", ClientAddr: r.RemoteAddr}
+	if p != nil {
+		c.Peer, c.Identity = p.Name, share.Identity{Principal: "peer:" + p.Name, Method: "peer"}
+	}
+	return c
 }
 
 // refuse audits a refusal of a peer's request before its operation.
@@ -101,7 +110,7 @@ func (m *Member) refuse(ctx context.Context, c share.Caller, e Envelope, why *re
 // the signature with the sending peer's key, sender and recipient, the
 // window, the nonce, and that the peer may act for the principal's org.
 func (m *Member) open(w http.ResponseWriter, r *http.Request, p *workspace.Peer) (Envelope, []byte, share.Caller, error) {
-	c := share.Caller{Channel: "peer", ClientAddr: r.RemoteAddr, Peer: p.Name, Identity: share.Identity{Principal: "peer:" + p.Name, Method: "peer"}}
+	c := peerCaller(r, p)
 	var sr SignedRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequest))
 	dec.DisallowUnknownFields()
@@ -120,9 +129,9 @@ func (m *Member) open(w http.ResponseWriter, r *http.Request, p *workspace.Peer)
 	c.PeerRegion = p.Region
 	c.Identity = share.Identity{Principal: e.Principal.Name, Org: e.Principal.Org, Roles: e.Principal.Roles, Country: e.Principal.Country,
 		Clearance: e.Principal.Clearance, Attributes: e.Principal.Attributes, Region: region, Method: "peer"}
-	self := m.Kernel.Snapshot().WS.Config.Node.Name
+	ws := m.Kernel.Snapshot().WS
+	self, window := ws.Config.Node.Name, ws.Config.Federation.Window
 	now := m.Kernel.Now()
-	window := m.Kernel.Snapshot().WS.Config.Federation.Window
 	var why *refusal.Error
 	switch {
 	case e.From != p.Name:
@@ -143,7 +152,7 @@ func (m *Member) open(w http.ResponseWriter, r *http.Request, p *workspace.Peer)
 		why = refusal.New(refusal.Unauthenticated, "peer.principal", "the request must name its principal, org and region")
 	case !p.MayRepresent(e.Principal.Org):
 		why = refusal.New(refusal.Forbidden, "peer.represent", "peer %s may not act for org %s", p.Name, e.Principal.Org)
-	case ownsData(m.Kernel.Snapshot().WS, e.Principal.Org):
+	case ownsData(ws, e.Principal.Org):
 		// Whatever the peers file says, no peer speaks for the orgs whose
 		// data this node holds: their stewards read rows as stored.
 		why = refusal.New(refusal.Forbidden, "peer.represent", "peer %s may not act for org %s, which owns data on this node", p.Name, e.Principal.Org)
@@ -213,11 +222,11 @@ func (m *Member) receipt(ctx context.Context, res *govern.Result, e Envelope, en
 		return nil, err
 	}
 	tree := m.Audit.Tree()
-	size, err := checkpointSize(signed)
+	cp, err := audit.ParseCheckpoint(signed, m.Key.Verifier)
 	if err != nil {
 		return nil, err
 	}
-	path, err := tree.InclusionProof(res.AuditIndex, size)
+	path, err := tree.InclusionProof(res.AuditIndex, cp.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -231,15 +240,6 @@ func (m *Member) receipt(ctx context.Context, res *govern.Result, e Envelope, en
 	}
 	rec.Signature = m.Key.sign(receiptLabel, receiptBytes(*rec))
 	return rec, nil
-}
-
-// checkpointSize reads the size line of a signed checkpoint this node made.
-func checkpointSize(signed []byte) (uint64, error) {
-	lines := bytes.SplitN(signed, []byte("\n"), 3)
-	if len(lines) < 3 {
-		return 0, errors.New("malformed checkpoint")
-	}
-	return strconv.ParseUint(string(lines[1]), 10, 64)
 }
 
 func ownsData(ws *workspace.Workspace, org string) bool {

@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -279,7 +281,7 @@ func (m *Member) consistency(w http.ResponseWriter, r *http.Request, _ *workspac
 // witness's pinned key; the line is stored re-encoded, never as sent.
 // Refusals are audited.
 func (m *Member) cosignature(w http.ResponseWriter, r *http.Request, p *workspace.Peer) error {
-	c := share.Caller{Channel: "peer", ClientAddr: r.RemoteAddr, Peer: p.Name, Identity: share.Identity{Principal: "peer:" + p.Name, Method: "peer"}}
+	c := peerCaller(r, p)
 	refuse := func(why *refusal.Error) error {
 		return m.Kernel.Refuse(r.Context(), govern.Request{Caller: c, Op: govern.Edge(share.OpWitness)}, why)
 	}
@@ -330,25 +332,10 @@ func CosignedCheckpoint(ctx context.Context, l *audit.Log, st store.Store, key s
 		return nil, err
 	}
 	out := strings.TrimRight(string(signed), "\n") + "\n"
-	for _, name := range sortedKeys(lines) {
+	for _, name := range slices.Sorted(maps.Keys(lines)) {
 		out += string(lines[name])
 	}
 	return []byte(out), nil
-}
-
-func sortedKeys(m map[string][]byte) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
 
 // VerifyCosigned checks a cosigned checkpoint: the log's signature with

@@ -43,6 +43,8 @@ import (
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
+
+	"github.com/airlock-dev/airlock/internal/share"
 )
 
 // The actions policies are asked about.
@@ -150,6 +152,11 @@ type Principal struct {
 }
 
 // Resource is the dataset a request is about.
+// PrincipalOf is an authenticated identity as policies see it.
+func PrincipalOf(id share.Identity) Principal {
+	return Principal{Name: id.Principal, Org: id.Org, Region: id.Region, Country: id.Country, Clearance: id.Clearance, Roles: id.Roles, Attributes: id.Attributes}
+}
+
 type Resource struct {
 	Name, Owner, Tier, Region string
 }

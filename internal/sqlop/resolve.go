@@ -247,7 +247,7 @@ func policyRequest(c *govern.Call, action string, m *workspace.Manifest, ag *wor
 	id := c.Caller.Identity
 	now := c.Now
 	return policy.Request{
-		Principal: policy.Principal{Name: id.Principal, Org: id.Org, Region: id.Region, Country: id.Country, Clearance: id.Clearance, Roles: id.Roles, Attributes: id.Attributes},
+		Principal: policy.PrincipalOf(id),
 		Action:    action,
 		Resource:  policy.Resource{Name: m.Name, Owner: m.Owner, Tier: m.Tier, Region: m.Region},
 		Context: policy.Context{
