@@ -3,6 +3,7 @@ package server_test
 import (
 	"database/sql"
 	"errors"
+	"fmt"
 
 	"context"
 	"crypto/tls"
@@ -748,5 +749,73 @@ func TestCosignaturesAreCheckedAndReencoded(t *testing.T) {
 	}
 	if st, b := post(line); st != 200 {
 		t.Fatalf("valid cosignature: %d %s", st, b)
+	}
+}
+
+// Two worlds that differ only in one hidden patient: a Mercy patient
+// whose diagnosis no other Mercy patient has, so Mercy's threshold
+// withholds the group. The federated answers (rows, which members
+// released each row, each member's row count and notes, errors) are the
+// same in both worlds: the coordinator neither sees nor shows what a
+// member withheld. (A group that meets the threshold counts the patient,
+// as it does for a local analyst under this rule: only DP hides that.)
+func TestFederatedAnswerDoesNotDependOnAHiddenPatient(t *testing.T) {
+	thresholdEverywhere := func(dir string) {
+		for _, n := range []string{"stmary", "stjohn"} {
+			b, _ := os.ReadFile(filepath.Join(dir, "mercy", "agreements", "mercy-research.yaml"))
+			s := strings.ReplaceAll(string(b), "mercy", n)
+			s = strings.Replace(s, "egress:\n  - {to: [eu], outputs: [aggregate]}\n", "", 1)
+			os.WriteFile(filepath.Join(dir, n, "agreements", n+"-research.yaml"), []byte(s), 0o644)
+		}
+		// Several questions about the same groups: the members' own
+		// differencing checks would (rightly) refuse some; this test is
+		// about what the coordinator passes on.
+		for _, n := range []string{"stmary", "stjohn", "mercy"} {
+			editWorkspaceFile(t, filepath.Join(dir, n), "agreements/"+n+"-research.yaml", "    min_units: 10\n", "    min_units: 10\n    differencing: {off: true}\n")
+		}
+	}
+	hidden := func(dir string) {
+		thresholdEverywhere(dir)
+		f, err := os.OpenFile(filepath.Join(dir, "mercy", "data", "visits.csv"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString("P9999999,Hidden Person,999-99-9999,1970-01-01,F,34602,Z99.9,Harbour Clinic,south,2024-06-21,4321.00\n")
+		f.Close()
+	}
+	type view struct {
+		Status     int
+		Columns    []string
+		Rows       [][]any
+		RowMembers [][]string
+		Members    []string
+		Notes      []string
+		Error      string
+	}
+	answer := func(prepare func(string)) []view {
+		f := startFederation(t, 2000, prepare)
+		var out []view
+		for _, sql := range []string{fedSQL, "SELECT diagnosis, count(*), sum(cost) FROM visits WHERE visit_date < '2025-01-01' GROUP BY diagnosis", "SELECT count(*) FROM visits WHERE diagnosis = 'Z99.9'"} {
+			a := f.ask(t, "analyst@research", sql)
+			v := view{Status: a.Status, Columns: a.Columns, Rows: a.Rows, Notes: a.Notes, Error: a.Error.Rule + ": " + a.Error.Message}
+			if a.Federation != nil {
+				v.RowMembers = a.Federation.RowMembers
+				for _, m := range a.Federation.Members {
+					v.Members = append(v.Members, fmt.Sprintf("%s %s %d", m.Node, m.Access, m.Rows))
+				}
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	without, with := answer(thresholdEverywhere), answer(hidden)
+	for i := range without {
+		a, b := fmt.Sprintf("%+v", without[i]), fmt.Sprintf("%+v", with[i])
+		if i < 2 && without[i].Status != 200 {
+			t.Fatalf("query %d: %s", i, a)
+		}
+		if a != b {
+			t.Errorf("query %d differs across a hidden patient:\nwithout: %s\nwith:    %s", i, a, b)
+		}
 	}
 }
