@@ -324,7 +324,7 @@ func (m *Member) witnessed(w http.ResponseWriter, r *http.Request, _ *workspace.
 // cosigned, as a note with every cosignature line appended (nil if none).
 func CosignedCheckpoint(ctx context.Context, l *audit.Log, st store.Store, key string) ([]byte, error) {
 	size, lines, err := st.MostCosigned(ctx)
-	if err != nil || size == 0 {
+	if err != nil || len(lines) == 0 { // size 0 is a tree that can be cosigned too
 		return nil, err
 	}
 	signed, err := l.CheckpointAt(size)

@@ -750,6 +750,19 @@ func TestCosignaturesAreCheckedAndReencoded(t *testing.T) {
 	if st, b := post(line); st != 200 {
 		t.Fatalf("valid cosignature: %d %s", st, b)
 	}
+	// Stray whitespace around a valid line is stored re-encoded, and the
+	// served note verifies (this checkpoint is of the empty tree: a size
+	// the log can be cosigned at too).
+	if st, b := post("\n\n" + strings.TrimSuffix(line, "\n") + "  "); st != 200 {
+		t.Fatalf("valid cosignature with stray whitespace: %d %s", st, b)
+	}
+	got, err := federation.CosignedCheckpoint(ctx, stmary.node.Audit, stmary.node.Store, stmary.node.Verifier)
+	if err != nil || got == nil {
+		t.Fatalf("cosigned: %q %v", got, err)
+	}
+	if _, by, err := federation.VerifyCosigned(got, stmary.node.Verifier, stmary.node.Kernel.Snapshot().WS.Peers); err != nil || len(by) != 1 {
+		t.Fatalf("served cosigned checkpoint: %v %v\n%s", by, err, got)
+	}
 }
 
 // Two worlds that differ only in one hidden patient: a Mercy patient

@@ -204,7 +204,7 @@ type Store interface {
 	// PutCosignature records a witness's cosignature line on this node's
 	// checkpoint of size; MostCosigned returns the size the most
 	// witnesses cosigned (the larger on a tie), with its lines by witness
-	// (0, nil if none): one witness cosigning a newer size alone cannot
+	// (nil lines if none): one witness cosigning a newer size alone cannot
 	// hide the others' cosignatures.
 	PutCosignature(ctx context.Context, size uint64, witness string, line []byte) error
 	MostCosigned(ctx context.Context) (uint64, map[string][]byte, error)
