@@ -697,3 +697,34 @@ func (p *Problem) FormatLevels(levels []int) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// ClassSizes groups a table's rows by the given columns and returns the
+// size of every class: the input of a risk estimate. Columns need no
+// hierarchy.
+func ClassSizes(t *Table, columns []string) ([]int, error) {
+	cols := make([]int, len(columns))
+	for i, c := range columns {
+		cols[i] = t.Column(c)
+		if cols[i] < 0 {
+			return nil, fmt.Errorf("anon: no column %s", c)
+		}
+	}
+	index := map[string]int{}
+	var sizes []int
+	buf := make([]byte, 0, 4*len(cols))
+	for r := range t.Rows() {
+		buf = buf[:0]
+		for _, c := range cols {
+			v := t.Codes[c][r]
+			buf = append(buf, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
+		}
+		i, ok := index[string(buf)]
+		if !ok {
+			i = len(sizes)
+			index[string(buf)] = i
+			sizes = append(sizes, 0)
+		}
+		sizes[i]++
+	}
+	return sizes, nil
+}
