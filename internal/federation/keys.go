@@ -93,6 +93,15 @@ func (k *NodeKey) Public() ed25519.PublicKey { return k.priv.Public().(ed25519.P
 // sign signs msg under a domain-separation label, so a signature made for
 // one purpose (an envelope, a receipt, a cosignature) never verifies as
 // another, nor as a note signature.
+// Sign signs msg under a label (domain separation: "airlock <label> v1\n"),
+// for records other packages publish, such as export release records.
+func (k *NodeKey) Sign(label string, msg []byte) []byte { return k.sign(label, msg) }
+
+// Verify checks a signature made by [NodeKey.Sign].
+func Verify(pub ed25519.PublicKey, label string, msg, sig []byte) bool {
+	return verify(pub, label, msg, sig)
+}
+
 func (k *NodeKey) sign(label string, msg []byte) []byte {
 	return ed25519.Sign(k.priv, labelled(label, msg))
 }

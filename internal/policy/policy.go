@@ -15,7 +15,7 @@
 //	                              roles: Set<String>
 //	                              each Attributes entry: String (never shadowing the above)
 //	resource   Dataset::"<name>"  owner, tier, region: String
-//	action     Action::"query" | Action::"plan" | Action::"audit_read" | Action::"admin"
+//	action     Action::"query" | Action::"plan" | Action::"audit_read" | Action::"admin" | Action::"export"
 //	context    purpose, agreement, client_region, query_kind: String
 //	           now (unix seconds), hour_utc (0-23): Long
 //	           columns, classes: Set<String>
@@ -53,10 +53,11 @@ const (
 	ActionPlan      = "plan"
 	ActionAuditRead = "audit_read"
 	ActionAdmin     = "admin"
+	ActionExport    = "export"
 )
 
 // Actions lists every action Airlock asks policies about.
-var Actions = []string{ActionQuery, ActionPlan, ActionAuditRead, ActionAdmin}
+var Actions = []string{ActionQuery, ActionPlan, ActionAuditRead, ActionAdmin, ActionExport}
 
 // Engine is a compiled, immutable policy set, safe for concurrent use.
 type Engine struct {
@@ -175,9 +176,20 @@ type Context struct {
 	DestinationRegion, PeerRegion string
 	// Egress is what the agreement lets leave the data's region.
 	Egress []Egress
+	// Export describes a requested release (action export): method,
+	// destination organisation and parameters.
+	Export ExportContext
 	// Now is the decision time; zero means time.Now().
 	Now              time.Time
 	Columns, Classes []string
+}
+
+// ExportContext is context.export: {method, destination_org, k, l,
+// epsilon_milli} (ε in thousandths, as Cedar compares integers); the
+// destination's jurisdiction is context.destination_region.
+type ExportContext struct {
+	Method, DestinationOrg string
+	K, L, EpsilonMilli     int64
 }
 
 // Egress is one (destination region, output kind) an agreement lets
@@ -258,6 +270,10 @@ func (e *Engine) Decide(r Request) Decision {
 		"columns": strSet(r.Context.Columns), "classes": strSet(r.Context.Classes),
 		"channel": cedar.String(r.Context.Channel), "peer": cedar.String(r.Context.Peer),
 		"destination_region": cedar.String(r.Context.DestinationRegion), "peer_region": cedar.String(r.Context.PeerRegion), "egress": egressSet(r.Context.Egress),
+		"export": cedar.NewRecord(cedar.RecordMap{
+			"method": cedar.String(r.Context.Export.Method), "destination_org": cedar.String(r.Context.Export.DestinationOrg),
+			"k": cedar.Long(r.Context.Export.K), "l": cedar.Long(r.Context.Export.L), "epsilon_milli": cedar.Long(r.Context.Export.EpsilonMilli),
+		}),
 	})
 	dec, diag := e.set.IsAuthorized(entities, cedar.Request{
 		Principal: pUID, Action: cedar.NewEntityUID("Action", cedar.String(r.Action)), Resource: rUID, Context: ctx,
@@ -291,7 +307,7 @@ var (
 	PrincipalAttributes = []string{"org", "region", "country", "clearance", "roles"}
 	ResourceAttributes  = []string{"owner", "tier", "region"}
 	ContextAttributes   = []string{"purpose", "agreement", "client_region", "query_kind", "now", "hour_utc", "columns", "classes",
-		"channel", "peer", "destination_region", "peer_region", "egress"}
+		"channel", "peer", "destination_region", "peer_region", "egress", "export"}
 )
 
 var (

@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/airlock-dev/airlock/internal/admission"
@@ -35,6 +36,8 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/differencing"
+	"github.com/airlock-dev/airlock/internal/dp"
+	"github.com/airlock-dev/airlock/internal/exportop"
 	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
 	pgengine "github.com/airlock-dev/airlock/internal/engine/postgres"
@@ -100,6 +103,8 @@ type Node struct {
 	Key      *federation.NodeKey
 	Peers    *federation.Client
 	Witness  *federation.Witness
+	// Export releases anonymised data (POST /v1/exports).
+	Export   *exportop.Service
 	peerLis  net.Listener
 	peerSrv  *http.Server
 	log      *slog.Logger
@@ -227,6 +232,8 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		}
 		return n.Engine, query.QuoteIdent(m.Name)
 	}
+	n.Export = &exportop.Service{Route: func(m *workspace.Manifest) (engine.Engine, string) { return n.SQL.Route(m) }, Key: n.Key,
+		Registry: &exportop.Registry{Dir: filepath.Join(dir, "exports")}, Noise: dp.NewSampler(rand.Reader), WorkspaceDir: ws.Dir}
 	n.Peers = &federation.Client{Key: n.Key, Now: opts.Now, Window: ws.Config.Federation.Window}
 	n.SQL.Federation = &federation.Federator{Client: n.Peers}
 	n.Witness = &federation.Witness{Key: n.Key, Client: n.Peers, Store: n.Store, Kernel: n.Kernel, Log: opts.Log.With("component", "witness"),
@@ -501,7 +508,7 @@ func (n *Node) witnessLoop(ctx context.Context) {
 func (n *Node) Handler() http.Handler {
 	api := &httpapi.Server{Kernel: n.Kernel, SQL: n.SQL, Auth: n.Auth, Log: n.opts.Log.With("component", "http"),
 		AccessLog: n.opts.AccessLog, Leaves: n.Store, Revocations: n.Store, Audit: n.Audit, Metrics: n.Metrics.Handler()}
-	api.Extra = append(api.Extra, n.readinessRoute, n.cosignedRoute)
+	api.Extra = append(api.Extra, n.readinessRoute, n.cosignedRoute, n.exportRoute)
 	h := api.Handler()
 	n.routes = api.Routes()
 	return h
@@ -655,6 +662,30 @@ func (n *Node) cosignedRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write(signed)
+		return nil
+	}))
+}
+
+// exportRoute serves POST /v1/exports: a governed release of a dataset,
+// decided, charged and audited by the kernel like a query.
+func (n *Node) exportRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi.Handler) http.Handler) {
+	mux.Handle("POST /v1/exports", wrap(share.OpExport, func(w http.ResponseWriter, r *http.Request, c share.Caller) error {
+		var body struct {
+			exportop.Request
+			Purpose   string `json:"purpose"`
+			Agreement string `json:"agreement,omitempty"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			return n.Kernel.Refuse(r.Context(), govern.Request{Caller: c, Op: govern.Edge(share.OpExport)},
+				refusal.New(refusal.BadSQL, "http.body", "the body must be one JSON export request (see docs/export.md)"))
+		}
+		res, err := n.Kernel.Do(r.Context(), govern.Request{Caller: c, Purpose: body.Purpose, Agreement: body.Agreement, Op: n.Export.Export(body.Request)})
+		if err != nil {
+			return err
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"release": res.Value, "request_id": res.RequestID, "audit_index": res.AuditIndex})
 		return nil
 	}))
 }

@@ -36,6 +36,9 @@ var eventCodes = map[eventKey]string{
 
 	{OpPeer, Run, false}:    "AL1600W",
 	{OpWitness, Run, false}: "AL1601W",
+
+	{OpExport, Run, true}:  "AL1700I",
+	{OpExport, Run, false}: "AL1700W",
 }
 
 type eventKey struct {

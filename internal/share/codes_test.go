@@ -31,6 +31,8 @@ var released = map[string]string{
 	"AL1501I": "state.intent run allowed",
 	"AL1600W": "peer.request run refused",
 	"AL1601W": "audit.witness run refused",
+	"AL1700I": "export.release run allowed",
+	"AL1700W": "export.release run refused",
 }
 
 func TestEventCodesAreAppendOnly(t *testing.T) {

@@ -61,6 +61,7 @@ const (
 	OpIntent        OpKind = "state.intent"     // announced before an operation changes governance state
 	OpPeer          OpKind = "peer.request"     // a peer node's request refused before its operation (key, signature, window, replay, org)
 	OpWitness       OpKind = "audit.witness"    // cosigning a peer's audit checkpoint, or the fork that stopped it
+	OpExport        OpKind = "export.release"   // an anonymised or synthetic release of a dataset to a destination
 )
 
 // Mode is how far an operation goes.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/airlock-dev/airlock/internal/anon"
 	"github.com/airlock-dev/airlock/internal/dp"
@@ -19,6 +20,12 @@ type Config struct {
 	Epsilon, Delta float64
 	// Rows is the number of rows to generate; 0 means the noisy row count.
 	Rows int
+	// Public names columns whose values are public knowledge (a
+	// hierarchy's leaves, a code list). Any other column's values are
+	// data: a value appears in the output only if its noisy count passes
+	// a threshold a single record reaches with probability below δ, and
+	// the rest come out as "*".
+	Public map[string]bool
 }
 
 // Result is a synthetic table and what went into it.
@@ -59,7 +66,12 @@ func Synthesize(t *anon.Table, cfg Config, noise *dp.Sampler) (*Result, error) {
 			counts[v]++
 		}
 		noisy := addNoise(noise, counts, res.Sigma1)
-		doms[c] = compress(noisy, 3*res.Sigma1)
+		threshold := 3 * res.Sigma1
+		if !cfg.Public[t.Columns[c]] {
+			// One record is in d one-way marginals.
+			threshold = math.Max(threshold, dp.SelectionThreshold(res.Sigma1*res.Sigma1, d, cfg.Delta))
+		}
+		doms[c] = compress(noisy, threshold, cfg.Public[t.Columns[c]])
 		oneWay[c] = doms[c].fold(noisy)
 		for _, y := range noisy {
 			totals += y
@@ -150,6 +162,10 @@ func Synthesize(t *anon.Table, cfg Config, noise *dp.Sampler) (*Result, error) {
 	out := &anon.Table{Columns: append([]string(nil), t.Columns...), Dict: make([][]string, d), Codes: make([][]int32, d), Delimiter: t.Delimiter}
 	for c := range d {
 		out.Dict[c] = t.Dict[c]
+		if doms[c].hidden {
+			doms[c].star = int32(len(t.Dict[c]))
+			out.Dict[c] = append(slices.Clip(t.Dict[c]), "*")
+		}
 		out.Codes[c] = make([]int32, rows)
 	}
 	bucket := make([]int, d)
@@ -241,10 +257,15 @@ type domain struct {
 	// bucketOf[code] is a value's bucket; members[b] the codes in bucket b.
 	bucketOf []int
 	members  [][]int32
+	// hidden marks a non-public domain: its rare bucket comes out as star.
+	hidden bool
+	star   int32
+	// rare marks that the last bucket holds the values below threshold.
+	rare bool
 }
 
-func compress(noisy []float64, threshold float64) *domain {
-	d := &domain{bucketOf: make([]int, len(noisy))}
+func compress(noisy []float64, threshold float64, public bool) *domain {
+	d := &domain{bucketOf: make([]int, len(noisy)), hidden: !public}
 	var rare []int32
 	for v, y := range noisy {
 		if y < threshold {
@@ -255,6 +276,7 @@ func compress(noisy []float64, threshold float64) *domain {
 		d.members = append(d.members, []int32{int32(v)})
 	}
 	if len(rare) > 0 {
+		d.rare = true
 		for _, v := range rare {
 			d.bucketOf[v] = len(d.members)
 		}
@@ -273,8 +295,11 @@ func (d *domain) fold(counts []float64) []float64 {
 
 func (d *domain) expand(rng *rand.Rand, bucket int) int32 {
 	m := d.members[bucket]
-	if len(m) == 1 {
+	if len(m) == 1 && !(d.hidden && bucket == len(d.members)-1 && d.rare) {
 		return m[0]
+	}
+	if d.hidden {
+		return d.star
 	}
 	return m[rng.IntN(len(m))]
 }

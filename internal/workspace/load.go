@@ -8,6 +8,7 @@
 //	airlock.yaml              node config (Config)
 //	principals.yaml           principals: [...]
 //	peers.yaml                peers: [...] (other organisations' nodes)
+//	exports.yaml              export controls (Exports)
 //	datasets/<name>.yaml      one Manifest per dataset
 //	agreements/<id>.yaml      one Agreement per file
 //	policies/*.cedar          Cedar policies
@@ -38,7 +39,9 @@ type Workspace struct {
 	Principals map[string]*Principal
 	Agreements map[string]*Agreement
 	// Peers are the other nodes this node knows, by name.
-	Peers       map[string]*Peer
+	Peers map[string]*Peer
+	// Exports are the export controls (exports.yaml), nil when absent.
+	Exports     *Exports
 	Policies    map[string][]byte // file name -> Cedar text
 	PolicyTests map[string][]byte // file name -> YAML
 	// Digest is a hash over every file read, to detect changes.
@@ -150,6 +153,11 @@ func Load(dir string) (*Workspace, error) {
 		for _, p := range peers {
 			ws.Peers[p.Name] = p
 		}
+	}
+	if b, ok := read(ExportsFile); ok {
+		ex := &Exports{}
+		probs = append(probs, decode(ExportsFile, b, ex)...)
+		ws.Exports = ex
 	}
 	for _, rel := range glob(dir, "datasets", ".yaml") {
 		b, _ := read(rel)
@@ -358,6 +366,9 @@ var validName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 var validTypes = map[string]bool{"text": true, "integer": true, "double": true, "decimal": true, "date": true, "timestamp": true, "boolean": true}
 
 var validClasses = map[ColumnClass]bool{ClassIdentifier: true, ClassQuasiIdentifier: true, ClassSensitive: true, ClassAttribute: true}
+
+// ExportsFile is the export controls' file name in a workspace.
+const ExportsFile = "exports.yaml"
 
 // PeersFile is the peers file's name in a workspace.
 const PeersFile = "peers.yaml"

@@ -278,3 +278,56 @@ type Budget struct {
 	// PerPrincipal gives each principal its own budget instead of one per agreement.
 	PerPrincipal bool `yaml:"per_principal,omitempty"`
 }
+
+// Exports are an owner's export controls (exports.yaml): how each of its
+// datasets may be anonymised, and which methods and parameters each tier
+// may leave by, to which destinations.
+type Exports struct {
+	// Datasets say, per dataset, what its quasi-identifiers are and how
+	// they generalise.
+	Datasets map[string]*ExportDataset `yaml:"datasets"`
+	// Tiers map a dataset tier (the manifest's tier) to the destinations
+	// it may go to; a tier or destination not listed may not be exported.
+	Tiers map[string][]ExportControl `yaml:"tiers"`
+}
+
+// ExportDataset is how one dataset is anonymised for export.
+type ExportDataset struct {
+	// QuasiIdentifiers are generalised (or suppressed) for k-anonymity.
+	QuasiIdentifiers []string `yaml:"quasi_identifiers"`
+	// Generalise says how each quasi-identifier generalises: "prefix"
+	// (drop one trailing character per level), "date" (YYYY-MM-DD →
+	// YYYY-MM → YYYY → decade → *), "suppress" (value or *), or a path
+	// (relative to the workspace) of an ARX hierarchy file.
+	Generalise map[string]string `yaml:"generalise"`
+	// Sensitive are released as they are, and protected by l-diversity.
+	Sensitive []string `yaml:"sensitive,omitempty"`
+	// Drop are never released (direct identifiers).
+	Drop []string `yaml:"drop,omitempty"`
+	// Budget caps the privacy spent on DP synthetic releases of the dataset.
+	Budget *Budget `yaml:"budget,omitempty"`
+}
+
+// ExportControl lets a tier go to some destinations by some methods.
+type ExportControl struct {
+	// To are destination jurisdictions (regions, e.g. eu, us).
+	To []string `yaml:"to"`
+	// Orgs, when set, limit the destination to these organisations.
+	Orgs []string `yaml:"orgs,omitempty"`
+	// Methods are the ways a release may be made, with their bounds.
+	Methods []ExportMethod `yaml:"methods"`
+}
+
+// ExportMethod is one permitted way of release and its bounds.
+type ExportMethod struct {
+	// Method is kanonymity or synthetic.
+	Method string `yaml:"method"`
+	// MinK is the least k a k-anonymous release may have.
+	MinK int `yaml:"min_k,omitempty"`
+	// MinL is the least distinct l-diversity on every sensitive column.
+	MinL int `yaml:"min_l,omitempty"`
+	// MaxSuppression is the largest share of records a release may suppress.
+	MaxSuppression float64 `yaml:"max_suppression,omitempty"`
+	// MaxEpsilon is the largest ε of one DP synthetic release.
+	MaxEpsilon float64 `yaml:"max_epsilon,omitempty"`
+}

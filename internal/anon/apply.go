@@ -1,0 +1,122 @@
+package anon
+
+import (
+	"encoding/csv"
+	"io"
+	"slices"
+)
+
+// Assign returns, per row, the key of its class under a transformation
+// and whether the row is suppressed (its class violates a model).
+func (p *Problem) Assign(levels []int) (keys []uint64, suppressed []bool, err error) {
+	if err := p.checkLevels(levels); err != nil {
+		return nil, nil, err
+	}
+	c := p.fromRows(levels)
+	bad := map[uint64]bool{}
+	for i := range c.len() {
+		if p.violates(c, i) {
+			bad[c.keys[i]] = true
+		}
+	}
+	keys = make([]uint64, p.table.Rows())
+	suppressed = make([]bool, p.table.Rows())
+	for r := range keys {
+		k := uint64(0)
+		for a, col := range p.cols {
+			k |= uint64(p.gens[a].gen[levels[a]][p.table.Codes[col][r]]) << p.shift[a]
+		}
+		keys[r], suppressed[r] = k, bad[k]
+	}
+	return keys, suppressed, nil
+}
+
+// Write writes the table under a transformation as CSV: quasi-identifiers
+// generalised, suppressed rows' quasi-identifiers "*", the columns in
+// drop left out, the rest as they are.
+func (p *Problem) Write(w io.Writer, levels []int, drop []string) (rows, suppressedRows int, err error) {
+	_, suppressed, err := p.Assign(levels)
+	if err != nil {
+		return 0, 0, err
+	}
+	t := p.table
+	qiOf := map[int]int{}
+	for a, c := range p.cols {
+		qiOf[c] = a
+	}
+	var keep []int
+	var header []string
+	for c, name := range t.Columns {
+		if !slices.Contains(drop, name) {
+			keep = append(keep, c)
+			header = append(header, name)
+		}
+	}
+	cw := csv.NewWriter(w)
+	cw.Comma = t.Delimiter
+	if cw.Comma == 0 {
+		cw.Comma = ','
+	}
+	if err := cw.Write(header); err != nil {
+		return 0, 0, err
+	}
+	rec := make([]string, len(keep))
+	for r := range t.Rows() {
+		for i, c := range keep {
+			a, isQI := qiOf[c]
+			switch {
+			case isQI && suppressed[r]:
+				rec[i] = "*"
+			case isQI:
+				g := p.gens[a]
+				rec[i] = g.dict[levels[a]][g.gen[levels[a]][t.Codes[c][r]]]
+			default:
+				rec[i] = t.Value(c, r)
+			}
+		}
+		if err := cw.Write(rec); err != nil {
+			return 0, 0, err
+		}
+		if suppressed[r] {
+			suppressedRows++
+		}
+	}
+	cw.Flush()
+	return t.Rows(), suppressedRows, cw.Error()
+}
+
+// WriteTable writes a table as CSV.
+func WriteTable(w io.Writer, t *Table) error {
+	cw := csv.NewWriter(w)
+	cw.Comma = t.Delimiter
+	if cw.Comma == 0 {
+		cw.Comma = ','
+	}
+	if err := cw.Write(t.Columns); err != nil {
+		return err
+	}
+	rec := make([]string, len(t.Columns))
+	for r := range t.Rows() {
+		for c := range t.Columns {
+			rec[c] = t.Value(c, r)
+		}
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// ClassSizesOf returns the sizes of the kept classes under a
+// transformation (the input of a risk estimate of the release).
+func (p *Problem) ClassSizesOf(levels []int) []int {
+	c := p.fromRows(levels)
+	var out []int
+	for i := range c.len() {
+		if !p.violates(c, i) {
+			out = append(out, int(c.size[i]))
+		}
+	}
+	return out
+}

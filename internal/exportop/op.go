@@ -1,0 +1,486 @@
+package exportop
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/anon"
+	"github.com/airlock-dev/airlock/internal/audit"
+	"github.com/airlock-dev/airlock/internal/dp"
+	"github.com/airlock-dev/airlock/internal/engine"
+	"github.com/airlock-dev/airlock/internal/federation"
+	"github.com/airlock-dev/airlock/internal/govern"
+	"github.com/airlock-dev/airlock/internal/policy"
+	"github.com/airlock-dev/airlock/internal/refusal"
+	"github.com/airlock-dev/airlock/internal/risk"
+	"github.com/airlock-dev/airlock/internal/share"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/synth"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// Request is one export request as a channel decodes it.
+type Request struct {
+	Dataset        string  `json:"dataset"`
+	Destination    Dest    `json:"destination"`
+	Method         string  `json:"method"` // kanonymity or synthetic
+	K              int     `json:"k,omitempty"`
+	L              int     `json:"l,omitempty"`
+	MaxSuppression float64 `json:"max_suppression,omitempty"`
+	Epsilon        float64 `json:"epsilon,omitempty"`
+	Delta          float64 `json:"delta,omitempty"`
+	Licence        Licence `json:"licence"`
+}
+
+// Licence is what the recipient may do with a release.
+type Licence struct {
+	// Expires ends the licence; required.
+	Expires time.Time `json:"expires"`
+	// OnwardTransfer lets the recipient pass the data on.
+	OnwardTransfer bool   `json:"onward_transfer,omitempty"`
+	Attribution    string `json:"attribution,omitempty"`
+	// DUO are GA4GH Data Use Ontology codes (e.g. DUO:0000042 for general
+	// research use, DUO:0000046 non-commercial).
+	DUO []string `json:"duo,omitempty"`
+}
+
+// Released is the answer: the file and its signed record.
+type Released struct {
+	ID     string `json:"id"`
+	CSV    string `json:"csv"`
+	Record Signed `json:"record"`
+}
+
+// Service holds what the operation needs from the node.
+type Service struct {
+	Route    func(m *workspace.Manifest) (engine.Engine, string)
+	Key      *federation.NodeKey
+	Registry *Registry
+	// Noise draws the synthetic releases' measurements (crypto/rand).
+	Noise *dp.Sampler
+	// WorkspaceDir resolves hierarchy files named in exports.yaml.
+	WorkspaceDir string
+}
+
+// Export is the operation for one request.
+func (s *Service) Export(r Request) govern.Op { return &op{s: s, r: r} }
+
+type op struct {
+	s *Service
+	r Request
+}
+
+func (o *op) Kind() share.OpKind { return share.OpExport }
+
+func refuse(rule, format string, args ...any) error {
+	return refusal.New(refusal.Forbidden, rule, format, args...)
+}
+
+func (o *op) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
+	ws, r := c.Snap.WS, o.r
+	c.Entry.Datasets = []string{r.Dataset}
+	c.Entry.QueryKind = "export"
+	c.Entry.Extra = map[string]string{"export_method": r.Method, "destination_org": r.Destination.Org, "destination_region": r.Destination.Region}
+	m := ws.Datasets[r.Dataset]
+	if m == nil {
+		return nil, refusal.New(refusal.NotFound, "dataset", "no dataset %s", r.Dataset)
+	}
+	if ws.Exports == nil || ws.Exports.Datasets[r.Dataset] == nil {
+		return nil, refuse("export.controls", "dataset %s has no export controls in exports.yaml", r.Dataset)
+	}
+	ex := ws.Exports.Datasets[r.Dataset]
+	id := c.Caller.Identity
+	steward := id.Org == m.Owner && id.HasRole("steward")
+	var ag *workspace.Agreement
+	if !steward {
+		ag = ws.Agreements[c.Agreement]
+		switch {
+		case c.Agreement == "":
+			return nil, refuse("export.authority", "only the owner's stewards, or a recipient under an agreement with the export action, may request an export")
+		case ag == nil || ag.OwnerOrg != m.Owner || ag.RecipientOrg != id.Org || !slices.Contains(ag.Datasets, m.Name):
+			return nil, refuse("export.authority", "agreement %s does not cover dataset %s for org %s", c.Agreement, m.Name, id.Org)
+		case !slices.Contains(ag.Actions, "export"):
+			return nil, refuse("export.authority", "agreement %s does not include the export action", c.Agreement)
+		case c.Now.Before(ag.ValidFrom) || !c.Now.Before(ag.ValidUntil):
+			return nil, refuse("agreement.validity", "agreement %s is not in force", c.Agreement)
+		case r.Destination.Org != id.Org:
+			return nil, refuse("export.destination", "under an agreement, a release goes to the recipient org %s only", id.Org)
+		case len(ag.Purposes) > 0 && !slices.Contains(ag.Purposes, c.Purpose):
+			return nil, refuse("agreement.purpose", "agreement %s does not allow purpose %q", c.Agreement, c.Purpose)
+		}
+		c.Entry.Agreement = ag.ID
+	}
+	if r.Destination.Org == "" || r.Destination.Region == "" {
+		return nil, refusal.New(refusal.BadSQL, "export.request", "a destination needs an org and a region (jurisdiction)")
+	}
+	if err := checkLicence(r.Licence, c.Now, ag); err != nil {
+		return nil, err
+	}
+	method, err := allowedMethod(ws.Exports.Tiers[m.Tier], m.Tier, r)
+	if err != nil {
+		return nil, err
+	}
+	if r.Method == "kanonymity" && method.MinL > 0 && r.L < method.MinL {
+		return nil, refuse("export.parameters", "tier %s to %s needs l ≥ %d", m.Tier, r.Destination.Region, method.MinL)
+	}
+	check := policy.Request{
+		Principal: policy.PrincipalOf(id), Action: policy.ActionExport,
+		Resource: policy.Resource{Name: m.Name, Owner: m.Owner, Tier: m.Tier, Region: m.Region},
+		Context: policy.Context{Purpose: c.Purpose, Agreement: c.Agreement, ClientRegion: id.Region, QueryKind: "export",
+			Channel: c.Caller.Channel, DestinationRegion: r.Destination.Region, Now: c.Now,
+			Export: policy.ExportContext{Method: r.Method, DestinationOrg: r.Destination.Org, K: int64(r.K), L: int64(r.L), EpsilonMilli: int64(math.Ceil(r.Epsilon * 1000))}},
+	}
+	p := &prepared{op: o, m: m, ex: ex, check: check, ag: ag}
+	if r.Method == "synthetic" {
+		if ex.Budget == nil {
+			return nil, refuse("export.budget", "dataset %s has no export budget for synthetic releases", m.Name)
+		}
+		if r.Delta == 0 {
+			p.r.Delta = 1e-9
+		}
+		p.rho = dp.RhoForEpsDelta(r.Epsilon, p.delta())
+		limit, _ := dp.BudgetLimits(ex.Budget.Epsilon, ex.Budget.Delta)
+		p.charge = store.Charge{ID: c.Caller.RequestID, Key: store.BudgetKey{Agreement: "export:" + m.Name}, Rho: p.rho, Epsilon: r.Epsilon, Delta: p.delta(), LimitRho: limit}
+	}
+	return p, nil
+}
+
+func checkLicence(l Licence, now time.Time, ag *workspace.Agreement) error {
+	switch {
+	case l.Expires.IsZero():
+		return refuse("export.licence", "a release needs a licence expiry")
+	case !l.Expires.After(now):
+		return refuse("export.licence", "the licence expiry is in the past")
+	case ag != nil && l.Expires.After(ag.ValidUntil):
+		return refuse("export.licence", "the licence cannot outlast agreement %s (ends %s)", ag.ID, ag.ValidUntil.Format(time.RFC3339))
+	case ag != nil && l.OnwardTransfer:
+		return refuse("export.licence", "onward transfer is not granted under an agreement")
+	}
+	return nil
+}
+
+// allowedMethod finds the control that lets this tier go to the
+// destination by the method, and checks the parameters against it.
+func allowedMethod(controls []workspace.ExportControl, tier string, r Request) (workspace.ExportMethod, error) {
+	var methods []workspace.ExportMethod
+	for _, ctl := range controls {
+		if slices.Contains(ctl.To, r.Destination.Region) && (len(ctl.Orgs) == 0 || slices.Contains(ctl.Orgs, r.Destination.Org)) {
+			methods = append(methods, ctl.Methods...)
+		}
+	}
+	if len(methods) == 0 {
+		return workspace.ExportMethod{}, refuse("export.destination", "tier %s may not be exported to %s (%s)", tier, r.Destination.Org, r.Destination.Region)
+	}
+	var last error
+	for _, m := range methods {
+		if m.Method != r.Method {
+			continue
+		}
+		switch r.Method {
+		case "kanonymity":
+			switch {
+			case r.K < max(m.MinK, 2):
+				last = refuse("export.parameters", "tier %s to %s needs k ≥ %d", tier, r.Destination.Region, max(m.MinK, 2))
+			case m.MaxSuppression > 0 && r.MaxSuppression > m.MaxSuppression:
+				last = refuse("export.parameters", "tier %s to %s allows at most %.3g suppressed", tier, r.Destination.Region, m.MaxSuppression)
+			default:
+				return m, nil
+			}
+		case "synthetic":
+			if !(r.Epsilon > 0) || (m.MaxEpsilon > 0 && r.Epsilon > m.MaxEpsilon) {
+				last = refuse("export.parameters", "tier %s to %s allows synthetic releases with 0 < ε ≤ %g", tier, r.Destination.Region, m.MaxEpsilon)
+				continue
+			}
+			return m, nil
+		}
+	}
+	if last != nil {
+		return workspace.ExportMethod{}, last
+	}
+	return workspace.ExportMethod{}, refuse("export.method", "tier %s may go to %s only by %s", tier, r.Destination.Region, methodNames(methods))
+}
+
+func methodNames(ms []workspace.ExportMethod) string {
+	var out []string
+	for _, m := range ms {
+		if !slices.Contains(out, m.Method) {
+			out = append(out, m.Method)
+		}
+	}
+	return strings.Join(out, " or ")
+}
+
+type prepared struct {
+	*op
+	m      *workspace.Manifest
+	ex     *workspace.ExportDataset
+	check  policy.Request
+	ag     *workspace.Agreement
+	rho    float64
+	charge store.Charge
+}
+
+func (p *prepared) delta() float64 {
+	if p.r.Delta == 0 {
+		return 1e-9
+	}
+	return p.r.Delta
+}
+
+func (p *prepared) Checks() []policy.Request { return []policy.Request{p.check} }
+
+func (p *prepared) Preview(context.Context, *govern.Call) (any, error) {
+	return map[string]any{"dataset": p.m.Name, "method": p.r.Method}, nil
+}
+
+// Cost charges a synthetic release's ρ to the dataset's export budget.
+func (p *prepared) Cost(c *govern.Call) []govern.Charge {
+	if p.r.Method != "synthetic" {
+		return nil
+	}
+	return []govern.Charge{{
+		Charge: p.charge,
+		Announce: func(e *audit.Entry) {
+			e.Epsilon, e.Delta, e.Rho = p.r.Epsilon, p.delta(), p.rho
+		},
+		Exhausted: func(st store.BudgetState) *refusal.Error {
+			return refusal.New(refusal.BudgetExhausted, "export.budget", "the export budget of dataset %s cannot pay ε = %g", p.m.Name, p.r.Epsilon)
+		},
+	}}
+}
+
+func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, error) {
+	t, err := p.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rec := Record{V: 1, ID: "rel-" + c.Caller.RequestID, RequestID: c.Caller.RequestID, Issued: c.Now.UTC(), Node: p.s.Key.Name,
+		Dataset: p.m.Name, Owner: p.m.Owner, Tier: p.m.Tier, Workspace: c.Snap.Version(), Requester: c.Caller.Identity.Principal,
+		Agreement: c.Entry.Agreement, Purpose: c.Purpose, Destination: p.r.Destination, Method: p.r.Method,
+		Params: Params{K: p.r.K, L: p.r.L, MaxSuppression: p.r.MaxSuppression, Epsilon: p.r.Epsilon, Delta: p.r.Delta}}
+	var out bytes.Buffer
+	switch p.r.Method {
+	case "kanonymity":
+		if err := p.anonymise(t, &rec, &out); err != nil {
+			return nil, err
+		}
+	default:
+		res, err := synth.Synthesize(t, synth.Config{Epsilon: p.r.Epsilon, Delta: p.delta()}, p.s.Noise)
+		if err != nil {
+			return nil, refusal.New(refusal.BadSQL, "export.parameters", "%v", err)
+		}
+		if err := anon.WriteTable(&out, res.Table); err != nil {
+			return nil, err
+		}
+		rec.Columns, rec.Rows = res.Table.Columns, res.Table.Rows()
+		rec.Params.Delta = p.delta()
+	}
+	sum := sha256.Sum256(out.Bytes())
+	rec.SHA256 = hex.EncodeToString(sum[:])
+	rec.Licence = odrl(rec, p.r.Licence)
+	rec.Lineage = openLineage(rec)
+	signed, err := Sign(p.s.Key, rec)
+	if err != nil {
+		return nil, err
+	}
+	return &unreleased{rec: rec, signed: signed, file: out.Bytes(), reg: p.s.Registry}, nil
+}
+
+// load reads the dataset's rows through the engine, as strings, without
+// the columns the controls drop.
+func (p *prepared) load(ctx context.Context) (*anon.Table, error) {
+	eng, rel := p.s.Route(p.m)
+	var cols []string
+	for _, col := range p.m.Columns {
+		if !slices.Contains(p.ex.Drop, col.Name) {
+			cols = append(cols, col.Name)
+		}
+	}
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = `"` + strings.ReplaceAll(c, `"`, `""`) + `"`
+	}
+	res, err := eng.Query(ctx, "SELECT "+strings.Join(quoted, ", ")+" FROM "+rel)
+	if err != nil {
+		return nil, refusal.New(refusal.Engine, "engine", "the engine could not read dataset %s", p.m.Name).WithCause(err)
+	}
+	var b bytes.Buffer
+	b.WriteString(strings.Join(cols, ",") + "\n")
+	w := csv.NewWriter(&b)
+	rec := make([]string, len(cols))
+	for _, row := range res.Rows {
+		for i, v := range row {
+			rec[i] = text(v)
+		}
+		w.Write(rec)
+	}
+	w.Flush()
+	return anon.ReadTable(&b)
+}
+
+func (p *prepared) anonymise(t *anon.Table, rec *Record, out *bytes.Buffer) error {
+	hs, digests, err := hierarchies(p.s, p.ex, t)
+	if err != nil {
+		return err
+	}
+	models := anon.Models{K: p.r.K}
+	if p.r.L > 0 {
+		if len(p.ex.Sensitive) == 0 {
+			return refusal.New(refusal.BadSQL, "export.parameters", "l-diversity needs a sensitive column in the export controls")
+		}
+		models.Sensitive, models.L, models.LKind = p.ex.Sensitive[0], p.r.L, anon.LDistinct
+	}
+	prob, err := anon.NewProblem(t, anon.Config{QI: p.ex.QuasiIdentifiers, Hierarchies: hs, Models: models, MaxSuppression: p.r.MaxSuppression})
+	if err != nil {
+		return refusal.New(refusal.BadSQL, "export.controls", "%v", err)
+	}
+	res, err := prob.Search()
+	if err != nil {
+		return refuse("export.parameters", "no generalisation of %s reaches k = %d (l = %d) within %.3g suppression", p.m.Name, p.r.K, p.r.L, p.r.MaxSuppression)
+	}
+	levels := res.Optimum.Levels
+	joined, earlier, err := p.joinedK(t, prob, levels, hs)
+	if err != nil {
+		return err
+	}
+	if earlier != "" && joined < p.r.K {
+		return refuse("export.linkage", "joined with earlier release %s to %s, this release would leave records among %d < k = %d", earlier, p.r.Destination.Org, joined, p.r.K)
+	}
+	rows, suppressed, err := prob.Write(out, levels, nil)
+	if err != nil {
+		return err
+	}
+	h := risk.HistogramOf(prob.ClassSizesOf(levels))
+	s := risk.SampleRisk(h, 0.2)
+	pop := risk.PopulationRisk(h, 0.01)
+	rec.QuasiIdentifiers, rec.Levels, rec.Hierarchies = p.ex.QuasiIdentifiers, levels, digests
+	rec.Columns, rec.Rows, rec.Suppressed = t.Columns, rows, suppressed
+	rec.Risk = &RiskReport{Highest: s.Highest, Average: s.Average, AtRisk: s.AtRisk, SampleUniques: s.Uniques,
+		PopulationModel: string(pop.Model), PopulationUnique: pop.Uniques, JoinedK: joined}
+	return nil
+}
+
+// joinedK is the least number of records a record of this release shares
+// both its classes with, over each earlier k-anonymous release of the
+// dataset to the same org (rows suppressed in either do not count: they
+// carry no quasi-identifiers), and the release that brings it lowest.
+func (p *prepared) joinedK(t *anon.Table, prob *anon.Problem, levels []int, hs map[string]*anon.Hierarchy) (int, string, error) {
+	earlier, err := p.s.Registry.To(p.m.Name, p.r.Destination.Org)
+	if err != nil {
+		return 0, "", err
+	}
+	newKeys, newSupp, err := prob.Assign(levels)
+	if err != nil {
+		return 0, "", err
+	}
+	least, which := math.MaxInt, ""
+	for _, e := range earlier {
+		if e.Method != "kanonymity" {
+			continue
+		}
+		old, err := anon.NewProblem(t, anon.Config{QI: e.QuasiIdentifiers, Hierarchies: hs, Models: anon.Models{K: e.Params.K}, MaxSuppression: 1})
+		if err != nil {
+			return 0, "", refuse("export.linkage", "earlier release %s used quasi-identifiers the controls no longer generalise", e.ID)
+		}
+		oldKeys, _, err := old.Assign(e.Levels)
+		if err != nil {
+			return 0, "", refuse("export.linkage", "earlier release %s used levels the hierarchies no longer have", e.ID)
+		}
+		// Classes of the earlier release as released: those of size < its k
+		// were suppressed.
+		oldSize := map[uint64]int{}
+		for _, k := range oldKeys {
+			oldSize[k]++
+		}
+		joint := map[[2]uint64]int{}
+		for r := range newKeys {
+			if newSupp[r] || oldSize[oldKeys[r]] < e.Params.K {
+				continue
+			}
+			joint[[2]uint64{newKeys[r], oldKeys[r]}]++
+		}
+		for _, n := range joint {
+			if n < least {
+				least, which = n, e.ID
+			}
+		}
+	}
+	if which == "" {
+		return 0, "", nil
+	}
+	return least, which, nil
+}
+
+func hierarchies(s *Service, ex *workspace.ExportDataset, t *anon.Table) (map[string]*anon.Hierarchy, map[string]string, error) {
+	hs, digests := map[string]*anon.Hierarchy{}, map[string]string{}
+	for _, q := range ex.QuasiIdentifiers {
+		c := t.Column(q)
+		rule := ex.Generalise[q]
+		if c < 0 || rule == "" {
+			return nil, nil, refuse("export.controls", "quasi-identifier %s needs a column and a generalise rule in exports.yaml", q)
+		}
+		var h *anon.Hierarchy
+		var err error
+		switch rule {
+		case "prefix", "date", "suppress":
+			h, err = anon.BuildHierarchy(rule, q, t.Dict[c])
+		default:
+			var f *os.File
+			f, err = os.Open(filepath.Join(s.WorkspaceDir, rule))
+			if err == nil {
+				h, err = anon.ReadHierarchy(q, f)
+				f.Close()
+			}
+		}
+		if err != nil {
+			return nil, nil, refusal.New(refusal.BadSQL, "export.controls", "the hierarchy of %s: %v", q, err)
+		}
+		b, _ := json.Marshal(h.Rows)
+		sum := sha256.Sum256(b)
+		hs[q], digests[q] = h, hex.EncodeToString(sum[:])
+	}
+	return hs, digests, nil
+}
+
+type unreleased struct {
+	rec    Record
+	signed Signed
+	file   []byte
+	reg    *Registry
+}
+
+func (u *unreleased) Release(ctx context.Context, c *govern.Call) (any, error) {
+	if err := u.reg.Put(u.signed, u.rec, u.file); err != nil {
+		return nil, refusal.StoreUnavailable(err)
+	}
+	c.Entry.RowsReturned = int64(u.rec.Rows - u.rec.Suppressed)
+	c.Entry.RowsSuppressed = int64(u.rec.Suppressed)
+	c.Entry.Extra["release"] = u.rec.ID
+	c.Entry.Extra["release_sha256"] = u.rec.SHA256
+	return Released{ID: u.rec.ID, CSV: string(u.file), Record: u.signed}, nil
+}
+
+func text(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case time.Time:
+		if x.Hour() == 0 && x.Minute() == 0 && x.Second() == 0 && x.Nanosecond() == 0 {
+			return x.Format("2006-01-02")
+		}
+		return x.UTC().Format(time.RFC3339)
+	default:
+		return fmt.Sprint(x)
+	}
+}

@@ -1,0 +1,201 @@
+package server_test
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/exportop"
+	"github.com/airlock-dev/airlock/internal/server"
+)
+
+type exportAnswer struct {
+	Release exportop.Released `json:"release"`
+}
+
+func exportBody(t *testing.T, agreement, purpose string, r exportop.Request) []byte {
+	t.Helper()
+	b, err := json.Marshal(struct {
+		exportop.Request
+		Purpose   string `json:"purpose"`
+		Agreement string `json:"agreement,omitempty"`
+	}{r, purpose, agreement})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func kRequest(org, region string, k, l int) exportop.Request {
+	return exportop.Request{Dataset: "visits", Destination: exportop.Dest{Org: org, Region: region}, Method: "kanonymity",
+		K: k, L: l, MaxSuppression: 0.05, Licence: exportop.Licence{Expires: time.Now().Add(90 * 24 * time.Hour), DUO: []string{"DUO:0000042"}, Attribution: "St Mary's"}}
+}
+
+// TestExportReleasesAKAnonymousFileWithAVerifiableRecord: a steward's
+// release to an EU research institute is k-anonymous and l-diverse as the
+// controls demand, drops the identifiers, is registered, audited, and
+// verifies offline against the node key; a changed byte does not.
+func TestExportReleasesAKAnonymousFileWithAVerifiableRecord(t *testing.T) {
+	h := newHarness(t, nil)
+	res := h.post(t, "/v1/exports", h.tokens["steward@stmary"], exportBody(t, "", "research", kRequest("eu-institute", "eu", 20, 3)))
+	if res.Status != 200 {
+		t.Fatalf("export: %d %s", res.Status, res.Body)
+	}
+	var a exportAnswer
+	if err := json.Unmarshal(res.Body, &a); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(strings.NewReader(a.Release.CSV)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := rows[0]
+	for _, id := range []string{"patient_id", "name", "ssn"} {
+		for _, c := range header {
+			if c == id {
+				t.Fatalf("identifier %s released", id)
+			}
+		}
+	}
+	col := func(name string) int {
+		for i, c := range header {
+			if c == name {
+				return i
+			}
+		}
+		t.Fatalf("no column %s in %v", name, header)
+		return -1
+	}
+	bd, sex, zip, dx := col("birth_date"), col("sex"), col("zip"), col("diagnosis")
+	classes := map[string]int{}
+	diagnoses := map[string]map[string]bool{}
+	suppressed := 0
+	for _, r := range rows[1:] {
+		if r[bd] == "*" && r[sex] == "*" && r[zip] == "*" {
+			suppressed++
+			continue
+		}
+		k := r[bd] + "|" + r[sex] + "|" + r[zip]
+		classes[k]++
+		if diagnoses[k] == nil {
+			diagnoses[k] = map[string]bool{}
+		}
+		diagnoses[k][r[dx]] = true
+	}
+	for k, n := range classes {
+		if n < 20 || len(diagnoses[k]) < 3 {
+			t.Fatalf("class %q has %d records and %d diagnoses, want ≥ 20 and ≥ 3", k, n, len(diagnoses[k]))
+		}
+	}
+	if float64(suppressed) > 0.05*float64(len(rows)-1) {
+		t.Fatalf("%d of %d rows suppressed, over the 5%% limit", suppressed, len(rows)-1)
+	}
+	pub, err := os.ReadFile(filepath.Join(server.DataDir(h.node.Kernel.Snapshot().WS), "node.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := exportop.Verify([]byte(a.Release.CSV), a.Release.Record, string(pub))
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if rec.Risk == nil || rec.Risk.Highest > 1.0/20 || rec.Rows != len(rows)-1 || rec.Suppressed != suppressed {
+		t.Fatalf("record %+v does not describe the file", rec)
+	}
+	var licence map[string]any
+	json.Unmarshal(rec.Licence, &licence)
+	if licence["@type"] != "Agreement" || licence["prohibition"] == nil {
+		t.Fatalf("licence %s is not an ODRL agreement prohibiting onward transfer", rec.Licence)
+	}
+	tampered := []byte(strings.Replace(a.Release.CSV, "\n", "\r\n", 1))
+	if _, err := exportop.Verify(tampered, a.Release.Record, string(pub)); !errors.Is(err, exportop.ErrTampered) {
+		t.Fatalf("tampered file: got %v, want ErrTampered", err)
+	}
+	forged := a.Release.Record
+	forged.Record = []byte(strings.Replace(string(forged.Record), `"k":20`, `"k":50`, 1))
+	if _, err := exportop.Verify([]byte(a.Release.CSV), forged, string(pub)); !errors.Is(err, exportop.ErrSignature) {
+		t.Fatalf("edited record: got %v, want ErrSignature", err)
+	}
+	e := lastEntry(t, h)
+	if e.Event != "AL1700I" || e.Extra["release"] != a.Release.ID || e.Extra["release_sha256"] != rec.SHA256 {
+		t.Fatalf("audit entry %+v does not record the release", e)
+	}
+	if _, err := os.Stat(filepath.Join(server.DataDir(h.node.Kernel.Snapshot().WS), "exports", a.Release.ID+".json")); err != nil {
+		t.Fatalf("release not registered: %v", err)
+	}
+}
+
+// TestExportRefusalsNameTheRule: every control refuses with its rule, and
+// each refusal is audited.
+func TestExportRefusalsNameTheRule(t *testing.T) {
+	h := newHarness(t, nil)
+	past := kRequest("eu-institute", "eu", 20, 3)
+	past.Licence.Expires = time.Now().Add(-time.Hour)
+	long := kRequest("partner", "eu", 20, 3)
+	long.Licence.Expires = time.Date(2028, 6, 1, 0, 0, 0, 0, time.UTC)
+	usK := kRequest("us-lab", "us", 20, 3)
+	synthUS := exportop.Request{Dataset: "visits", Destination: exportop.Dest{Org: "us-lab", Region: "us"}, Method: "synthetic", Epsilon: 3,
+		Licence: exportop.Licence{Expires: time.Now().Add(time.Hour)}}
+	for _, tc := range []struct {
+		name, principal, agreement string
+		req                        exportop.Request
+		status                     int
+		rule                       string
+	}{
+		{"k below the tier's bound", "steward@stmary", "", kRequest("eu-institute", "eu", 10, 3), 403, "export.parameters"},
+		{"l below the tier's bound", "steward@stmary", "", kRequest("eu-institute", "eu", 20, 2), 403, "export.parameters"},
+		{"a jurisdiction not listed", "steward@stmary", "", kRequest("cn-lab", "cn", 50, 3), 403, "export.destination"},
+		{"microdata to the us", "steward@stmary", "", usK, 403, "export.method"},
+		{"ε above the tier's bound", "steward@stmary", "", synthUS, 403, "export.parameters"},
+		{"licence already expired", "steward@stmary", "", past, 403, "export.licence"},
+		{"no authority", "analyst@partner", "", kRequest("partner", "eu", 20, 3), 403, "export.authority"},
+		{"to another org under an agreement", "analyst@partner", "partner-visits-research", kRequest("someone-else", "eu", 20, 3), 403, "export.destination"},
+		{"licence outlasting the agreement", "analyst@partner", "partner-visits-research", long, 403, "export.licence"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := h.post(t, "/v1/exports", h.tokens[tc.principal], exportBody(t, tc.agreement, "research", tc.req))
+			if res.Status != tc.status || res.Error.Rule != tc.rule {
+				t.Fatalf("got %d %s, want %d %s", res.Status, res.Body, tc.status, tc.rule)
+			}
+			if e := lastEntry(t, h); e.Event != "AL1700W" || e.Rule != tc.rule {
+				t.Fatalf("audit entry %s %s, want AL1700W %s", e.Event, e.Rule, tc.rule)
+			}
+		})
+	}
+	// Under the agreement, to the recipient itself, within its term: allowed.
+	ok := kRequest("partner", "eu", 20, 3)
+	ok.Licence.Expires = time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
+	if res := h.post(t, "/v1/exports", h.tokens["analyst@partner"], exportBody(t, "partner-visits-research", "research", ok)); res.Status != 200 {
+		t.Fatalf("recipient's own release: %d %s", res.Status, res.Body)
+	}
+}
+
+// TestSyntheticExportChargesTheDatasetBudget: a DP synthetic release to
+// the us is allowed within ε ≤ 2, charged to the dataset's export budget
+// until it is spent.
+func TestSyntheticExportChargesTheDatasetBudget(t *testing.T) {
+	h := newHarness(t, nil)
+	req := exportop.Request{Dataset: "visits", Destination: exportop.Dest{Org: "us-lab", Region: "us"}, Method: "synthetic", Epsilon: 2, Delta: 1e-9,
+		Licence: exportop.Licence{Expires: time.Now().Add(time.Hour)}}
+	var released int
+	for range 10 {
+		res := h.post(t, "/v1/exports", h.tokens["steward@stmary"], exportBody(t, "", "research", req))
+		if res.Status != 200 {
+			if res.Error.Rule != "export.budget" {
+				t.Fatalf("release %d: %d %s", released+1, res.Status, res.Body)
+			}
+			break
+		}
+		released++
+		if e := lastEntry(t, h); e.Rho <= 0 || e.Event != "AL1700I" {
+			t.Fatalf("entry %+v records no charge", e)
+		}
+	}
+	if released == 0 || released == 10 {
+		t.Fatalf("%d synthetic releases at ε = 2 against a budget of ε = 4: the budget must allow some and stop the rest", released)
+	}
+}
