@@ -37,10 +37,10 @@ import (
 	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/differencing"
 	"github.com/airlock-dev/airlock/internal/dp"
-	"github.com/airlock-dev/airlock/internal/exportop"
 	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/engine/duckdb"
 	pgengine "github.com/airlock-dev/airlock/internal/engine/postgres"
+	"github.com/airlock-dev/airlock/internal/exportop"
 	"github.com/airlock-dev/airlock/internal/federation"
 	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/httpapi"
@@ -100,9 +100,9 @@ type Node struct {
 	Verifier string // the audit log's note verifier key
 	// Key is the node's identity for its peers; Peers the client that
 	// calls them, Witness the cosigner of their checkpoints.
-	Key      *federation.NodeKey
-	Peers    *federation.Client
-	Witness  *federation.Witness
+	Key     *federation.NodeKey
+	Peers   *federation.Client
+	Witness *federation.Witness
 	// Export releases anonymised data (POST /v1/exports).
 	Export   *exportop.Service
 	peerLis  net.Listener
