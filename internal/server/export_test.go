@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/exportop"
+	"github.com/airlock-dev/airlock/internal/jsonschema"
 	"github.com/airlock-dev/airlock/internal/server"
 )
 
@@ -49,6 +50,13 @@ func TestExportReleasesAKAnonymousFileWithAVerifiableRecord(t *testing.T) {
 	var a exportAnswer
 	if err := json.Unmarshal(res.Body, &a); err != nil {
 		t.Fatal(err)
+	}
+	var doc, body any
+	json.Unmarshal(mustRead(t, "../httpapi/openapi.json"), &doc)
+	json.Unmarshal(res.Body, &body)
+	v := jsonschema.Validator{Root: doc.(map[string]any)}
+	for _, e := range v.Check(v.Resolve(map[string]any{"$ref": "#/components/schemas/ExportResponse"}), body, "$") {
+		t.Errorf("export answer vs openapi.json: %s", e)
 	}
 	rows, err := csv.NewReader(strings.NewReader(a.Release.CSV)).ReadAll()
 	if err != nil {
