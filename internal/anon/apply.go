@@ -33,8 +33,10 @@ func (p *Problem) Assign(levels []int) (keys []uint64, suppressed []bool, err er
 
 // Write writes the table under a transformation as CSV: quasi-identifiers
 // generalised, suppressed rows' quasi-identifiers "*", the columns in
-// drop left out, the rest as they are.
-func (p *Problem) Write(w io.Writer, levels []int, drop []string) (rows, suppressedRows int, err error) {
+// drop left out, the rest as they are; rows in the given order (a
+// permutation of the rows, so that a release's order says nothing of the
+// source's), or the table's when order is nil.
+func (p *Problem) Write(w io.Writer, levels []int, drop []string, order []int) (rows, suppressedRows int, err error) {
 	_, suppressed, err := p.Assign(levels)
 	if err != nil {
 		return 0, 0, err
@@ -61,7 +63,11 @@ func (p *Problem) Write(w io.Writer, levels []int, drop []string) (rows, suppres
 		return 0, 0, err
 	}
 	rec := make([]string, len(keep))
-	for r := range t.Rows() {
+	for i := range t.Rows() {
+		r := i
+		if order != nil {
+			r = order[i]
+		}
 		for i, c := range keep {
 			a, isQI := qiOf[c]
 			switch {

@@ -330,7 +330,7 @@ func (p *prepared) load(ctx context.Context) (*anon.Table, error) {
 }
 
 func (p *prepared) anonymise(t *anon.Table, rec *Record, out *bytes.Buffer) error {
-	hs, digests, err := hierarchies(p.s, p.ex, t)
+	hs, digests, err := hierarchies(p.s, p.ex, t, p.ex.QuasiIdentifiers)
 	if err != nil {
 		return err
 	}
@@ -350,14 +350,14 @@ func (p *prepared) anonymise(t *anon.Table, rec *Record, out *bytes.Buffer) erro
 		return refuse("export.parameters", "no generalisation of %s reaches k = %d (l = %d) within %.3g suppression", p.m.Name, p.r.K, p.r.L, p.r.MaxSuppression)
 	}
 	levels := res.Optimum.Levels
-	joined, earlier, err := p.joinedK(t, prob, levels, hs)
+	joined, earlier, err := p.joinedK(t, prob, levels)
 	if err != nil {
 		return err
 	}
 	if earlier != "" && joined < p.r.K {
 		return refuse("export.linkage", "joined with earlier release %s to %s, this release would leave records among %d < k = %d", earlier, p.r.Destination.Org, joined, p.r.K)
 	}
-	rows, suppressed, err := prob.Write(out, levels, nil)
+	rows, suppressed, err := prob.Write(out, levels, nil, p.s.Noise.Perm(t.Rows()))
 	if err != nil {
 		return err
 	}
@@ -375,7 +375,7 @@ func (p *prepared) anonymise(t *anon.Table, rec *Record, out *bytes.Buffer) erro
 // both its classes with, over each earlier k-anonymous release of the
 // dataset to the same org (rows suppressed in either do not count: they
 // carry no quasi-identifiers), and the release that brings it lowest.
-func (p *prepared) joinedK(t *anon.Table, prob *anon.Problem, levels []int, hs map[string]*anon.Hierarchy) (int, string, error) {
+func (p *prepared) joinedK(t *anon.Table, prob *anon.Problem, levels []int) (int, string, error) {
 	earlier, err := p.s.Registry.To(p.m.Name, p.r.Destination.Org)
 	if err != nil {
 		return 0, "", err
@@ -389,23 +389,32 @@ func (p *prepared) joinedK(t *anon.Table, prob *anon.Problem, levels []int, hs m
 		if e.Method != "kanonymity" {
 			continue
 		}
-		old, err := anon.NewProblem(t, anon.Config{QI: e.QuasiIdentifiers, Hierarchies: hs, Models: anon.Models{K: e.Params.K}, MaxSuppression: 1})
-		if err != nil {
-			return 0, "", refuse("export.linkage", "earlier release %s used quasi-identifiers the controls no longer generalise", e.ID)
+		// Rebuild the earlier release's generalisation; if its hierarchies
+		// changed since, the join cannot be judged, so nothing is released.
+		hs, digests, err := hierarchies(p.s, p.ex, t, e.QuasiIdentifiers)
+		changed := err != nil
+		for q, d := range e.Hierarchies {
+			changed = changed || digests[q] != d
 		}
-		oldKeys, _, err := old.Assign(e.Levels)
+		if changed {
+			return 0, "", refuse("export.linkage", "earlier release %s to %s was generalised by hierarchies that have changed since, so its linkage with this release cannot be judged", e.ID, p.r.Destination.Org)
+		}
+		models := anon.Models{K: e.Params.K}
+		if e.Params.L > 0 && len(p.ex.Sensitive) > 0 {
+			models.Sensitive, models.L, models.LKind = p.ex.Sensitive[0], e.Params.L, anon.LDistinct
+		}
+		old, err := anon.NewProblem(t, anon.Config{QI: e.QuasiIdentifiers, Hierarchies: hs, Models: models, MaxSuppression: 1})
+		if err != nil {
+			return 0, "", refuse("export.linkage", "earlier release %s used quasi-identifiers this dataset no longer has", e.ID)
+		}
+		// The earlier release as it went out: its violating classes suppressed.
+		oldKeys, oldSupp, err := old.Assign(e.Levels)
 		if err != nil {
 			return 0, "", refuse("export.linkage", "earlier release %s used levels the hierarchies no longer have", e.ID)
 		}
-		// Classes of the earlier release as released: those of size < its k
-		// were suppressed.
-		oldSize := map[uint64]int{}
-		for _, k := range oldKeys {
-			oldSize[k]++
-		}
 		joint := map[[2]uint64]int{}
 		for r := range newKeys {
-			if newSupp[r] || oldSize[oldKeys[r]] < e.Params.K {
+			if newSupp[r] || oldSupp[r] {
 				continue
 			}
 			joint[[2]uint64{newKeys[r], oldKeys[r]}]++
@@ -422,9 +431,11 @@ func (p *prepared) joinedK(t *anon.Table, prob *anon.Problem, levels []int, hs m
 	return least, which, nil
 }
 
-func hierarchies(s *Service, ex *workspace.ExportDataset, t *anon.Table) (map[string]*anon.Hierarchy, map[string]string, error) {
+// hierarchies builds the hierarchies of some columns by the controls'
+// generalise rules, with the SHA-256 of each.
+func hierarchies(s *Service, ex *workspace.ExportDataset, t *anon.Table, columns []string) (map[string]*anon.Hierarchy, map[string]string, error) {
 	hs, digests := map[string]*anon.Hierarchy{}, map[string]string{}
-	for _, q := range ex.QuasiIdentifiers {
+	for _, q := range columns {
 		c := t.Column(q)
 		rule := ex.Generalise[q]
 		if c < 0 || rule == "" {

@@ -207,3 +207,45 @@ func TestSyntheticExportChargesTheDatasetBudget(t *testing.T) {
 		t.Fatalf("%d synthetic releases at ε = 2 against a budget of ε = 4: the budget must allow some and stop the rest", released)
 	}
 }
+
+// TestRepeatedReleaseThatWouldLowerKIsRefused: after one k = 20 release to
+// an institute, the owner stops treating sex as a quasi-identifier; the
+// finer release that follows, joined row by row with the first (the worst
+// case: the recipient links the two), would leave records among fewer
+// than 20, so it is refused naming the first release. Another
+// organisation, which holds no earlier release, may have it.
+func TestRepeatedReleaseThatWouldLowerKIsRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	first := h.post(t, "/v1/exports", h.tokens["steward@stmary"], exportBody(t, "", "research", kRequest("eu-institute", "eu", 20, 3)))
+	if first.Status != 200 {
+		t.Fatalf("first release: %d %s", first.Status, first.Body)
+	}
+	var a exportAnswer
+	json.Unmarshal(first.Body, &a)
+	path := filepath.Join(h.dir, "exports.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(b), "quasi_identifiers: [birth_date, sex, zip]", "quasi_identifiers: [birth_date, zip]", 1)
+	if changed == string(b) {
+		t.Fatal("the demo's exports.yaml changed shape")
+	}
+	if err := os.WriteFile(path, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.node.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	second := h.post(t, "/v1/exports", h.tokens["steward@stmary"], exportBody(t, "", "research", kRequest("eu-institute", "eu", 20, 3)))
+	if second.Status != 403 || second.Error.Rule != "export.linkage" || !strings.Contains(second.Error.Message, a.Release.ID) || !strings.Contains(second.Error.Message, "would leave records among") {
+		t.Fatalf("second release to the same institute: %d %s, want 403 export.linkage naming %s", second.Status, second.Body, a.Release.ID)
+	}
+	if e := lastEntry(t, h); e.Event != "AL1700W" || e.Rule != "export.linkage" {
+		t.Fatalf("refusal audited as %s %s", e.Event, e.Rule)
+	}
+	other := h.post(t, "/v1/exports", h.tokens["steward@stmary"], exportBody(t, "", "research", kRequest("other-institute", "eu", 20, 3)))
+	if other.Status != 200 {
+		t.Fatalf("the same release to an organisation without earlier ones: %d %s", other.Status, other.Body)
+	}
+}
