@@ -728,3 +728,6 @@ func ClassSizes(t *Table, columns []string) ([]int, error) {
 	}
 	return sizes, nil
 }
+
+// Metric is the metric the problem minimises.
+func (p *Problem) Metric() Metric { return p.cfg.Metric }
