@@ -66,7 +66,7 @@ type Released struct {
 type Service struct {
 	Route    func(m *workspace.Manifest) (engine.Engine, string)
 	Key      *federation.NodeKey
-	Registry *Registry
+	Registry Releases
 	// Noise draws the synthetic releases' measurements (crypto/rand).
 	Noise *dp.Sampler
 	// WorkspaceDir resolves hierarchy files named in exports.yaml.
@@ -265,6 +265,10 @@ func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, 
 	if err != nil {
 		return nil, err
 	}
+	earlier, err := registered(ctx, p.s.Registry, p.m.Name, p.r.Destination.Org)
+	if err != nil {
+		return nil, refusal.StoreUnavailable(err)
+	}
 	rec := Record{V: 1, ID: "rel-" + c.Caller.RequestID, RequestID: c.Caller.RequestID, Issued: c.Now.UTC(), Node: p.s.Key.Name,
 		Dataset: p.m.Name, Owner: p.m.Owner, Tier: p.m.Tier, Workspace: c.Snap.Version(), Requester: c.Caller.Identity.Principal,
 		Agreement: c.Entry.Agreement, Purpose: c.Purpose, Destination: p.r.Destination, Method: p.r.Method,
@@ -272,7 +276,7 @@ func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, 
 	var out bytes.Buffer
 	switch p.r.Method {
 	case "kanonymity":
-		if err := p.anonymise(t, &rec, &out); err != nil {
+		if err := p.anonymise(t, earlier, &rec, &out); err != nil {
 			return nil, err
 		}
 	default:
@@ -294,7 +298,7 @@ func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, 
 	if err != nil {
 		return nil, err
 	}
-	return &unreleased{rec: rec, signed: signed, file: out.Bytes(), reg: p.s.Registry}, nil
+	return &unreleased{rec: rec, signed: signed, file: out.Bytes(), reg: p.s.Registry, after: len(earlier)}, nil
 }
 
 // load reads the dataset's rows through the engine, as strings, without
@@ -329,7 +333,7 @@ func (p *prepared) load(ctx context.Context) (*anon.Table, error) {
 	return anon.ReadTable(&b)
 }
 
-func (p *prepared) anonymise(t *anon.Table, rec *Record, out *bytes.Buffer) error {
+func (p *prepared) anonymise(t *anon.Table, earlier []Record, rec *Record, out *bytes.Buffer) error {
 	hs, digests, err := hierarchies(p.s, p.ex, t, p.ex.QuasiIdentifiers)
 	if err != nil {
 		return err
@@ -350,12 +354,12 @@ func (p *prepared) anonymise(t *anon.Table, rec *Record, out *bytes.Buffer) erro
 		return refuse("export.parameters", "no generalisation of %s reaches k = %d (l = %d) within %.3g suppression", p.m.Name, p.r.K, p.r.L, p.r.MaxSuppression)
 	}
 	levels := res.Optimum.Levels
-	joined, earlier, err := p.joinedK(t, prob, levels)
+	joined, lowest, err := p.joinedK(t, earlier, prob, levels)
 	if err != nil {
 		return err
 	}
-	if earlier != "" && joined < p.r.K {
-		return refuse("export.linkage", "joined with earlier release %s to %s, this release would leave records among %d < k = %d", earlier, p.r.Destination.Org, joined, p.r.K)
+	if lowest != "" && joined < p.r.K {
+		return refuse("export.linkage", "joined with earlier release %s to %s, this release would leave records among %d < k = %d", lowest, p.r.Destination.Org, joined, p.r.K)
 	}
 	rows, suppressed, err := prob.Write(out, levels, nil, p.s.Noise.Perm(t.Rows()))
 	if err != nil {
@@ -375,11 +379,7 @@ func (p *prepared) anonymise(t *anon.Table, rec *Record, out *bytes.Buffer) erro
 // both its classes with, over each earlier k-anonymous release of the
 // dataset to the same org (rows suppressed in either do not count: they
 // carry no quasi-identifiers), and the release that brings it lowest.
-func (p *prepared) joinedK(t *anon.Table, prob *anon.Problem, levels []int) (int, string, error) {
-	earlier, err := p.s.Registry.To(p.m.Name, p.r.Destination.Org)
-	if err != nil {
-		return 0, "", err
-	}
+func (p *prepared) joinedK(t *anon.Table, earlier []Record, prob *anon.Problem, levels []int) (int, string, error) {
 	newKeys, newSupp, err := prob.Assign(levels)
 	if err != nil {
 		return 0, "", err
@@ -468,12 +468,24 @@ type unreleased struct {
 	rec    Record
 	signed Signed
 	file   []byte
-	reg    *Registry
+	reg    Releases
+	// after is how many releases of the dataset to the org were judged.
+	after int
 }
 
 func (u *unreleased) Release(ctx context.Context, c *govern.Call) (any, error) {
-	if err := u.reg.Put(u.signed, u.rec, u.file); err != nil {
+	b, err := json.Marshal(u.signed)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := u.reg.PutExportRelease(ctx, store.ExportRelease{Dataset: u.rec.Dataset, Org: u.rec.Destination.Org, ID: u.rec.ID, Record: b}, u.after)
+	if err != nil {
 		return nil, refusal.StoreUnavailable(err)
+	}
+	if !ok {
+		// Another release to the same org was registered meanwhile; this
+		// one was not judged against it, so it does not leave.
+		return nil, refusal.New(refusal.Unavailable, "export.concurrent", "another release of %s to %s was registered at the same time; retry", u.rec.Dataset, u.rec.Destination.Org)
 	}
 	c.Entry.RowsReturned = int64(u.rec.Rows - u.rec.Suppressed)
 	c.Entry.RowsSuppressed = int64(u.rec.Suppressed)

@@ -1,20 +1,18 @@
 package exportop
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/federation"
+	"github.com/airlock-dev/airlock/internal/store"
 )
 
 // Label separates release-record signatures from the node's other ones.
@@ -123,55 +121,28 @@ func Verify(file []byte, s Signed, verifierKey string) (Record, error) {
 	return r, nil
 }
 
-// Registry keeps the signed records and released files under a directory
-// of the node's data directory: <id>.json and <id>.csv.
-type Registry struct {
-	Dir string
-	mu  sync.Mutex
+// Releases is the registry: the state store's table of signed release
+// records by dataset and recipient organisation, shared by replicas.
+type Releases interface {
+	ExportReleases(ctx context.Context, dataset, org string) ([]store.ExportRelease, error)
+	PutExportRelease(ctx context.Context, r store.ExportRelease, after int) (bool, error)
 }
 
-// Put stores a release.
-func (g *Registry) Put(s Signed, r Record, file []byte) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if err := os.MkdirAll(g.Dir, 0o700); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(g.Dir, r.ID+".csv"), file, 0o600); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(g.Dir, r.ID+".json"), b, 0o600)
-}
-
-// To returns the records of a dataset's releases to an organisation,
-// oldest first.
-func (g *Registry) To(dataset, org string) ([]Record, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	paths, err := filepath.Glob(filepath.Join(g.Dir, "*.json"))
+// registered reads a dataset's releases to an org from the registry.
+func registered(ctx context.Context, reg Releases, dataset, org string) ([]Record, error) {
+	rs, err := reg.ExportReleases(ctx, dataset, org)
 	if err != nil {
 		return nil, err
 	}
-	var out []Record
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, err
-		}
+	out := make([]Record, 0, len(rs))
+	for _, r := range rs {
 		var s Signed
-		var r Record
-		if json.Unmarshal(b, &s) != nil || json.Unmarshal(s.Record, &r) != nil {
-			return nil, fmt.Errorf("export: registry entry %s does not decode", filepath.Base(p))
+		var rec Record
+		if json.Unmarshal(r.Record, &s) != nil || json.Unmarshal(s.Record, &rec) != nil {
+			return nil, fmt.Errorf("export: registry entry %s does not decode", r.ID)
 		}
-		if r.Dataset == dataset && r.Destination.Org == org {
-			out = append(out, r)
-		}
+		out = append(out, rec)
 	}
-	slices.SortFunc(out, func(a, b Record) int { return a.Issued.Compare(b.Issued) })
 	return out, nil
 }
 

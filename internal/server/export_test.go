@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -132,8 +133,8 @@ func TestExportReleasesAKAnonymousFileWithAVerifiableRecord(t *testing.T) {
 	if e.Event != "AL1700I" || e.Extra["release"] != a.Release.ID || e.Extra["release_sha256"] != rec.SHA256 {
 		t.Fatalf("audit entry %+v does not record the release", e)
 	}
-	if _, err := os.Stat(filepath.Join(server.DataDir(h.node.Kernel.Snapshot().WS), "exports", a.Release.ID+".json")); err != nil {
-		t.Fatalf("release not registered: %v", err)
+	if reg, err := h.node.Store.ExportReleases(context.Background(), "visits", "eu-institute"); err != nil || len(reg) != 1 || reg[0].ID != a.Release.ID {
+		t.Fatalf("registry: %+v %v, want the release", reg, err)
 	}
 }
 
@@ -247,5 +248,42 @@ func TestRepeatedReleaseThatWouldLowerKIsRefused(t *testing.T) {
 	other := h.post(t, "/v1/exports", h.tokens["steward@stmary"], exportBody(t, "", "research", kRequest("other-institute", "eu", 20, 3)))
 	if other.Status != 200 {
 		t.Fatalf("the same release to an organisation without earlier ones: %d %s", other.Status, other.Body)
+	}
+}
+
+// TestConcurrentReleasesAreJudgedAgainstEachOther: two releases to the
+// same institute at once cannot both skip the other's linkage check; the
+// registry takes one, and the other is either judged against it (it came
+// later) or refused to be retried.
+func TestConcurrentReleasesAreJudgedAgainstEachOther(t *testing.T) {
+	h := newHarness(t, nil)
+	body := exportBody(t, "", "research", kRequest("eu-institute", "eu", 20, 3))
+	results := make(chan apiResponse, 2)
+	for range 2 {
+		go func() { results <- h.post(t, "/v1/exports", h.tokens["steward@stmary"], body) }()
+	}
+	ok := 0
+	for range 2 {
+		r := <-results
+		switch {
+		case r.Status == 200:
+			ok++
+		case r.Status == 503 && r.Error.Rule == "export.concurrent":
+		default:
+			t.Fatalf("concurrent release: %d %s", r.Status, r.Body)
+		}
+	}
+	reg, err := h.node.Store.ExportReleases(context.Background(), "visits", "eu-institute")
+	if err != nil || len(reg) != ok || ok == 0 {
+		t.Fatalf("%d released, registry %d (%v)", ok, len(reg), err)
+	}
+	if ok == 2 {
+		var s exportop.Signed
+		var second exportop.Record
+		json.Unmarshal(reg[1].Record, &s)
+		json.Unmarshal(s.Record, &second)
+		if second.Risk == nil || second.Risk.JoinedK < 20 {
+			t.Fatalf("the second release was not judged against the first: %+v", second.Risk)
+		}
 	}
 }

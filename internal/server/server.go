@@ -233,7 +233,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return n.Engine, query.QuoteIdent(m.Name)
 	}
 	n.Export = &exportop.Service{Route: func(m *workspace.Manifest) (engine.Engine, string) { return n.SQL.Route(m) }, Key: n.Key,
-		Registry: &exportop.Registry{Dir: filepath.Join(dir, "exports")}, Noise: dp.NewSampler(rand.Reader), WorkspaceDir: ws.Dir}
+		Registry: n.Store, Noise: dp.NewSampler(rand.Reader), WorkspaceDir: ws.Dir}
 	n.Peers = &federation.Client{Key: n.Key, Now: opts.Now, Window: ws.Config.Federation.Window}
 	n.SQL.Federation = &federation.Federator{Client: n.Peers}
 	n.Witness = &federation.Witness{Key: n.Key, Client: n.Peers, Store: n.Store, Kernel: n.Kernel, Log: opts.Log.With("component", "witness"),

@@ -91,6 +91,15 @@ type Charge struct {
 	LimitDelta float64
 }
 
+// ExportRelease is one registered release of a dataset to an
+// organisation: its signed record (see package exportop).
+type ExportRelease struct {
+	Dataset, Org, ID string
+	// Seq orders a (dataset, org)'s releases from 1.
+	Seq    int
+	Record []byte
+}
+
 // ChargeRecord is one debit as the ledger recorded it.
 type ChargeRecord struct {
 	ID        string
@@ -208,6 +217,14 @@ type Store interface {
 	// hide the others' cosignatures.
 	PutCosignature(ctx context.Context, size uint64, witness string, line []byte) error
 	MostCosigned(ctx context.Context) (uint64, map[string][]byte, error)
+
+	// ExportReleases returns the registered releases of a dataset to an
+	// organisation (to every organisation when org is ""), oldest first.
+	// PutExportRelease registers a release if its (dataset, org) still has
+	// exactly after releases, and reports false if another came first:
+	// the caller judges the new release against that one too and retries.
+	ExportReleases(ctx context.Context, dataset, org string) ([]ExportRelease, error)
+	PutExportRelease(ctx context.Context, r ExportRelease, after int) (bool, error)
 
 	// The audit log's storage (see package audit's LeafStore).
 	AppendLeaves(ctx context.Context, data [][]byte, hashes [][32]byte) (first uint64, err error)

@@ -68,6 +68,7 @@ func schema(d Dialect) []string {
 		`CREATE INDEX IF NOT EXISTS peer_nonces_by_expiry ON peer_nonces (expires_ns)`,
 		`CREATE TABLE IF NOT EXISTS witnessed (origin TEXT PRIMARY KEY, size BIGINT NOT NULL, signed ` + b + ` NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS cosignatures (size BIGINT NOT NULL, witness TEXT NOT NULL, line ` + b + ` NOT NULL, PRIMARY KEY (size, witness))`,
+		`CREATE TABLE IF NOT EXISTS export_releases (dataset TEXT NOT NULL, org TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL UNIQUE, record ` + b + ` NOT NULL, PRIMARY KEY (dataset, org, seq))`,
 		`CREATE TABLE IF NOT EXISTS charges (id TEXT PRIMARY KEY, agreement TEXT NOT NULL, principal TEXT NOT NULL, period_ns BIGINT NOT NULL, rho DOUBLE PRECISION NOT NULL, delta DOUBLE PRECISION NOT NULL, created_ns BIGINT NOT NULL)`,
 	}
 }
@@ -536,6 +537,38 @@ func (s *Store) AdvanceWitnessed(ctx context.Context, origin string, prevSize, s
 		return false, nil
 	}
 	res, err = s.db.ExecContext(ctx, s.q(`INSERT INTO witnessed (origin, size, signed) VALUES (?, ?, ?) ON CONFLICT (origin) DO NOTHING`), origin, int64(size), signed)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// ExportReleases implements store.Store.
+func (s *Store) ExportReleases(ctx context.Context, dataset, org string) ([]store.ExportRelease, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT dataset, org, seq, id, record FROM export_releases WHERE dataset = ? AND (org = ? OR ? = '') ORDER BY seq, org`), dataset, org, org)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.ExportRelease
+	for rows.Next() {
+		var r store.ExportRelease
+		var seq int64
+		if err := rows.Scan(&r.Dataset, &r.Org, &seq, &r.ID, &r.Record); err != nil {
+			return nil, err
+		}
+		r.Seq = int(seq)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// PutExportRelease implements store.Store: the primary key (dataset, org,
+// seq) lets exactly one of two concurrent releases take seq after+1.
+func (s *Store) PutExportRelease(ctx context.Context, r store.ExportRelease, after int) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO export_releases (dataset, org, seq, id, record) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
+		r.Dataset, r.Org, int64(after+1), r.ID, r.Record)
 	if err != nil {
 		return false, err
 	}

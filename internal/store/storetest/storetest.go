@@ -210,6 +210,39 @@ func Run(t *testing.T, open Opener) {
 			t.Fatalf("after expiry: %v %v, want forgotten", fresh, err)
 		}
 	})
+	t.Run("export releases", func(t *testing.T) {
+		a := open(t, "exports")
+		b := open(t, "exports")
+		if rs, err := a.ExportReleases(ctx, "visits", "inst"); err != nil || len(rs) != 0 {
+			t.Fatalf("none yet: %v %v", rs, err)
+		}
+		r1 := store.ExportRelease{Dataset: "visits", Org: "inst", ID: "rel-1", Record: []byte(`{"id":"rel-1"}`)}
+		if ok, err := a.PutExportRelease(ctx, r1, 0); err != nil || !ok {
+			t.Fatalf("first: %v %v", ok, err)
+		}
+		// A replica that judged against the empty registry loses the race.
+		r2 := store.ExportRelease{Dataset: "visits", Org: "inst", ID: "rel-2", Record: []byte(`{"id":"rel-2"}`)}
+		if ok, err := b.PutExportRelease(ctx, r2, 0); err != nil || ok {
+			t.Fatalf("a stale second: %v %v, want refused", ok, err)
+		}
+		if ok, err := b.PutExportRelease(ctx, r2, 1); err != nil || !ok {
+			t.Fatalf("the second, judged against the first: %v %v", ok, err)
+		}
+		other := store.ExportRelease{Dataset: "visits", Org: "lab", ID: "rel-3", Record: []byte(`{}`)}
+		if ok, err := a.PutExportRelease(ctx, other, 0); err != nil || !ok {
+			t.Fatalf("another org's first: %v %v", ok, err)
+		}
+		rs, err := b.ExportReleases(ctx, "visits", "inst")
+		if err != nil || len(rs) != 2 || rs[0].ID != "rel-1" || rs[1].ID != "rel-2" || rs[1].Seq != 2 || string(rs[0].Record) != `{"id":"rel-1"}` {
+			t.Fatalf("the institute's releases: %+v %v", rs, err)
+		}
+		if all, err := a.ExportReleases(ctx, "visits", ""); err != nil || len(all) != 3 {
+			t.Fatalf("every org's: %+v %v", all, err)
+		}
+		if none, err := a.ExportReleases(ctx, "transactions", ""); err != nil || len(none) != 0 {
+			t.Fatalf("another dataset: %+v %v", none, err)
+		}
+	})
 	t.Run("witnessed checkpoints", func(t *testing.T) {
 		a := open(t, "witnessed")
 		b := open(t, "witnessed")
