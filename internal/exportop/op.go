@@ -507,3 +507,57 @@ func text(v any) string {
 		return fmt.Sprint(x)
 	}
 }
+
+// List is the operation behind GET /v1/exports: the registered releases
+// of a dataset the caller may see: all of them for the owner's stewards
+// (Cedar action admin on the dataset), a recipient's own otherwise.
+func (s *Service) List(dataset string) govern.Op { return &listOp{s: s, dataset: dataset} }
+
+type listOp struct {
+	s       *Service
+	dataset string
+}
+
+func (o *listOp) Kind() share.OpKind { return share.OpExportList }
+func (o *listOp) Light()             {}
+
+func (o *listOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, error) {
+	m := c.Snap.WS.Datasets[o.dataset]
+	c.Entry.Datasets = []string{o.dataset}
+	if m == nil {
+		return nil, refusal.New(refusal.NotFound, "dataset", "no dataset %s", o.dataset)
+	}
+	id := c.Caller.Identity
+	org := id.Org
+	var checks []policy.Request
+	if id.Org == m.Owner && id.HasRole("steward") {
+		org = ""
+		checks = []policy.Request{{Principal: policy.PrincipalOf(id), Action: policy.ActionAdmin,
+			Resource: policy.Resource{Name: m.Name, Owner: m.Owner, Tier: m.Tier, Region: m.Region},
+			Context:  policy.Context{ClientRegion: id.Region, Channel: c.Caller.Channel, Now: c.Now}}}
+	}
+	recs, err := o.s.Registry.ExportReleases(ctx, m.Name, org)
+	if err != nil {
+		return nil, refusal.StoreUnavailable(err)
+	}
+	out := make([]Signed, 0, len(recs))
+	for _, r := range recs {
+		var s Signed
+		if err := json.Unmarshal(r.Record, &s); err != nil {
+			return nil, refusal.StoreUnavailable(err)
+		}
+		out = append(out, s)
+	}
+	c.Entry.RowsReturned = int64(len(out))
+	return listed{checks: checks, v: out}, nil
+}
+
+type listed struct {
+	checks []policy.Request
+	v      []Signed
+}
+
+func (l listed) Checks() []policy.Request                                     { return l.checks }
+func (l listed) Preview(context.Context, *govern.Call) (any, error)           { return l.v, nil }
+func (l listed) Run(context.Context, *govern.Call) (govern.Unreleased, error) { return l, nil }
+func (l listed) Release(context.Context, *govern.Call) (any, error)           { return l.v, nil }

@@ -287,3 +287,52 @@ func TestConcurrentReleasesAreJudgedAgainstEachOther(t *testing.T) {
 		}
 	}
 }
+
+// TestExportRegistryListsWhatEachMayKnow: the owner's steward sees every
+// release of the dataset; a recipient only those to its own organisation.
+func TestExportRegistryListsWhatEachMayKnow(t *testing.T) {
+	h := newHarness(t, nil)
+	if r := h.post(t, "/v1/exports", h.tokens["steward@stmary"], exportBody(t, "", "research", kRequest("eu-institute", "eu", 20, 3))); r.Status != 200 {
+		t.Fatalf("steward's release: %d %s", r.Status, r.Body)
+	}
+	own := kRequest("partner", "eu", 20, 3)
+	own.Licence.Expires = time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
+	if r := h.post(t, "/v1/exports", h.tokens["analyst@partner"], exportBody(t, "partner-visits-research", "research", own)); r.Status != 200 {
+		t.Fatalf("recipient's release: %d %s", r.Status, r.Body)
+	}
+	var doc any
+	json.Unmarshal(mustRead(t, "../httpapi/openapi.json"), &doc)
+	v := jsonschema.Validator{Root: doc.(map[string]any)}
+	count := func(principal string) []string {
+		r := h.get(t, "/v1/exports?dataset=visits", h.tokens[principal])
+		if r.Status != 200 {
+			t.Fatalf("%s lists: %d %s", principal, r.Status, r.Body)
+		}
+		var body any
+		json.Unmarshal(r.Body, &body)
+		for _, e := range v.Check(v.Resolve(map[string]any{"$ref": "#/components/schemas/ExportList"}), body, "$") {
+			t.Errorf("list vs openapi.json: %s", e)
+		}
+		var l struct{ Releases []exportop.Signed }
+		json.Unmarshal(r.Body, &l)
+		var orgs []string
+		for _, s := range l.Releases {
+			var rec exportop.Record
+			json.Unmarshal(s.Record, &rec)
+			orgs = append(orgs, rec.Destination.Org)
+		}
+		if e := lastEntry(t, h); e.Event != "AL1701I" {
+			t.Fatalf("list audited as %s", e.Event)
+		}
+		return orgs
+	}
+	if got := count("steward@stmary"); len(got) != 2 {
+		t.Fatalf("steward sees %v, want both releases", got)
+	}
+	if got := count("analyst@partner"); len(got) != 1 || got[0] != "partner" {
+		t.Fatalf("recipient sees %v, want only its own", got)
+	}
+	if got := count("fraud@partnerbank"); len(got) != 0 {
+		t.Fatalf("an unrelated org sees %v", got)
+	}
+}

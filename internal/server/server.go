@@ -688,6 +688,14 @@ func (n *Node) exportRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi.H
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"release": res.Value, "request_id": res.RequestID, "audit_index": res.AuditIndex})
 		return nil
 	}))
+	mux.Handle("GET /v1/exports", wrap(share.OpExportList, func(w http.ResponseWriter, r *http.Request, c share.Caller) error {
+		res, err := n.Kernel.Do(r.Context(), govern.Request{Caller: c, Op: n.Export.List(r.URL.Query().Get("dataset"))})
+		if err != nil {
+			return err
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"releases": res.Value, "request_id": res.RequestID})
+		return nil
+	}))
 }
 
 // Serve runs the HTTP server, the checkpointer and the reloader until ctx

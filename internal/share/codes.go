@@ -39,6 +39,9 @@ var eventCodes = map[eventKey]string{
 
 	{OpExport, Run, true}:  "AL1700I",
 	{OpExport, Run, false}: "AL1700W",
+
+	{OpExportList, Run, true}:  "AL1701I",
+	{OpExportList, Run, false}: "AL1701W",
 }
 
 type eventKey struct {

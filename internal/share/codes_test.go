@@ -33,6 +33,8 @@ var released = map[string]string{
 	"AL1601W": "audit.witness run refused",
 	"AL1700I": "export.release run allowed",
 	"AL1700W": "export.release run refused",
+	"AL1701I": "export.list run allowed",
+	"AL1701W": "export.list run refused",
 }
 
 func TestEventCodesAreAppendOnly(t *testing.T) {

@@ -62,6 +62,7 @@ const (
 	OpPeer          OpKind = "peer.request"     // a peer node's request refused before its operation (key, signature, window, replay, org)
 	OpWitness       OpKind = "audit.witness"    // cosigning a peer's audit checkpoint, or the fork that stopped it
 	OpExport        OpKind = "export.release"   // an anonymised or synthetic release of a dataset to a destination
+	OpExportList    OpKind = "export.list"      // reading the registry of releases
 )
 
 // Mode is how far an operation goes.
