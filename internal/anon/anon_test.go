@@ -241,3 +241,24 @@ func TestHierarchicalDistance(t *testing.T) {
 		t.Fatalf("EMD %v, want 0.5", got)
 	}
 }
+
+// TestStrategiesAgreeOnAdult: predictive tagging and the full walk find
+// the same optimum and classify the lattice alike, with and without
+// suppression.
+func TestStrategiesAgreeOnAdult(t *testing.T) {
+	tab, hs := loadAdult(t)
+	for _, supp := range []float64{0, 0.04} {
+		p, err := NewProblem(tab, Config{QI: tab.Columns, Hierarchies: hs, Models: Models{K: 10}, MaxSuppression: supp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err1 := p.searchTagged()
+		b, err2 := p.searchAll()
+		if err1 != nil || err2 != nil || !slices.Equal(a.Optimum.Levels, b.Optimum.Levels) || a.Optimum.Loss != b.Optimum.Loss || a.Anonymous != b.Anonymous {
+			t.Fatalf("suppression %v: tagged %+v (%d anonymous, %v), walk %+v (%d anonymous, %v)", supp, a.Optimum, a.Anonymous, err1, b.Optimum, b.Anonymous, err2)
+		}
+		if a.Optimum.Suppressed != b.Optimum.Suppressed || a.Optimum.Classes != b.Optimum.Classes {
+			t.Fatalf("suppression %v: tagged %+v, walk %+v", supp, a.Optimum, b.Optimum)
+		}
+	}
+}

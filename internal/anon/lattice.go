@@ -320,8 +320,9 @@ type slot struct {
 }
 
 func (t *table) reset(n int) {
+	// A load factor of at most 2/3: the merged classes are fewer than n.
 	size := 16
-	for size < 2*n {
+	for size < n+n/2 {
 		size <<= 1
 	}
 	if size > len(t.slots) {
@@ -386,13 +387,31 @@ func (p *Problem) violates(c *classes, i int) bool {
 func (p *Problem) evaluate(c *classes) Node {
 	n := p.table.Rows()
 	node := Node{Levels: slices.Clone(c.levels)}
-	kept := make([]bool, c.len())
-	for i := range c.len() {
+	d := len(p.cols)
+	sum := 0.0
+	for i, f := range c.size {
 		if p.violates(c, i) {
-			node.Suppressed += int(c.size[i])
-		} else {
-			kept[i] = true
-			node.Classes++
+			node.Suppressed += int(f)
+			if p.cfg.Metric == MetricLoss {
+				sum += float64(f) * float64(d)
+			}
+			if p.cfg.Metric == MetricDMStar {
+				sum += float64(f) * float64(f)
+			}
+			continue
+		}
+		node.Classes++
+		switch p.cfg.Metric {
+		case MetricDM, MetricDMStar:
+			sum += float64(f) * float64(f)
+		case MetricLoss:
+			for a := range d {
+				g := p.gens[a]
+				if g.domain > 1 {
+					leaves := g.leaves[c.levels[a]][p.code(c.keys[i], a)]
+					sum += float64(f) * float64(leaves-1) / float64(g.domain-1)
+				}
+			}
 		}
 	}
 	node.Anonymous = node.Suppressed <= p.limit
@@ -400,16 +419,9 @@ func (p *Problem) evaluate(c *classes) Node {
 	case MetricNUE:
 		node.Loss = p.nueOf(c.levels)
 	case MetricDM:
-		for i, k := range kept {
-			if k {
-				node.Loss += float64(c.size[i]) * float64(c.size[i])
-			}
-		}
-		node.Loss += float64(node.Suppressed) * float64(n)
+		node.Loss = sum + float64(node.Suppressed)*float64(n)
 	case MetricDMStar:
-		for _, f := range c.size {
-			node.Loss += float64(f) * float64(f)
-		}
+		node.Loss = sum
 	case MetricAECS:
 		groups := node.Classes
 		if node.Suppressed > 0 {
@@ -417,21 +429,6 @@ func (p *Problem) evaluate(c *classes) Node {
 		}
 		node.Loss = float64(n) / float64(groups)
 	case MetricLoss:
-		d := len(p.cols)
-		sum := 0.0
-		for i, k := range kept {
-			if !k {
-				sum += float64(c.size[i]) * float64(d)
-				continue
-			}
-			for a := range d {
-				g := p.gens[a]
-				if g.domain > 1 {
-					leaves := g.leaves[c.levels[a]][p.code(c.keys[i], a)]
-					sum += float64(c.size[i]) * float64(leaves-1) / float64(g.domain-1)
-				}
-			}
-		}
 		node.Loss = sum / float64(n*d)
 	}
 	return node
@@ -492,14 +489,25 @@ func better(a, b Node) bool {
 	return slices.Compare(a.Levels, b.Levels) < 0
 }
 
-// Search returns the optimal transformation. It walks the lattice level by
-// level (levels summed), computing each transformation's classes from the
-// classes of its predecessor with the fewest, keeping only the previous
-// level in memory, on as many workers as there are CPUs. When anonymity
-// is monotone and the metric is too (non-uniform entropy), a
-// transformation above an anonymous one can neither fail nor win, so it
-// is counted anonymous without being computed.
+// Search returns the optimal transformation, by one of two exact
+// strategies:
+//
+//   - with monotone anonymity, the transformation-only metric (non-uniform
+//     entropy) and no suppression, predictive tagging (searchTagged): the
+//     anonymous region is bounded by few transformations, so checking a
+//     few hundred classifies all 12,960 of Adult's;
+//   - otherwise a level-by-level walk of the whole lattice (searchAll),
+//     computing each transformation's classes from the classes of its
+//     predecessor with the fewest, on as many workers as there are CPUs,
+//     keeping only the previous level in memory; with monotone anonymity
+//     and metric, transformations above an anonymous one are counted
+//     anonymous without being computed. With suppression the boundary of
+//     the anonymous region is long (Adult, k = 5, 4%: 3,504 checks, each
+//     from far below), and this walk is the faster (0.9 s against 2.2 s).
 func (p *Problem) Search() (Result, error) {
+	if p.monotone() && p.cfg.Metric == MetricNUE && p.limit == 0 {
+		return p.searchTagged()
+	}
 	return p.searchAll()
 }
 
