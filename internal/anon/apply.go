@@ -2,6 +2,7 @@ package anon
 
 import (
 	"encoding/csv"
+	"fmt"
 	"io"
 	"slices"
 )
@@ -125,4 +126,27 @@ func (p *Problem) ClassSizesOf(levels []int) []int {
 		}
 	}
 	return out
+}
+
+// ClassCounts groups a table's rows by the values of the given columns and
+// counts each class, keyed by the values joined with NUL: the way to match
+// a sample's classes with a population's.
+func ClassCounts(t *Table, columns []string) (map[string]int, error) {
+	cols := make([]int, len(columns))
+	for i, c := range columns {
+		if cols[i] = t.Column(c); cols[i] < 0 {
+			return nil, fmt.Errorf("anon: no column %s", c)
+		}
+	}
+	out := map[string]int{}
+	var b []byte
+	for r := range t.Rows() {
+		b = b[:0]
+		for _, c := range cols {
+			b = append(b, t.Value(c, r)...)
+			b = append(b, 0)
+		}
+		out[string(b)]++
+	}
+	return out, nil
 }

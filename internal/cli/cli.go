@@ -73,7 +73,7 @@ func commands() []command {
 		{"peer remove", "peer remove --workspace DIR NODE", "drop a peer from the peers file", []string{"airlock peer remove --workspace ws stmary"}, peerRemove},
 		{"anonymize", "anonymize --input FILE --hierarchies DIR --k K [--l L --sensitive COL [--l-kind distinct|entropy|recursive --c C]] [--t T --t-kind equal|ordered|hierarchical] [--max-suppression F] [--metric nue|loss|dm|dmstar|aecs] [--qi COLS] [--output FILE] [--json]", "find the optimal full-domain generalisation of a CSV (ARX hierarchies) under k-anonymity, l-diversity and t-closeness, with its risk before and after",
 			[]string{"airlock anonymize --input adult.csv --hierarchies adult/ --k 5 --max-suppression 0.04", "airlock anonymize --input adult.csv --hierarchies adult/ --k 5 --l 3 --sensitive occupation --output out.csv"}, anonymize},
-		{"risk", "risk --input FILE [--qi COLS] [--sampling-fraction F] [--threshold T] [--json]", "re-identification risk of a CSV: prosecutor, sample and population uniqueness (Zayatz, Pitman, SNB, Dankar's rule)",
+		{"risk", "risk --input FILE [--qi COLS] [--population FILE] [--sampling-fraction F] [--threshold T] [--json]", "re-identification risk of a CSV: prosecutor, sample and population uniqueness (Zayatz, Pitman, SNB, Dankar's rule)",
 			[]string{"airlock risk --input adult.csv --sampling-fraction 0.1"}, riskCmd},
 		{"synthesize", "synthesize --input FILE --output FILE [--epsilon E] [--delta D] [--rows N] [--target COL] [--hierarchies DIR]", "write a differentially private synthetic copy of a CSV (MST) and report its utility",
 			[]string{"airlock synthesize --input adult.csv --hierarchies adult/ --epsilon 1 --output synthetic.csv"}, synthesize},

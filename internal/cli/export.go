@@ -17,8 +17,29 @@ import (
 
 // riskReport is the risk of a table under some quasi-identifiers.
 type riskReport struct {
-	Sample     risk.Sample     `json:"prosecutor"`
-	Population risk.Population `json:"population"`
+	Sample     risk.Sample      `json:"prosecutor"`
+	Population risk.Population  `json:"population"`
+	Journalist *risk.Journalist `json:"journalist,omitempty"`
+}
+
+// journalist links a sample's classes with the population's.
+func journalist(sample, pop *anon.Table, cols []string, threshold float64) (risk.Journalist, error) {
+	sc, err := anon.ClassCounts(sample, cols)
+	if err != nil {
+		return risk.Journalist{}, err
+	}
+	pc, err := anon.ClassCounts(pop, cols)
+	if err != nil {
+		return risk.Journalist{}, fmt.Errorf("--population: %w", err)
+	}
+	var linked []risk.Linked
+	for k, f := range sc {
+		if pc[k] < f {
+			return risk.Journalist{}, fmt.Errorf("--population is not a superset of the sample: a class has %d sample records and %d in the population", f, pc[k])
+		}
+		linked = append(linked, risk.Linked{Sample: f, Population: pc[k]})
+	}
+	return risk.JournalistRisk(linked, threshold), nil
 }
 
 func riskOf(sizes []int, threshold, samplingFraction float64) riskReport {
@@ -125,6 +146,7 @@ func riskCmd(args []string, out, errw io.Writer) error {
 	qi := fs.String("qi", "", "quasi-identifiers, comma-separated (default: every column)")
 	pi := fs.Float64("sampling-fraction", 0.01, "share of the population the data is")
 	threshold := fs.Float64("threshold", 0.2, "per-record risk above which a record is at risk")
+	population := fs.String("population", "", "CSV of the population the sample was drawn from (same columns), for journalist and marketer risk")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parse(fs, args); err != nil || *input == "" {
 		return errUsage
@@ -142,10 +164,24 @@ func riskCmd(args []string, out, errw io.Writer) error {
 		return err
 	}
 	r := riskOf(sizes, *threshold, *pi)
+	if *population != "" {
+		pop, err := anon.ReadTableFile(*population)
+		if err != nil {
+			return err
+		}
+		j, err := journalist(tab, pop, cols, *threshold)
+		if err != nil {
+			return err
+		}
+		r.Journalist = &j
+	}
 	if *asJSON {
 		return json.NewEncoder(out).Encode(r)
 	}
 	printRisk(out, "risk", r)
+	if j := r.Journalist; j != nil {
+		fmt.Fprintf(out, "journalist: highest %.4f, average %.4f, records at risk %.4f; marketer %.4f\n", j.Highest, j.Average, j.AtRisk, j.Marketer)
+	}
 	p := r.Population
 	fmt.Fprintf(out, "population uniques by model: zayatz %.1f, pitman %.1f, snb %.1f of N = %d\n", p.Zayatz, p.Pitman, p.SNB, p.PopulationSize)
 	return nil

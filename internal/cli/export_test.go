@@ -153,3 +153,30 @@ func sha(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// TestRiskWithAPopulation: a sample of the Adult rows against all of them
+// as the population gives the journalist's and marketer's risks.
+func TestRiskWithAPopulation(t *testing.T) {
+	b, err := os.ReadFile(adult + "/adult.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	sample := filepath.Join(t.TempDir(), "sample.csv")
+	os.WriteFile(sample, []byte(strings.Join(lines[:3001], "\n")+"\n"), 0o600)
+	text, code := run(t, "risk", "--input", sample, "--population", adult+"/adult.csv", "--qi", "sex,age,race", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, text)
+	}
+	var r struct {
+		Prosecutor struct{ Highest, Average float64 }
+		Journalist *struct{ Highest, Average, Marketer float64 }
+	}
+	json.Unmarshal([]byte(text), &r)
+	if r.Journalist == nil || r.Journalist.Highest > r.Prosecutor.Highest || r.Journalist.Average >= r.Prosecutor.Average/2 || r.Journalist.Marketer <= 0 {
+		t.Fatalf("journalist %+v vs prosecutor %+v: a population ten times the sample lowers the average risk", r.Journalist, r.Prosecutor)
+	}
+	if text, code := run(t, "risk", "--input", adult+"/adult.csv", "--population", sample, "--qi", "sex,age,race"); code != 1 || !strings.Contains(text, "not a superset") {
+		t.Fatalf("a population smaller than the sample: exit %d %s", code, text)
+	}
+}

@@ -349,3 +349,48 @@ func newton(eq func(x, y float64) ([2]float64, [2][2]float64), start [2]float64,
 	}
 	return math.NaN(), math.NaN()
 }
+
+// Linked is one sample class with its size in a known population (the
+// table the sample was drawn from): the input of journalist and marketer
+// risk.
+type Linked struct {
+	// Sample is f, the class's records in the sample; Population is F ≥ f.
+	Sample, Population int
+}
+
+// Journalist is the risk an attacker poses who does not know whether
+// their target is in the sample, only that it is in the population (El
+// Emam): a sample record in a class of F population records is
+// re-identified with probability 1/F. Marketer is the expected share of
+// the sample re-identified by an attacker who links every record, (1/n)Σ
+// f/F.
+type Journalist struct {
+	Highest, Average, AtRisk, Threshold float64
+	Marketer                            float64
+}
+
+// JournalistRisk computes the journalist's and the marketer's risks.
+func JournalistRisk(classes []Linked, threshold float64) Journalist {
+	j := Journalist{Threshold: threshold}
+	n, popTotal, atRisk, minF := 0, 0, 0, 0
+	marketer := 0.0
+	for _, c := range classes {
+		n += c.Sample
+		popTotal += c.Population
+		if minF == 0 || c.Population < minF {
+			minF = c.Population
+		}
+		if 1/float64(c.Population) > threshold {
+			atRisk += c.Sample
+		}
+		marketer += float64(c.Sample) / float64(c.Population)
+	}
+	if n == 0 {
+		return j
+	}
+	j.Highest = 1 / float64(minF)
+	j.AtRisk = float64(atRisk) / float64(n)
+	j.Marketer = marketer / float64(n)
+	j.Average = math.Max(float64(len(classes))/float64(popTotal), j.Marketer)
+	return j
+}

@@ -83,3 +83,19 @@ func TestZayatzAtFullSample(t *testing.T) {
 		t.Fatalf("got %v, want 3", got)
 	}
 }
+
+func TestJournalistAndMarketerByHand(t *testing.T) {
+	// Sample classes (f, F): (1, 4), (2, 2), (3, 10): n = 6, u = 3, ΣF = 16.
+	j := JournalistRisk([]Linked{{1, 4}, {2, 2}, {3, 10}}, 0.3)
+	marketer := (1.0/4 + 2.0/2 + 3.0/10) / 6
+	want := Journalist{Highest: 0.5, AtRisk: 2.0 / 6, Threshold: 0.3, Marketer: marketer, Average: math.Max(3.0/16, marketer)}
+	if math.Abs(j.Marketer-want.Marketer) > 1e-15 || j.Highest != want.Highest || j.AtRisk != want.AtRisk || math.Abs(j.Average-want.Average) > 1e-15 {
+		t.Fatalf("got %+v, want %+v", j, want)
+	}
+	// With the sample as its own population, the journalist is the prosecutor.
+	h := HistogramOf([]int{1, 2, 3})
+	self := JournalistRisk([]Linked{{1, 1}, {2, 2}, {3, 3}}, 0.3)
+	if p := SampleRisk(h, 0.3); self.Highest != p.Highest || self.Average != p.Average || self.AtRisk != p.AtRisk {
+		t.Fatalf("self-population journalist %+v, prosecutor %+v", self, p)
+	}
+}
