@@ -151,7 +151,11 @@ func (o *op) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, erro
 		}
 		p.rho = dp.RhoForEpsDelta(r.Epsilon, p.delta())
 		limit, _ := dp.BudgetLimits(ex.Budget.Epsilon, ex.Budget.Delta)
-		p.charge = store.Charge{ID: c.Caller.RequestID, Key: store.BudgetKey{Agreement: "export:" + m.Name}, Rho: p.rho, Epsilon: r.Epsilon, Delta: p.delta(), LimitRho: limit}
+		key := store.BudgetKey{Agreement: "export:" + m.Name}
+		if ex.Budget.Period > 0 {
+			key.PeriodStart = dp.PeriodStart(c.Now, ex.Budget.Period)
+		}
+		p.charge = store.Charge{ID: c.Caller.RequestID, Key: key, Rho: p.rho, Epsilon: r.Epsilon, Delta: p.delta(), LimitRho: limit}
 	}
 	return p, nil
 }
@@ -340,10 +344,10 @@ func (p *prepared) anonymise(t *anon.Table, earlier []Record, rec *Record, out *
 	}
 	models := anon.Models{K: p.r.K}
 	if p.r.L > 0 {
-		if len(p.ex.Sensitive) == 0 {
+		if p.ex.Sensitive == "" {
 			return refusal.New(refusal.BadSQL, "export.parameters", "l-diversity needs a sensitive column in the export controls")
 		}
-		models.Sensitive, models.L, models.LKind = p.ex.Sensitive[0], p.r.L, anon.LDistinct
+		models.Sensitive, models.L, models.LKind = p.ex.Sensitive, p.r.L, anon.LDistinct
 	}
 	prob, err := anon.NewProblem(t, anon.Config{QI: p.ex.QuasiIdentifiers, Hierarchies: hs, Models: models, MaxSuppression: p.r.MaxSuppression})
 	if err != nil {
@@ -400,8 +404,8 @@ func (p *prepared) joinedK(t *anon.Table, earlier []Record, prob *anon.Problem, 
 			return 0, "", refuse("export.linkage", "earlier release %s to %s was generalised by hierarchies that have changed since, so its linkage with this release cannot be judged", e.ID, p.r.Destination.Org)
 		}
 		models := anon.Models{K: e.Params.K}
-		if e.Params.L > 0 && len(p.ex.Sensitive) > 0 {
-			models.Sensitive, models.L, models.LKind = p.ex.Sensitive[0], e.Params.L, anon.LDistinct
+		if e.Params.L > 0 && p.ex.Sensitive != "" {
+			models.Sensitive, models.L, models.LKind = p.ex.Sensitive, e.Params.L, anon.LDistinct
 		}
 		old, err := anon.NewProblem(t, anon.Config{QI: e.QuasiIdentifiers, Hierarchies: hs, Models: models, MaxSuppression: 1})
 		if err != nil {

@@ -154,10 +154,11 @@ func Load(dir string) (*Workspace, error) {
 			ws.Peers[p.Name] = p
 		}
 	}
+	var exportsFile []byte
 	if b, ok := read(ExportsFile); ok {
 		ex := &Exports{}
 		probs = append(probs, decode(ExportsFile, b, ex)...)
-		ws.Exports = ex
+		ws.Exports, exportsFile = ex, b
 	}
 	for _, rel := range glob(dir, "datasets", ".yaml") {
 		b, _ := read(rel)
@@ -182,6 +183,9 @@ func Load(dir string) (*Workspace, error) {
 				}
 			}
 		}
+	}
+	if ws.Exports != nil {
+		probs = append(probs, checkExports(exportsFile, ws.Exports, ws)...)
 	}
 	for _, rel := range glob(dir, "agreements", ".yaml") {
 		b, _ := read(rel)
@@ -426,6 +430,73 @@ func ParsePeers(b []byte) ([]*Peer, Problems) {
 		out = append(out, p)
 	}
 	return out, probs
+}
+
+// checkExports checks exports.yaml against the datasets: every dataset
+// and column it names exists, every quasi-identifier has a rule, methods
+// and bounds make sense.
+func checkExports(b []byte, ex *Exports, ws *Workspace) Problems {
+	var probs Problems
+	bad := func(key, msg, fix string) {
+		probs = append(probs, Problem{File: ExportsFile, Line: lineOf(b, key), Msg: msg, Fix: fix})
+	}
+	for name, d := range ex.Datasets {
+		m := ws.Datasets[name]
+		if m == nil {
+			bad(name+":", fmt.Sprintf("no dataset %q", name), "")
+			continue
+		}
+		cols := map[string]bool{}
+		for _, c := range m.Columns {
+			cols[c.Name] = true
+		}
+		check := func(what string, names []string) {
+			for _, c := range names {
+				if !cols[c] {
+					bad(c, fmt.Sprintf("dataset %s: %s column %q does not exist", name, what, c), "")
+				}
+			}
+		}
+		check("quasi-identifier", d.QuasiIdentifiers)
+		check("drop", d.Drop)
+		if d.Sensitive != "" {
+			check("sensitive", []string{d.Sensitive})
+		}
+		if len(d.QuasiIdentifiers) == 0 {
+			bad(name+":", fmt.Sprintf("dataset %s lists no quasi_identifiers", name), "")
+		}
+		for _, q := range d.QuasiIdentifiers {
+			if d.Generalise[q] == "" {
+				bad(q, fmt.Sprintf("dataset %s: quasi-identifier %q has no generalise rule", name, q), "prefix, date, suppress or a hierarchy file")
+			}
+			if contains(d.Drop, q) || q == d.Sensitive {
+				bad(q, fmt.Sprintf("dataset %s: %q is a quasi-identifier and also dropped or sensitive", name, q), "")
+			}
+		}
+		if d.Budget != nil && !(d.Budget.Epsilon > 0 && d.Budget.Delta > 0 && d.Budget.Delta < 1) {
+			bad("budget", fmt.Sprintf("dataset %s: the export budget needs ε > 0 and 0 < δ < 1", name), "")
+		}
+	}
+	for tier, controls := range ex.Tiers {
+		for _, c := range controls {
+			if len(c.To) == 0 {
+				bad(tier+":", fmt.Sprintf("tier %s: a control needs destinations (to)", tier), "")
+			}
+			for _, m := range c.Methods {
+				switch {
+				case m.Method != "kanonymity" && m.Method != "synthetic":
+					bad("method: "+m.Method, fmt.Sprintf("tier %s: unknown method %q", tier, m.Method), "kanonymity or synthetic")
+				case m.Method == "kanonymity" && m.MinK < 2:
+					bad("method: "+m.Method, fmt.Sprintf("tier %s: a kanonymity method needs min_k ≥ 2", tier), "")
+				case m.Method == "kanonymity" && (m.MaxSuppression < 0 || m.MaxSuppression > 1):
+					bad("method: "+m.Method, fmt.Sprintf("tier %s: max_suppression must lie in [0, 1]", tier), "")
+				case m.Method == "synthetic" && !(m.MaxEpsilon > 0):
+					bad("method: "+m.Method, fmt.Sprintf("tier %s: a synthetic method needs max_epsilon > 0", tier), "")
+				}
+			}
+		}
+	}
+	return probs
 }
 
 func checkManifest(file string, b []byte, m *Manifest) Problems {

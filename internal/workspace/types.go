@@ -300,12 +300,23 @@ type ExportDataset struct {
 	// YYYY-MM → YYYY → decade → *), "suppress" (value or *), or a path
 	// (relative to the workspace) of an ARX hierarchy file.
 	Generalise map[string]string `yaml:"generalise"`
-	// Sensitive are released as they are, and protected by l-diversity.
-	Sensitive []string `yaml:"sensitive,omitempty"`
+	// Sensitive is released as it is, and protected by l-diversity.
+	Sensitive string `yaml:"sensitive,omitempty"`
 	// Drop are never released (direct identifiers).
 	Drop []string `yaml:"drop,omitempty"`
 	// Budget caps the privacy spent on DP synthetic releases of the dataset.
-	Budget *Budget `yaml:"budget,omitempty"`
+	Budget *ExportBudget `yaml:"budget,omitempty"`
+}
+
+// ExportBudget is a dataset's privacy budget for synthetic releases.
+type ExportBudget struct {
+	// Epsilon is the total ε per period.
+	Epsilon float64 `yaml:"epsilon"`
+	// Delta is the total δ per period.
+	Delta float64 `yaml:"delta"`
+	// Period is how often the budget refreshes. Default: never (a
+	// lifetime budget).
+	Period time.Duration `yaml:"period,omitempty"`
 }
 
 // ExportControl lets a tier go to some destinations by some methods.
@@ -324,7 +335,7 @@ type ExportMethod struct {
 	Method string `yaml:"method"`
 	// MinK is the least k a k-anonymous release may have.
 	MinK int `yaml:"min_k,omitempty"`
-	// MinL is the least distinct l-diversity on every sensitive column.
+	// MinL is the least distinct l-diversity on the sensitive column.
 	MinL int `yaml:"min_l,omitempty"`
 	// MaxSuppression is the largest share of records a release may suppress.
 	MaxSuppression float64 `yaml:"max_suppression,omitempty"`
