@@ -118,6 +118,7 @@ func TestSearchEqualsExhaustive(t *testing.T) {
 		{K: 2, Sensitive: "s", T: 0.3, TKind: TEqual},
 		{K: 2, Sensitive: "s", T: 0.2, TKind: TOrdered},
 		{K: 2, Sensitive: "s", T: 0.2, TKind: THierarchical, SensitiveHierarchy: hs["s"]},
+		{K: 3, Unit: "u"}, {K: 3, Unit: "u", Sensitive: "s", L: 2},
 	} {
 		for _, supp := range []float64{0, 0.05} {
 			for _, metric := range []Metric{MetricNUE, MetricLoss, MetricDM, MetricDMStar, MetricAECS} {
@@ -148,8 +149,8 @@ func TestSearchEqualsExhaustive(t *testing.T) {
 // randomTable builds skewed columns a–d and s with binary-tree-like
 // hierarchies (value, value/2, value/4, *).
 func randomTable(rng *rand.Rand, n int) (*Table, map[string]*Hierarchy) {
-	cols := []string{"a", "b", "c", "d", "s"}
-	card := []int{16, 8, 12, 4, 8}
+	cols := []string{"a", "b", "c", "d", "s", "u"}
+	card := []int{16, 8, 12, 4, 8, n / 3}
 	var sb strings.Builder
 	sb.WriteString(strings.Join(cols, ",") + "\n")
 	for range n {
@@ -167,7 +168,7 @@ func randomTable(rng *rand.Rand, n int) (*Table, map[string]*Hierarchy) {
 		panic(err)
 	}
 	hs := map[string]*Hierarchy{}
-	for c, k := range card {
+	for c, k := range card[:5] {
 		h := &Hierarchy{Column: cols[c]}
 		for v := range k {
 			h.Rows = append(h.Rows, []string{"v" + strconv.Itoa(v), "h" + strconv.Itoa(v/2), "q" + strconv.Itoa(v/4), "*"})
@@ -260,5 +261,26 @@ func TestStrategiesAgreeOnAdult(t *testing.T) {
 		if a.Optimum.Suppressed != b.Optimum.Suppressed || a.Optimum.Classes != b.Optimum.Classes {
 			t.Fatalf("suppression %v: tagged %+v, walk %+v", supp, a.Optimum, b.Optimum)
 		}
+	}
+}
+
+// TestKCountsUnitsWhenAsked: a class of ten rows from one patient is not
+// 5-anonymous when k counts patients.
+func TestKCountsUnitsWhenAsked(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("zip,patient\n")
+	for i := range 10 {
+		b.WriteString("12345,p1\n")
+		b.WriteString("99999,p" + strconv.Itoa(i+2) + "\n")
+	}
+	tab, _ := ReadTable(strings.NewReader(b.String()))
+	h := &Hierarchy{Column: "zip", Rows: [][]string{{"12345", "*"}, {"99999", "*"}}}
+	hs := map[string]*Hierarchy{"zip": h}
+	rows, _ := NewProblem(tab, Config{QI: []string{"zip"}, Hierarchies: hs, Models: Models{K: 5}})
+	units, _ := NewProblem(tab, Config{QI: []string{"zip"}, Hierarchies: hs, Models: Models{K: 5, Unit: "patient"}})
+	r1, _ := rows.Search()
+	r2, _ := units.Search()
+	if !slices.Equal(r1.Optimum.Levels, []int{0}) || !slices.Equal(r2.Optimum.Levels, []int{1}) {
+		t.Fatalf("rows: %v, units: %v; want the zip kept when counting rows and generalised when counting patients", r1.Optimum.Levels, r2.Optimum.Levels)
 	}
 }

@@ -178,30 +178,12 @@ func (p *Problem) rollUpTo(from *classes, levels []int, tab *table) *classes {
 		}
 		maps[a] = m
 	}
-	tab.reset(from.len())
-	tab.keys, tab.sizes, tab.into = tab.keys[:0], tab.sizes[:0], tab.into[:0]
-	for i, k := range from.keys {
+	return p.regroup(from, slices.Clone(levels), func(k uint64) uint64 {
 		for a, m := range maps {
 			if m != nil {
 				k = k&^(p.mask[a]<<p.shift[a]) | uint64(m[k>>p.shift[a]&p.mask[a]])<<p.shift[a]
 			}
 		}
-		j, fresh := tab.slot(k, int32(len(tab.keys)))
-		if fresh {
-			tab.keys = append(tab.keys, k)
-			tab.sizes = append(tab.sizes, 0)
-		}
-		tab.sizes[j] += from.size[i]
-		if from.hist != nil {
-			tab.into = append(tab.into, j)
-		}
-	}
-	out := &classes{levels: slices.Clone(levels), keys: slices.Clone(tab.keys), size: slices.Clone(tab.sizes)}
-	if from.hist != nil {
-		out.hist = make([][]valueCount, out.len())
-		for i, j := range tab.into {
-			out.hist[j] = mergeHist(out.hist[j], from.hist[i])
-		}
-	}
-	return out
+		return k
+	}, tab)
 }

@@ -3,6 +3,7 @@ package anon
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/bits"
 	"runtime"
@@ -72,6 +73,8 @@ type Problem struct {
 	heights []int
 	sens    *sensitiveModel
 	sensCol int
+	// unitCol is the privacy unit's column when k counts units, or -1.
+	unitCol int
 	limit   int
 	// nue[a][l] is attribute a's non-uniform entropy at level l.
 	nue [][]float64
@@ -107,7 +110,15 @@ func NewProblem(t *Table, cfg Config) (*Problem, error) {
 	if t.Rows() == 0 {
 		return nil, fmt.Errorf("anon: the table has no rows")
 	}
-	p := &Problem{cfg: cfg, table: t, sensCol: -1}
+	p := &Problem{cfg: cfg, table: t, sensCol: -1, unitCol: -1}
+	if u := cfg.Models.Unit; u != "" {
+		if p.unitCol = t.Column(u); p.unitCol < 0 {
+			return nil, fmt.Errorf("anon: no privacy unit column %s", u)
+		}
+		if slices.Contains(cfg.QI, u) {
+			return nil, fmt.Errorf("anon: the privacy unit %s cannot be a quasi-identifier", u)
+		}
+	}
 	for _, q := range cfg.QI {
 		c := t.Column(q)
 		if c < 0 {
@@ -197,6 +208,9 @@ type classes struct {
 	keys   []uint64
 	size   []int32
 	hist   [][]valueCount
+	// units are each class's distinct privacy units (sorted codes), when
+	// k counts units rather than rows.
+	units [][]int32
 }
 
 func (c *classes) len() int { return len(c.size) }
@@ -233,6 +247,7 @@ func (p *Problem) fromRows(levels []int) *classes {
 	out := &classes{levels: slices.Clone(levels)}
 	index := map[uint64]int32{}
 	var hists []map[int32]int32
+	var units []map[int32]bool
 	for r := range p.table.Rows() {
 		k := uint64(0)
 		for a, c := range p.cols {
@@ -247,10 +262,22 @@ func (p *Problem) fromRows(levels []int) *classes {
 			if p.sens != nil {
 				hists = append(hists, map[int32]int32{})
 			}
+			if p.unitCol >= 0 {
+				units = append(units, map[int32]bool{})
+			}
 		}
 		out.size[i]++
 		if p.sens != nil {
 			hists[i][p.table.Codes[p.sensCol][r]]++
+		}
+		if p.unitCol >= 0 {
+			units[i][p.table.Codes[p.unitCol][r]] = true
+		}
+	}
+	if p.unitCol >= 0 {
+		out.units = make([][]int32, len(units))
+		for i, u := range units {
+			out.units[i] = slices.Sorted(maps.Keys(u))
 		}
 	}
 	if p.sens != nil {
@@ -266,25 +293,31 @@ func (p *Problem) fromRows(levels []int) *classes {
 }
 
 // rollUp computes the classes of from's transformation with attribute a one
-// level coarser, merging classes (and their histograms). tab is the
-// caller's scratch hash table, reused across calls.
+// level coarser. tab is the caller's scratch hash table, reused across calls.
 func (p *Problem) rollUp(from *classes, a int, tab *table) *classes {
 	levels := slices.Clone(from.levels)
 	up := p.gens[a].up[levels[a]]
 	levels[a]++
 	shift, mask := p.shift[a], p.mask[a]
 	clearA := ^(mask << shift)
+	return p.regroup(from, levels, func(k uint64) uint64 { return k&clearA | uint64(up[k>>shift&mask])<<shift }, tab)
+}
+
+// regroup maps every class key of from by generalise and merges the
+// classes that meet: sizes add, histograms and unit sets merge.
+func (p *Problem) regroup(from *classes, levels []int, generalise func(uint64) uint64, tab *table) *classes {
 	tab.reset(from.len())
 	tab.keys, tab.sizes, tab.into = tab.keys[:0], tab.sizes[:0], tab.into[:0]
+	track := from.hist != nil || from.units != nil
 	for i, k := range from.keys {
-		k = k&clearA | uint64(up[k>>shift&mask])<<shift
+		k = generalise(k)
 		j, fresh := tab.slot(k, int32(len(tab.keys)))
 		if fresh {
 			tab.keys = append(tab.keys, k)
 			tab.sizes = append(tab.sizes, 0)
 		}
 		tab.sizes[j] += from.size[i]
-		if from.hist != nil {
+		if track {
 			tab.into = append(tab.into, j)
 		}
 	}
@@ -295,7 +328,38 @@ func (p *Problem) rollUp(from *classes, a int, tab *table) *classes {
 			out.hist[j] = mergeHist(out.hist[j], from.hist[i])
 		}
 	}
+	if from.units != nil {
+		out.units = make([][]int32, out.len())
+		for i, j := range tab.into {
+			out.units[j] = mergeUnits(out.units[j], from.units[i])
+		}
+	}
 	return out
+}
+
+// mergeUnits is the union of two sorted sets of unit codes.
+func mergeUnits(a, b []int32) []int32 {
+	if len(a) == 0 {
+		return slices.Clone(b)
+	}
+	out := make([]int32, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i] < b[j]:
+			out = append(out, a[i])
+			i++
+		case a[i] > b[j]:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
 }
 
 // table is an open-addressing hash table from class keys to class
@@ -377,7 +441,11 @@ func mergeHist(a, b []valueCount) []valueCount {
 
 // violates reports whether class i breaks a privacy model.
 func (p *Problem) violates(c *classes, i int) bool {
-	if int(c.size[i]) < p.cfg.Models.K {
+	n := int(c.size[i])
+	if c.units != nil {
+		n = len(c.units[i])
+	}
+	if n < p.cfg.Models.K {
 		return true
 	}
 	return p.sens != nil && !p.sens.ok(c.hist[i], c.size[i])

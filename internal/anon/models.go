@@ -32,6 +32,10 @@ const (
 type Models struct {
 	// K is the minimum class size (k-anonymity); 0 or 1 means none.
 	K int
+	// Unit, when set, is the privacy unit's column (a patient, an account):
+	// k then counts the distinct units of a class, not its rows, so that
+	// one person's many rows do not make a class look crowded.
+	Unit string
 	// Sensitive is the sensitive attribute's column, required by L and T.
 	Sensitive string
 	// L is the l of l-diversity; 0 means none.

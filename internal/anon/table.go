@@ -205,3 +205,35 @@ func ReadHierarchies(dir string) (map[string]*Hierarchy, error) {
 	}
 	return out, nil
 }
+
+// Subset returns the given rows (in that order) of the given columns,
+// sharing the dictionaries.
+func (t *Table) Subset(rows, cols []int) *Table {
+	out := &Table{Delimiter: t.Delimiter}
+	for _, c := range cols {
+		codes := make([]int32, len(rows))
+		for i, r := range rows {
+			codes[i] = t.Codes[c][r]
+		}
+		out.Columns = append(out.Columns, t.Columns[c])
+		out.Dict = append(out.Dict, t.Dict[c])
+		out.Codes = append(out.Codes, codes)
+	}
+	return out
+}
+
+// OnePerUnit picks, for every distinct value of column unit, the first of
+// its rows in the given order (a random permutation picks one uniformly):
+// bounding each unit to one row bounds its influence on what is computed
+// from the result.
+func (t *Table) OnePerUnit(unit int, order []int) []int {
+	seen := make([]bool, len(t.Dict[unit]))
+	var rows []int
+	for _, r := range order {
+		if u := t.Codes[unit][r]; !seen[u] {
+			seen[u] = true
+			rows = append(rows, r)
+		}
+	}
+	return rows
+}

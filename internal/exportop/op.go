@@ -265,13 +265,19 @@ func (p *prepared) Cost(c *govern.Call) []govern.Charge {
 }
 
 func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, error) {
-	t, err := p.load(ctx)
-	if err != nil {
-		return nil, err
-	}
 	earlier, err := registered(ctx, p.s.Registry, p.m.Name, p.r.Destination.Org)
 	if err != nil {
 		return nil, refusal.StoreUnavailable(err)
+	}
+	// Earlier releases' quasi-identifiers are read for the linkage check
+	// even if they are dropped now; dropped columns are never written.
+	var need []string
+	for _, e := range earlier {
+		need = append(need, e.QuasiIdentifiers...)
+	}
+	t, err := p.load(ctx, need)
+	if err != nil {
+		return nil, err
 	}
 	rec := Record{V: 1, ID: "rel-" + c.Caller.RequestID, RequestID: c.Caller.RequestID, Issued: c.Now.UTC(), Node: p.s.Key.Name,
 		Dataset: p.m.Name, Owner: p.m.Owner, Tier: p.m.Tier, Workspace: c.Snap.Version(), Requester: c.Caller.Identity.Principal,
@@ -284,7 +290,19 @@ func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, 
 			return nil, err
 		}
 	default:
-		res, err := synth.Synthesize(t, synth.Config{Epsilon: p.r.Epsilon, Delta: p.delta()}, p.s.Noise)
+		// One row per privacy unit (chosen at random): a unit then changes
+		// at most one row, which is what the mechanism's sensitivity assumes.
+		var keep []int
+		rows := p.s.Noise.Perm(t.Rows())
+		if u := t.Column(p.m.PrivacyUnit); u >= 0 {
+			rows = t.OnePerUnit(u, rows)
+		}
+		for c, name := range t.Columns {
+			if name != p.m.PrivacyUnit && !slices.Contains(p.ex.Drop, name) {
+				keep = append(keep, c)
+			}
+		}
+		res, err := synth.Synthesize(t.Subset(rows, keep), synth.Config{Epsilon: p.r.Epsilon, Delta: p.delta()}, p.s.Noise)
 		if err != nil {
 			return nil, refusal.New(refusal.BadSQL, "export.parameters", "%v", err)
 		}
@@ -306,12 +324,13 @@ func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, 
 }
 
 // load reads the dataset's rows through the engine, as strings, without
-// the columns the controls drop.
-func (p *prepared) load(ctx context.Context) (*anon.Table, error) {
+// the columns the controls drop, except the privacy unit (which k and the
+// synthetic path's contribution bound need) and the columns in need.
+func (p *prepared) load(ctx context.Context, need []string) (*anon.Table, error) {
 	eng, rel := p.s.Route(p.m)
 	var cols []string
 	for _, col := range p.m.Columns {
-		if !slices.Contains(p.ex.Drop, col.Name) {
+		if !slices.Contains(p.ex.Drop, col.Name) || col.Name == p.m.PrivacyUnit || slices.Contains(need, col.Name) {
 			cols = append(cols, col.Name)
 		}
 	}
@@ -342,7 +361,8 @@ func (p *prepared) anonymise(t *anon.Table, earlier []Record, rec *Record, out *
 	if err != nil {
 		return err
 	}
-	models := anon.Models{K: p.r.K}
+	// k counts patients (privacy units), not rows.
+	models := anon.Models{K: p.r.K, Unit: p.m.PrivacyUnit}
 	if p.r.L > 0 {
 		if p.ex.Sensitive == "" {
 			return refusal.New(refusal.BadSQL, "export.parameters", "l-diversity needs a sensitive column in the export controls")
@@ -365,7 +385,13 @@ func (p *prepared) anonymise(t *anon.Table, earlier []Record, rec *Record, out *
 	if lowest != "" && joined < p.r.K {
 		return refuse("export.linkage", "joined with earlier release %s to %s, this release would leave records among %d < k = %d", lowest, p.r.Destination.Org, joined, p.r.K)
 	}
-	rows, suppressed, err := prob.Write(out, levels, nil, p.s.Noise.Perm(t.Rows()))
+	var drop []string
+	for _, c := range t.Columns {
+		if slices.Contains(p.ex.Drop, c) {
+			drop = append(drop, c)
+		}
+	}
+	rows, suppressed, err := prob.Write(out, levels, drop, p.s.Noise.Perm(t.Rows()))
 	if err != nil {
 		return err
 	}
@@ -373,7 +399,8 @@ func (p *prepared) anonymise(t *anon.Table, earlier []Record, rec *Record, out *
 	s := risk.SampleRisk(h, 0.2)
 	pop := risk.PopulationRisk(h, 0.01)
 	rec.QuasiIdentifiers, rec.Levels, rec.Hierarchies = p.ex.QuasiIdentifiers, levels, digests
-	rec.Columns, rec.Rows, rec.Suppressed = t.Columns, rows, suppressed
+	rec.Columns = slices.DeleteFunc(slices.Clone(t.Columns), func(c string) bool { return slices.Contains(drop, c) })
+	rec.Rows, rec.Suppressed = rows, suppressed
 	rec.Risk = &RiskReport{Highest: s.Highest, Average: s.Average, AtRisk: s.AtRisk, SampleUniques: s.Uniques,
 		PopulationModel: string(pop.Model), PopulationUnique: pop.Uniques, JoinedK: joined}
 	return nil
@@ -403,7 +430,7 @@ func (p *prepared) joinedK(t *anon.Table, earlier []Record, prob *anon.Problem, 
 		if changed {
 			return 0, "", refuse("export.linkage", "earlier release %s to %s was generalised by hierarchies that have changed since, so its linkage with this release cannot be judged", e.ID, p.r.Destination.Org)
 		}
-		models := anon.Models{K: e.Params.K}
+		models := anon.Models{K: e.Params.K, Unit: p.m.PrivacyUnit}
 		if e.Params.L > 0 && p.ex.Sensitive != "" {
 			models.Sensitive, models.L, models.LKind = p.ex.Sensitive, e.Params.L, anon.LDistinct
 		}
@@ -416,16 +443,26 @@ func (p *prepared) joinedK(t *anon.Table, earlier []Record, prob *anon.Problem, 
 		if err != nil {
 			return 0, "", refuse("export.linkage", "earlier release %s used levels the hierarchies no longer have", e.ID)
 		}
-		joint := map[[2]uint64]int{}
+		// Joint classes, counted in privacy units as k is.
+		unit := t.Column(p.m.PrivacyUnit)
+		joint := map[[2]uint64]map[int32]bool{}
 		for r := range newKeys {
 			if newSupp[r] || oldSupp[r] {
 				continue
 			}
-			joint[[2]uint64{newKeys[r], oldKeys[r]}]++
+			k := [2]uint64{newKeys[r], oldKeys[r]}
+			if joint[k] == nil {
+				joint[k] = map[int32]bool{}
+			}
+			u := int32(r)
+			if unit >= 0 {
+				u = t.Codes[unit][r]
+			}
+			joint[k][u] = true
 		}
-		for _, n := range joint {
-			if n < least {
-				least, which = n, e.ID
+		for _, units := range joint {
+			if len(units) < least {
+				least, which = len(units), e.ID
 			}
 		}
 	}
