@@ -77,9 +77,11 @@ func TestDependencyRules(t *testing.T) {
 		{[]string{"govern"}, false, []string{"sqlop", "query", "catalog", "adminop", "engine", "engine/duckdb", "engine/postgres", "httpapi", "pgwire", "cli", "server"},
 			"the kernel runs operations through interfaces; it knows no operation and no channel"},
 		{[]string{"share"}, false, nil, "share is the vocabulary everything imports; it imports nothing of Airlock"},
-		{[]string{"dp", "policy"}, false, []string{"net", "net/http", "crypto/tls", "net/rpc"},
-			"mechanisms and policy decide offline; no networking"},
-		{[]string{"sqlop", "adminop", "catalog"}, true, []string{"httpapi", "pgwire", "cli", "server"},
+		{[]string{"dp", "policy", "anon", "risk", "synth"}, false, []string{"net", "net/http", "crypto/tls", "net/rpc"},
+			"mechanisms, policy and the anonymisation cores decide offline; no networking"},
+		{[]string{"anon", "risk", "synth"}, false, []string{"govern", "store", "engine", "workspace", "policy"},
+			"the anonymisation cores work on tables alone (the CLI runs them offline); governance is exportop's"},
+		{[]string{"sqlop", "adminop", "catalog", "exportop"}, true, []string{"httpapi", "pgwire", "cli", "server"},
 			"operations do not know the channel that carries them"},
 	}
 	for _, r := range rules {
