@@ -290,7 +290,10 @@ func exportRequest(args []string, out, errw io.Writer) error {
 	if err := call("POST", strings.TrimRight(*srv, "/")+"/v1/exports", *tok, body, &res); err != nil {
 		return err
 	}
-	rec, _ := json.MarshalIndent(res.Release.Record, "", "  ")
+	rec, err := json.Marshal(res.Release.Record)
+	if err != nil {
+		return err
+	}
 	if err := os.WriteFile(*output, []byte(res.Release.CSV), 0o600); err != nil {
 		return err
 	}

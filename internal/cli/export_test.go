@@ -131,7 +131,8 @@ func TestExportVerifyCommand(t *testing.T) {
 	}
 	path := filepath.Join(dir, "visits.csv")
 	os.WriteFile(path, file, 0o600)
-	sb, _ := json.Marshal(s)
+	// Pretty-printed, as someone may keep it: it still verifies.
+	sb, _ := json.MarshalIndent(s, "", "  ")
 	os.WriteFile(path+".record.json", sb, 0o600)
 	pub := filepath.Join(dir, "node.pub")
 	os.WriteFile(pub, []byte(vkey+"\n"), 0o600)

@@ -1,6 +1,7 @@
 package exportop
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -107,7 +108,13 @@ func Verify(file []byte, s Signed, verifierKey string) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	if !federation.Verify(ed25519.PublicKey(pub), Label, s.Record, s.Signature) {
+	// The signed bytes are json.Marshal's (compact); a record file that was
+	// pretty-printed since compacts back to them.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, s.Record); err != nil {
+		return Record{}, ErrSignature
+	}
+	if !federation.Verify(ed25519.PublicKey(pub), Label, compact.Bytes(), s.Signature) {
 		return Record{}, ErrSignature
 	}
 	var r Record
