@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/demo"
 	"github.com/airlock-dev/airlock/internal/exportop"
 	"github.com/airlock-dev/airlock/internal/jsonschema"
 	"github.com/airlock-dev/airlock/internal/server"
@@ -336,5 +339,43 @@ func TestExportRegistryListsWhatEachMayKnow(t *testing.T) {
 	}
 	if got := count("fraud@partnerbank"); len(got) != 0 {
 		t.Fatalf("an unrelated org sees %v", got)
+	}
+}
+
+// TestExportThroughTheBinary: the release and its verification as a user
+// runs them, with the real server process and the real command line: the
+// file verifies against the node.pub on disk, and a file edited by one
+// byte does not.
+func TestExportThroughTheBinary(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	if err := demo.Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	cmd, url := startBinary(t, bin, dir)
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	tok := mintToken(t, dir, "steward@stmary")
+	out := filepath.Join(t.TempDir(), "visits-eu.csv")
+	run := func(args ...string) (string, error) {
+		b, err := exec.Command(bin, args...).CombinedOutput()
+		return string(b), err
+	}
+	if text, err := run("export", "--server", url, "--token", tok, "--purpose", "research", "--dataset", "visits", "--to", "eu-institute@eu",
+		"--k", "20", "--l", "3", "--max-suppression", "0.05", "--expires", "2160h", "--output", out); err != nil {
+		t.Fatalf("export: %v %s", err, text)
+	}
+	pub := filepath.Join(dir, ".airlock", "node.pub")
+	if text, err := run("export", "verify", "--key", pub, out); err != nil || !strings.Contains(text, "ok: ") || !strings.Contains(text, "in force") {
+		t.Fatalf("verify: %v %s", err, text)
+	}
+	b, _ := os.ReadFile(out)
+	b[len(b)-2] ^= 1
+	os.WriteFile(out, b, 0o600)
+	if text, err := run("export", "verify", "--key", pub, out); err == nil || !strings.Contains(text, "SHA-256 differs") {
+		t.Fatalf("verify of an edited file: %v %s", err, text)
+	}
+	if text, err := run("export", "--server", url, "--token", tok, "--purpose", "research", "--dataset", "visits", "--to", "us-lab@us",
+		"--k", "20", "--expires", "2160h", "--output", out+".us"); err == nil || !strings.Contains(text, "export.method") {
+		t.Fatalf("microdata to the us: %v %s", err, text)
 	}
 }
