@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -327,16 +326,9 @@ func exportVerify(args []string, out, errw io.Writer) error {
 	if err := json.Unmarshal(rb, &s); err != nil {
 		return fmt.Errorf("%s: not a signed release record", *record)
 	}
-	k := *key
-	if f, ok := strings.CutPrefix(k, "@"); ok || fileExists(k) {
-		if !ok {
-			f = k
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		k = string(b)
+	k, err := keyArg(*key)
+	if err != nil {
+		return err
 	}
 	r, err := exportop.Verify(file, s, k)
 	if err != nil {
@@ -366,9 +358,4 @@ func exportVerify(args []string, out, errw io.Writer) error {
 		}
 	}
 	return nil
-}
-
-func fileExists(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir() && !slices.Contains([]string{"", "."}, p)
 }

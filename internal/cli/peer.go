@@ -29,6 +29,22 @@ func readPeers(dir string) ([]*workspace.Peer, error) {
 	return peers, nil
 }
 
+// keyArg reads a node key given on the command line as the key itself,
+// @FILE, or the path of an existing file (a node.pub).
+func keyArg(k string) (string, error) {
+	file, at := strings.CutPrefix(k, "@")
+	if !at {
+		if st, err := os.Stat(k); err != nil || st.IsDir() {
+			return k, nil
+		}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 func peerAdd(args []string, out, errw io.Writer) error {
 	fs := flags("peer add", errw)
 	dir := fs.String("workspace", "", "workspace directory")
@@ -42,13 +58,9 @@ func peerAdd(args []string, out, errw io.Writer) error {
 	if _, err := parse(fs, args); err != nil || *dir == "" || *name == "" || *org == "" || *url == "" || *key == "" {
 		return errUsage
 	}
-	k := *key
-	if file, ok := strings.CutPrefix(k, "@"); ok {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return err
-		}
-		k = strings.TrimSpace(string(b))
+	k, err := keyArg(*key)
+	if err != nil {
+		return err
 	}
 	if n, _, err := federation.ParseVerifier(k); err != nil {
 		return fmt.Errorf("--key: %w", err)
