@@ -146,16 +146,22 @@ func (o *op) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, erro
 		if ex.Budget == nil {
 			return nil, refuse("export.budget", "dataset %s has no export budget for synthetic releases", m.Name)
 		}
+		limit, deltaLimit := dp.BudgetLimits(ex.Budget.Epsilon, ex.Budget.Delta)
 		if r.Delta == 0 {
-			p.r.Delta = 1e-9
+			p.r.Delta = min(1e-9, deltaLimit)
+		}
+		// δ is the chance the guarantee fails: no more than the dataset's
+		// whole budget allows, or a tiny ε would buy a release that is
+		// private only in name.
+		if !(p.r.Delta > 0 && p.r.Delta <= deltaLimit) {
+			return nil, refuse("export.parameters", "δ must lie in (0, %g], the export budget of dataset %s", deltaLimit, m.Name)
 		}
 		p.rho = dp.RhoForEpsDelta(r.Epsilon, p.delta())
-		limit, _ := dp.BudgetLimits(ex.Budget.Epsilon, ex.Budget.Delta)
 		key := store.BudgetKey{Agreement: "export:" + m.Name}
 		if ex.Budget.Period > 0 {
 			key.PeriodStart = dp.PeriodStart(c.Now, ex.Budget.Period)
 		}
-		p.charge = store.Charge{ID: c.Caller.RequestID, Key: key, Rho: p.rho, Epsilon: r.Epsilon, Delta: p.delta(), LimitRho: limit}
+		p.charge = store.Charge{ID: c.Caller.RequestID, Key: key, Rho: p.rho, Epsilon: r.Epsilon, Delta: p.delta(), LimitRho: limit, LimitDelta: deltaLimit}
 	}
 	return p, nil
 }

@@ -152,6 +152,8 @@ func TestExportRefusalsNameTheRule(t *testing.T) {
 	usK := kRequest("us-lab", "us", 20, 3)
 	synthUS := exportop.Request{Dataset: "visits", Destination: exportop.Dest{Org: "us-lab", Region: "us"}, Method: "synthetic", Epsilon: 3,
 		Licence: exportop.Licence{Expires: time.Now().Add(time.Hour)}}
+	bigDelta := synthUS
+	bigDelta.Epsilon, bigDelta.Delta = 1, 0.5
 	for _, tc := range []struct {
 		name, principal, agreement string
 		req                        exportop.Request
@@ -163,6 +165,7 @@ func TestExportRefusalsNameTheRule(t *testing.T) {
 		{"a jurisdiction not listed", "steward@stmary", "", kRequest("cn-lab", "cn", 50, 3), 403, "export.destination"},
 		{"microdata to the us", "steward@stmary", "", usK, 403, "export.method"},
 		{"ε above the tier's bound", "steward@stmary", "", synthUS, 403, "export.parameters"},
+		{"δ above the dataset's budget", "steward@stmary", "", bigDelta, 403, "export.parameters"},
 		{"licence already expired", "steward@stmary", "", past, 403, "export.licence"},
 		{"no authority", "analyst@partner", "", kRequest("partner", "eu", 20, 3), 403, "export.authority"},
 		{"to another org under an agreement", "analyst@partner", "partner-visits-research", kRequest("someone-else", "eu", 20, 3), 403, "export.destination"},
