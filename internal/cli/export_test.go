@@ -148,6 +148,14 @@ func TestExportVerifyCommand(t *testing.T) {
 	if text, code := run(t, "export", "verify", "--key", other, path); code != 1 || !strings.Contains(text, "signature") {
 		t.Fatalf("another node's key: exit %d %s", code, text)
 	}
+	// A genuine release whose licence has ended verifies, and says so.
+	rec.Licence = json.RawMessage(`{"permission":[{"action":"use","constraint":[{"leftOperand":"dateTime","operator":"lt","rightOperand":{"@value":"2020-01-01T00:00:00Z","@type":"xsd:dateTime"}}]}]}`)
+	s, _ = exportop.Sign(key, rec)
+	sb, _ = json.Marshal(s)
+	os.WriteFile(path+".record.json", sb, 0o600)
+	if text, code := run(t, "export", "verify", "--key", pub, path); code != 0 || !strings.Contains(text, "licence until 2020-01-01T00:00:00Z: EXPIRED") {
+		t.Fatalf("an expired licence: exit %d %s", code, text)
+	}
 }
 
 func sha(b []byte) string {
