@@ -114,15 +114,23 @@ func (o *op) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, erro
 			return nil, refuse("export.authority", "agreement %s does not include the export action", c.Agreement)
 		case c.Now.Before(ag.ValidFrom) || !c.Now.Before(ag.ValidUntil):
 			return nil, refuse("agreement.validity", "agreement %s is not in force", c.Agreement)
+		case len(ag.Regions) > 0 && !slices.Contains(ag.Regions, id.Region):
+			return nil, refuse("agreement.region", "agreement %s does not permit access from region %q", ag.ID, id.Region)
 		case r.Destination.Org != id.Org:
 			return nil, refuse("export.destination", "under an agreement, a release goes to the recipient org %s only", id.Org)
+		case r.Destination.Region != id.Region:
+			// The file goes to the principal: its jurisdiction is theirs,
+			// not one the request declares.
+			return nil, refuse("export.destination", "under an agreement, a release goes to the recipient's own region %q", id.Region)
 		case len(ag.Purposes) > 0 && !slices.Contains(ag.Purposes, c.Purpose):
 			return nil, refuse("agreement.purpose", "agreement %s does not allow purpose %q", c.Agreement, c.Purpose)
 		}
 		c.Entry.Agreement = ag.ID
 	}
-	if r.Destination.Org == "" || r.Destination.Region == "" {
-		return nil, refusal.New(refusal.BadSQL, "export.request", "a destination needs an org and a region (jurisdiction)")
+	if !validName(r.Destination.Org) || !validName(r.Destination.Region) {
+		// One spelling per organisation: the registry and the linkage check
+		// key on it, so "EU-Institute" must not be a second recipient.
+		return nil, refusal.New(refusal.BadSQL, "export.request", "a destination needs an org and a region (jurisdiction), each lower-case letters, digits, '.', '_' or '-'")
 	}
 	if err := checkLicence(r.Licence, c.Now, ag); err != nil {
 		return nil, err
@@ -166,6 +174,23 @@ func (o *op) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, erro
 	return p, nil
 }
 
+// validName reports whether s is a canonical organisation or region
+// name: lower-case ASCII letters and digits, with '.', '_' and '-' inside.
+func validName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+		case (r == '.' || r == '_' || r == '-') && i > 0 && i < len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func checkLicence(l Licence, now time.Time, ag *workspace.Agreement) error {
 	switch {
 	case l.Expires.IsZero():
@@ -200,6 +225,8 @@ func allowedMethod(controls []workspace.ExportControl, tier string, r Request) (
 		switch r.Method {
 		case "kanonymity":
 			switch {
+			case !(r.MaxSuppression >= 0 && r.MaxSuppression <= 1):
+				last = refuse("export.parameters", "max_suppression must lie in [0, 1]")
 			case r.K < max(m.MinK, 2):
 				last = refuse("export.parameters", "tier %s to %s needs k ≥ %d", tier, r.Destination.Region, max(m.MinK, 2))
 			case m.MaxSuppression > 0 && r.MaxSuppression > m.MaxSuppression:
@@ -208,8 +235,8 @@ func allowedMethod(controls []workspace.ExportControl, tier string, r Request) (
 				return m, nil
 			}
 		case "synthetic":
-			if !(r.Epsilon > 0) || (m.MaxEpsilon > 0 && r.Epsilon > m.MaxEpsilon) {
-				last = refuse("export.parameters", "tier %s to %s allows synthetic releases with 0 < ε ≤ %g", tier, r.Destination.Region, m.MaxEpsilon)
+			if !(r.Epsilon >= synth.MinEpsilon) || (m.MaxEpsilon > 0 && r.Epsilon > m.MaxEpsilon) {
+				last = refuse("export.parameters", "tier %s to %s allows synthetic releases with %g ≤ ε ≤ %g", tier, r.Destination.Region, synth.MinEpsilon, m.MaxEpsilon)
 				continue
 			}
 			return m, nil

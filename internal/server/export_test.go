@@ -154,6 +154,14 @@ func TestExportRefusalsNameTheRule(t *testing.T) {
 		Licence: exportop.Licence{Expires: time.Now().Add(time.Hour)}}
 	bigDelta := synthUS
 	bigDelta.Epsilon, bigDelta.Delta = 1, 0.5
+	tinyEps := synthUS
+	tinyEps.Epsilon = 1e-170
+	negSupp := kRequest("eu-institute", "eu", 20, 3)
+	negSupp.MaxSuppression = -1
+	underAgreement := kRequest("partner", "eu", 20, 3)
+	underAgreement.Licence.Expires = time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
+	otherRegion := underAgreement
+	otherRegion.Destination.Region = "us"
 	for _, tc := range []struct {
 		name, principal, agreement string
 		req                        exportop.Request
@@ -166,6 +174,13 @@ func TestExportRefusalsNameTheRule(t *testing.T) {
 		{"microdata to the us", "steward@stmary", "", usK, 403, "export.method"},
 		{"ε above the tier's bound", "steward@stmary", "", synthUS, 403, "export.parameters"},
 		{"δ above the dataset's budget", "steward@stmary", "", bigDelta, 403, "export.parameters"},
+		{"an ε so small the noise sizes the output", "steward@stmary", "", tinyEps, 403, "export.parameters"},
+		{"negative suppression", "steward@stmary", "", negSupp, 403, "export.parameters"},
+		{"an org spelled with capitals", "steward@stmary", "", kRequest("EU-Institute", "eu", 20, 3), 400, "export.request"},
+		{"an org with a trailing space", "steward@stmary", "", kRequest("eu-institute ", "eu", 20, 3), 400, "export.request"},
+		{"an org with a Unicode hyphen", "steward@stmary", "", kRequest("eu\u2010institute", "eu", 20, 3), 400, "export.request"},
+		{"a recipient outside the agreement's regions", "analyst@offshore", "partner-visits-research", underAgreement, 403, "agreement.region"},
+		{"a recipient declaring another jurisdiction", "analyst@partner", "partner-visits-research", otherRegion, 403, "export.destination"},
 		{"licence already expired", "steward@stmary", "", past, 403, "export.licence"},
 		{"no authority", "analyst@partner", "", kRequest("partner", "eu", 20, 3), 403, "export.authority"},
 		{"to another org under an agreement", "analyst@partner", "partner-visits-research", kRequest("someone-else", "eu", 20, 3), 403, "export.destination"},

@@ -38,13 +38,23 @@ type Result struct {
 	Edges [][2]string
 }
 
+// MinEpsilon is the least ε a synthesis accepts. Below it the noise
+// dwarfs any table (and the noisy row count, which sizes the output, can
+// be astronomically large), so such a release has no use but to exhaust
+// the machine.
+const MinEpsilon = 0.001
+
+// MaxRows caps the rows a synthesis generates: the noisy row count is the
+// default, and noise must not decide how much memory is taken.
+const MaxRows = 10_000_000
+
 // ErrBudget means the budget is not a usable (ε, δ).
-var ErrBudget = errors.New("synth: ε must be positive and δ in (0, 1)")
+var ErrBudget = errors.New("synth: ε must be at least 0.001 and δ in (0, 1)")
 
 // Synthesize draws a synthetic table from t under cfg's budget. noise is
 // the source of the measurements' randomness (crypto/rand in production).
 func Synthesize(t *anon.Table, cfg Config, noise *dp.Sampler) (*Result, error) {
-	if !(cfg.Epsilon > 0) || !(cfg.Delta > 0 && cfg.Delta < 1) {
+	if !(cfg.Epsilon >= MinEpsilon) || !(cfg.Delta > 0 && cfg.Delta < 1) {
 		return nil, ErrBudget
 	}
 	d := len(t.Columns)
@@ -141,8 +151,9 @@ func Synthesize(t *anon.Table, cfg Config, noise *dp.Sampler) (*Result, error) {
 	// Sample along the tree from column 0, breadth first.
 	rows := cfg.Rows
 	if rows <= 0 {
-		rows = int(math.Round(n))
+		rows = int(math.Min(math.Round(n), MaxRows))
 	}
+	rows = min(rows, MaxRows)
 	var seed [32]byte
 	if _, err := crand.Read(seed[:]); err != nil {
 		return nil, err
