@@ -635,7 +635,63 @@ func (p *Problem) searchAll() (Result, error) {
 			}
 			todo = append(todo, slices.Clone(levels))
 		})
+		// Each transformation rolls up from its predecessor with the fewest
+		// classes. The sources are chosen first, so that the previous
+		// level's other classes are dropped before this level is computed
+		// and each source as soon as its last dependant is.
+		source := make([]int, len(todo))
+		attr := make([]int, len(todo))
+		uses := map[int]*atomic.Int32{}
+		for i, levels := range todo {
+			best := -1
+			for b, l := range levels {
+				if l == 0 {
+					continue
+				}
+				levels[b]--
+				j := p.index(levels)
+				levels[b]++
+				if c, ok := prev[j]; ok && (best < 0 || c.len() < prev[best].len()) {
+					best, attr[i] = j, b
+				}
+			}
+			// -1: every predecessor was dropped to stay within the memory
+			// budget; the identity's classes serve instead.
+			source[i] = best
+			if uses[best] == nil {
+				uses[best] = new(atomic.Int32)
+			}
+			uses[best].Add(1)
+		}
+		sources := make(map[int]*classes, len(uses))
+		for j := range uses {
+			if j >= 0 {
+				sources[j] = prev[j]
+			}
+		}
+		prev = nil
+		var mu sync.Mutex
 		done := make([]*classes, len(todo))
+		// keep holds the level's class lists within the budget as they
+		// are computed, dropping the largest first; a transformation whose
+		// predecessors are all dropped starts from the identity's classes.
+		var kept []int
+		total := 0
+		keep := func(i int) {
+			kept = append(kept, i)
+			total += done[i].len()
+			for total > walkBudget && len(kept) > 1 {
+				big := 0
+				for k, j := range kept {
+					if done[j].len() > done[kept[big]].len() {
+						big = k
+					}
+				}
+				total -= done[kept[big]].len()
+				done[kept[big]] = nil
+				kept = slices.Delete(kept, big, big+1)
+			}
+		}
 		nodes := make([]Node, len(todo))
 		var next atomic.Int64
 		var wg sync.WaitGroup
@@ -646,35 +702,40 @@ func (p *Problem) searchAll() (Result, error) {
 					if i >= len(todo) {
 						return
 					}
-					levels := todo[i]
-					// Roll up from the predecessor with the fewest classes.
-					var from *classes
-					a := -1
-					for b, l := range levels {
-						if l == 0 {
-							continue
-						}
-						levels[b]--
-						c := prev[p.index(levels)]
-						levels[b]++
-						if from == nil || c.len() < from.len() {
-							from, a = c, b
-						}
+					if source[i] < 0 {
+						done[i] = p.rollUpTo(p.base, todo[i], &tables[w])
+					} else {
+						mu.Lock()
+						from := sources[source[i]]
+						mu.Unlock()
+						done[i] = p.rollUp(from, attr[i], &tables[w])
 					}
-					done[i] = p.rollUp(from, a, &tables[w])
 					nodes[i] = p.evaluate(done[i])
+					if prune && nodes[i].Anonymous {
+						done[i] = nil // its generalisations are settled: never a source
+					} else {
+						mu.Lock()
+						keep(i)
+						mu.Unlock()
+					}
+					if source[i] >= 0 && uses[source[i]].Add(-1) == 0 {
+						mu.Lock()
+						delete(sources, source[i])
+						mu.Unlock()
+					}
 				}
 			})
 		}
 		wg.Wait()
-		cur := make(map[int]*classes, len(todo))
+		cur := make(map[int]*classes, len(kept))
 		for i, levels := range todo {
 			consider(nodes[i])
 			if prune && nodes[i].Anonymous {
 				settled[p.index(levels)] = true
-				continue
 			}
-			cur[p.index(levels)] = done[i]
+			if done[i] != nil {
+				cur[p.index(levels)] = done[i]
+			}
 		}
 		prev = cur
 	}
@@ -683,6 +744,10 @@ func (p *Problem) searchAll() (Result, error) {
 	}
 	return res, nil
 }
+
+// walkBudget bounds the classes (12 bytes each) the level walk keeps of a
+// level for the next: about 200 MB, whatever the table's size.
+const walkBudget = 16 << 20
 
 // anyPredecessor reports whether a transformation one level finer than
 // levels is marked.
