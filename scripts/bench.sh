@@ -15,7 +15,8 @@ out=bench-results.txt
   echo "## federated aggregate: three members of 1M rows vs one node of 3M (same threshold rule)"
   AIRLOCK_BENCH_ROWS=1000000 go test -run '^$' -bench '^BenchmarkFederatedAggregate$' -benchtime 10x -count 3 -timeout 60m ./internal/server
   echo "## anonymisation: the Adult lattice, a 1M-row table, MST on Adult"
-  go test -run '^$' -bench 'BenchmarkAdultLattice|BenchmarkMillionRows' -benchtime 5x -count 3 -timeout 60m ./internal/anon
+  go test -run '^$' -bench 'BenchmarkAdultLattice|BenchmarkAdultStrategies' -benchtime 5x -count 3 -timeout 60m ./internal/anon
+  GOMEMLIMIT=450MiB go test -run '^$' -bench BenchmarkMillionRows -benchtime 1x -count 3 -timeout 60m ./internal/anon
   go test -run '^$' -bench 'BenchmarkSynthesizeAdult' -benchtime 10x -count 3 ./internal/synth
   echo "## DP query (rows=$rows, units=rows/10, 50 groups)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench '^BenchmarkDPQuery$' -benchtime 12x -timeout 60m ./internal/server

@@ -174,3 +174,27 @@ func writeBigTable(b *testing.B, path string, n int) map[string]*Hierarchy {
 	}
 	return hs
 }
+
+// BenchmarkAdultStrategies runs both exact strategies side by side on the
+// same problems, the figures behind Search's choice between them.
+func BenchmarkAdultStrategies(b *testing.B) {
+	tab, hs := loadAdult(b)
+	for _, supp := range []float64{0, 0.04} {
+		p, err := NewProblem(tab, Config{QI: tab.Columns, Hierarchies: hs, Models: Models{K: 5}, MaxSuppression: supp})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range []struct {
+			name string
+			run  func() (Result, error)
+		}{{"tagged", p.searchTagged}, {"walk", p.searchAll}} {
+			b.Run(fmt.Sprintf("k5-supp%g/%s", supp*100, s.name), func(b *testing.B) {
+				for b.Loop() {
+					if _, err := s.run(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
