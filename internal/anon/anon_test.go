@@ -12,6 +12,9 @@ import (
 
 func loadAdult(t testing.TB) (*Table, map[string]*Hierarchy) {
 	t.Helper()
+	if _, bench := t.(*testing.B); raceEnabled && !bench {
+		t.Skip("Adult-sized search: run by the suite without -race")
+	}
 	tab, err := ReadTableFile("testdata/adult/adult.csv")
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +111,11 @@ func TestARXNoSolution(t *testing.T) {
 // tables, for every model and metric, with and without suppression.
 func TestSearchEqualsExhaustive(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	tab, hs := randomTable(rng, 1500)
+	n := 1500
+	if raceEnabled {
+		n = 400
+	}
+	tab, hs := randomTable(rng, n)
 	qi := []string{"a", "b", "c", "d"}
 	for _, models := range []Models{
 		{K: 3}, {K: 10},

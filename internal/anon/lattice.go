@@ -571,7 +571,7 @@ func better(a, b Node) bool {
 //     and metric, transformations above an anonymous one are counted
 //     anonymous without being computed. With suppression the boundary of
 //     the anonymous region is long (Adult, k = 5, 4%: 3,504 checks, each
-//     from far below), and this walk is the faster (0.9 s against 2.2 s).
+//     from far below), and this walk is the faster (1.2 s against 2.0 s, docs/benchmarks.md).
 func (p *Problem) Search() (Result, error) {
 	if p.monotone() && p.cfg.Metric == MetricNUE && p.limit == 0 {
 		return p.searchTagged()

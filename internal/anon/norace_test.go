@@ -1,0 +1,5 @@
+//go:build !race
+
+package anon
+
+const raceEnabled = false
