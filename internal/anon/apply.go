@@ -1,6 +1,7 @@
 package anon
 
 import (
+	"encoding/binary"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -129,8 +130,8 @@ func (p *Problem) ClassSizesOf(levels []int) []int {
 }
 
 // ClassCounts groups a table's rows by the values of the given columns and
-// counts each class, keyed by the values joined with NUL: the way to match
-// a sample's classes with a population's.
+// counts each class, keyed by the values (each length-prefixed): the way
+// to match a sample's classes with a population's.
 func ClassCounts(t *Table, columns []string) (map[string]int, error) {
 	cols := make([]int, len(columns))
 	for i, c := range columns {
@@ -143,8 +144,10 @@ func ClassCounts(t *Table, columns []string) (map[string]int, error) {
 	for r := range t.Rows() {
 		b = b[:0]
 		for _, c := range cols {
-			b = append(b, t.Value(c, r)...)
-			b = append(b, 0)
+			// Length-prefixed, so no value can run into the next.
+			v := t.Value(c, r)
+			b = binary.AppendUvarint(b, uint64(len(v)))
+			b = append(b, v...)
 		}
 		out[string(b)]++
 	}

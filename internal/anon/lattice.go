@@ -208,9 +208,9 @@ type classes struct {
 	keys   []uint64
 	size   []int32
 	hist   [][]valueCount
-	// units are each class's distinct privacy units (sorted codes), when
-	// k counts units rather than rows.
-	units [][]int32
+	// units are each class's privacy units with their rows (a histogram
+	// like hist, of the unit column), when k counts units rather than rows.
+	units [][]valueCount
 }
 
 func (c *classes) len() int { return len(c.size) }
@@ -246,8 +246,7 @@ func (p *Problem) code(key uint64, a int) int32 {
 func (p *Problem) fromRows(levels []int) *classes {
 	out := &classes{levels: slices.Clone(levels)}
 	index := map[uint64]int32{}
-	var hists []map[int32]int32
-	var units []map[int32]bool
+	var hists, units []map[int32]int32
 	for r := range p.table.Rows() {
 		k := uint64(0)
 		for a, c := range p.cols {
@@ -263,7 +262,7 @@ func (p *Problem) fromRows(levels []int) *classes {
 				hists = append(hists, map[int32]int32{})
 			}
 			if p.unitCol >= 0 {
-				units = append(units, map[int32]bool{})
+				units = append(units, map[int32]int32{})
 			}
 		}
 		out.size[i]++
@@ -271,23 +270,27 @@ func (p *Problem) fromRows(levels []int) *classes {
 			hists[i][p.table.Codes[p.sensCol][r]]++
 		}
 		if p.unitCol >= 0 {
-			units[i][p.table.Codes[p.unitCol][r]] = true
-		}
-	}
-	if p.unitCol >= 0 {
-		out.units = make([][]int32, len(units))
-		for i, u := range units {
-			out.units[i] = slices.Sorted(maps.Keys(u))
+			units[i][p.table.Codes[p.unitCol][r]]++
 		}
 	}
 	if p.sens != nil {
-		out.hist = make([][]valueCount, len(hists))
-		for i, h := range hists {
-			for v, n := range h {
-				out.hist[i] = append(out.hist[i], valueCount{v, n})
-			}
-			slices.SortFunc(out.hist[i], func(a, b valueCount) int { return int(a.value - b.value) })
+		out.hist = sortedHists(hists)
+	}
+	if p.unitCol >= 0 {
+		out.units = sortedHists(units)
+	}
+	return out
+}
+
+// sortedHists turns counts by value into histograms sorted by value, the
+// form mergeHist merges.
+func sortedHists(counts []map[int32]int32) [][]valueCount {
+	out := make([][]valueCount, len(counts))
+	for i, h := range counts {
+		for v, n := range h {
+			out[i] = append(out[i], valueCount{v, n})
 		}
+		slices.SortFunc(out[i], func(a, b valueCount) int { return int(a.value - b.value) })
 	}
 	return out
 }
@@ -304,7 +307,8 @@ func (p *Problem) rollUp(from *classes, a int, tab *table) *classes {
 }
 
 // regroup maps every class key of from by generalise and merges the
-// classes that meet: sizes add, histograms and unit sets merge.
+// classes that meet: sizes add, histograms (of sensitive values and of
+// units) merge.
 func (p *Problem) regroup(from *classes, levels []int, generalise func(uint64) uint64, tab *table) *classes {
 	tab.reset(from.len())
 	tab.keys, tab.sizes, tab.into = tab.keys[:0], tab.sizes[:0], tab.into[:0]
@@ -329,37 +333,12 @@ func (p *Problem) regroup(from *classes, levels []int, generalise func(uint64) u
 		}
 	}
 	if from.units != nil {
-		out.units = make([][]int32, out.len())
+		out.units = make([][]valueCount, out.len())
 		for i, j := range tab.into {
-			out.units[j] = mergeUnits(out.units[j], from.units[i])
+			out.units[j] = mergeHist(out.units[j], from.units[i])
 		}
 	}
 	return out
-}
-
-// mergeUnits is the union of two sorted sets of unit codes.
-func mergeUnits(a, b []int32) []int32 {
-	if len(a) == 0 {
-		return slices.Clone(b)
-	}
-	out := make([]int32, 0, len(a)+len(b))
-	i, j := 0, 0
-	for i < len(a) && j < len(b) {
-		switch {
-		case a[i] < b[j]:
-			out = append(out, a[i])
-			i++
-		case a[i] > b[j]:
-			out = append(out, b[j])
-			j++
-		default:
-			out = append(out, a[i])
-			i++
-			j++
-		}
-	}
-	out = append(out, a[i:]...)
-	return append(out, b[j:]...)
 }
 
 // table is an open-addressing hash table from class keys to class
@@ -612,10 +591,6 @@ func (p *Problem) searchAll() (Result, error) {
 	}
 	consider(p.evaluate(p.base))
 	prev := map[int]*classes{0: p.base}
-	maxSum := 0
-	for _, h := range p.heights {
-		maxSum += h - 1
-	}
 	prune := p.monotone() && p.cfg.Metric == MetricNUE
 	// settled marks transformations known anonymous whose generalisations
 	// need no evaluation.
@@ -625,7 +600,7 @@ func (p *Problem) searchAll() (Result, error) {
 	}
 	workers := runtime.GOMAXPROCS(0)
 	tables := make([]table, workers)
-	for sum := 1; sum <= maxSum; sum++ {
+	for sum := 1; sum <= p.maxSum(); sum++ {
 		var todo [][]int
 		p.eachAtLevel(sum, func(levels []int) {
 			if prune && p.anyPredecessor(levels, settled) {
@@ -843,31 +818,11 @@ func (p *Problem) FormatLevels(levels []int) string {
 // size of every class: the input of a risk estimate. Columns need no
 // hierarchy.
 func ClassSizes(t *Table, columns []string) ([]int, error) {
-	cols := make([]int, len(columns))
-	for i, c := range columns {
-		cols[i] = t.Column(c)
-		if cols[i] < 0 {
-			return nil, fmt.Errorf("anon: no column %s", c)
-		}
+	counts, err := ClassCounts(t, columns)
+	if err != nil {
+		return nil, err
 	}
-	index := map[string]int{}
-	var sizes []int
-	buf := make([]byte, 0, 4*len(cols))
-	for r := range t.Rows() {
-		buf = buf[:0]
-		for _, c := range cols {
-			v := t.Codes[c][r]
-			buf = append(buf, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
-		}
-		i, ok := index[string(buf)]
-		if !ok {
-			i = len(sizes)
-			index[string(buf)] = i
-			sizes = append(sizes, 0)
-		}
-		sizes[i]++
-	}
-	return sizes, nil
+	return slices.Collect(maps.Values(counts)), nil
 }
 
 // Metric is the metric the problem minimises.
