@@ -277,11 +277,7 @@ func exportRequest(args []string, out, errw io.Writer) error {
 	if *duo != "" {
 		req.Licence.DUO = strings.Split(*duo, ",")
 	}
-	body := struct {
-		exportop.Request
-		Purpose   string `json:"purpose"`
-		Agreement string `json:"agreement,omitempty"`
-	}{req, *purpose, *ag}
+	body := exportop.Body{Request: req, Purpose: *purpose, Agreement: *ag}
 	var res struct {
 		Release    exportop.Released `json:"release"`
 		AuditIndex uint64            `json:"audit_index"`

@@ -2,6 +2,7 @@ package exportop
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -44,12 +45,7 @@ func openLineage(r Record) json.RawMessage {
 	fields := map[string]any{}
 	for _, col := range r.Columns {
 		masking, subtype := false, "IDENTITY"
-		for _, q := range r.QuasiIdentifiers {
-			if q == col {
-				masking, subtype = true, "TRANSFORMATION"
-			}
-		}
-		if r.Method == "synthetic" {
+		if r.Method == "synthetic" || slices.Contains(r.QuasiIdentifiers, col) {
 			masking, subtype = true, "TRANSFORMATION"
 		}
 		fields[col] = map[string]any{"inputFields": []map[string]any{{

@@ -43,6 +43,14 @@ type Request struct {
 	Licence        Licence `json:"licence"`
 }
 
+// Body is the body of POST /v1/exports: a request with the purpose and
+// agreement it is made under.
+type Body struct {
+	Request
+	Purpose   string `json:"purpose"`
+	Agreement string `json:"agreement,omitempty"`
+}
+
 // Licence is what the recipient may do with a release.
 type Licence struct {
 	// Expires ends the licence; required.
@@ -164,12 +172,12 @@ func (o *op) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, erro
 		if !(p.r.Delta > 0 && p.r.Delta <= deltaLimit) {
 			return nil, refuse("export.parameters", "δ must lie in (0, %g], the export budget of dataset %s", deltaLimit, m.Name)
 		}
-		p.rho = dp.RhoForEpsDelta(r.Epsilon, p.delta())
+		p.rho = dp.RhoForEpsDelta(r.Epsilon, p.r.Delta)
 		key := store.BudgetKey{Agreement: "export:" + m.Name}
 		if ex.Budget.Period > 0 {
 			key.PeriodStart = dp.PeriodStart(c.Now, ex.Budget.Period)
 		}
-		p.charge = store.Charge{ID: c.Caller.RequestID, Key: key, Rho: p.rho, Epsilon: r.Epsilon, Delta: p.delta(), LimitRho: limit, LimitDelta: deltaLimit}
+		p.charge = store.Charge{ID: c.Caller.RequestID, Key: key, Rho: p.rho, Epsilon: r.Epsilon, Delta: p.r.Delta, LimitRho: limit, LimitDelta: deltaLimit}
 	}
 	return p, nil
 }
@@ -268,13 +276,6 @@ type prepared struct {
 	charge store.Charge
 }
 
-func (p *prepared) delta() float64 {
-	if p.r.Delta == 0 {
-		return 1e-9
-	}
-	return p.r.Delta
-}
-
 func (p *prepared) Checks() []policy.Request { return []policy.Request{p.check} }
 
 func (p *prepared) Preview(context.Context, *govern.Call) (any, error) {
@@ -289,7 +290,7 @@ func (p *prepared) Cost(c *govern.Call) []govern.Charge {
 	return []govern.Charge{{
 		Charge: p.charge,
 		Announce: func(e *audit.Entry) {
-			e.Epsilon, e.Delta, e.Rho = p.r.Epsilon, p.delta(), p.rho
+			e.Epsilon, e.Delta, e.Rho = p.r.Epsilon, p.r.Delta, p.rho
 		},
 		Exhausted: func(st store.BudgetState) *refusal.Error {
 			return refusal.New(refusal.BudgetExhausted, "export.budget", "the export budget of dataset %s cannot pay ε = %g", p.m.Name, p.r.Epsilon)
@@ -298,7 +299,7 @@ func (p *prepared) Cost(c *govern.Call) []govern.Charge {
 }
 
 func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, error) {
-	earlier, err := registered(ctx, p.s.Registry, p.m.Name, p.r.Destination.Org)
+	_, earlier, err := registered(ctx, p.s.Registry, p.m.Name, p.r.Destination.Org)
 	if err != nil {
 		return nil, refusal.StoreUnavailable(err)
 	}
@@ -335,7 +336,7 @@ func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, 
 				keep = append(keep, c)
 			}
 		}
-		res, err := synth.Synthesize(t.Subset(rows, keep), synth.Config{Epsilon: p.r.Epsilon, Delta: p.delta()}, p.s.Noise)
+		res, err := synth.Synthesize(t.Subset(rows, keep), synth.Config{Epsilon: p.r.Epsilon, Delta: p.r.Delta}, p.s.Noise)
 		if err != nil {
 			return nil, refusal.New(refusal.BadSQL, "export.parameters", "%v", err)
 		}
@@ -343,7 +344,6 @@ func (p *prepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, 
 			return nil, err
 		}
 		rec.Columns, rec.Rows = res.Table.Columns, res.Table.Rows()
-		rec.Params.Delta = p.delta()
 	}
 	sum := sha256.Sum256(out.Bytes())
 	rec.SHA256 = hex.EncodeToString(sum[:])
@@ -610,17 +610,9 @@ func (o *listOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared, 
 			Resource: policy.Resource{Name: m.Name, Owner: m.Owner, Tier: m.Tier, Region: m.Region},
 			Context:  policy.Context{ClientRegion: id.Region, Channel: c.Caller.Channel, Now: c.Now}}}
 	}
-	recs, err := o.s.Registry.ExportReleases(ctx, m.Name, org)
+	out, _, err := registered(ctx, o.s.Registry, m.Name, org)
 	if err != nil {
 		return nil, refusal.StoreUnavailable(err)
-	}
-	out := make([]Signed, 0, len(recs))
-	for _, r := range recs {
-		var s Signed
-		if err := json.Unmarshal(r.Record, &s); err != nil {
-			return nil, refusal.StoreUnavailable(err)
-		}
-		out = append(out, s)
 	}
 	c.Entry.RowsReturned = int64(len(out))
 	return listed{checks: checks, v: out}, nil

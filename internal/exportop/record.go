@@ -135,22 +135,23 @@ type Releases interface {
 	PutExportRelease(ctx context.Context, r store.ExportRelease, after int) (bool, error)
 }
 
-// registered reads a dataset's releases to an org from the registry.
-func registered(ctx context.Context, reg Releases, dataset, org string) ([]Record, error) {
+// registered reads a dataset's releases to an org (every org for "")
+// from the registry, as signed and as decoded.
+func registered(ctx context.Context, reg Releases, dataset, org string) ([]Signed, []Record, error) {
 	rs, err := reg.ExportReleases(ctx, dataset, org)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make([]Record, 0, len(rs))
+	signed, recs := make([]Signed, 0, len(rs)), make([]Record, 0, len(rs))
 	for _, r := range rs {
 		var s Signed
 		var rec Record
 		if json.Unmarshal(r.Record, &s) != nil || json.Unmarshal(s.Record, &rec) != nil {
-			return nil, fmt.Errorf("export: registry entry %s does not decode", r.ID)
+			return nil, nil, fmt.Errorf("export: registry entry %s does not decode", r.ID)
 		}
-		out = append(out, rec)
+		signed, recs = append(signed, s), append(recs, rec)
 	}
-	return out, nil
+	return signed, recs, nil
 }
 
 func sha256Hex(s string) string {

@@ -25,11 +25,7 @@ type exportAnswer struct {
 
 func exportBody(t *testing.T, agreement, purpose string, r exportop.Request) []byte {
 	t.Helper()
-	b, err := json.Marshal(struct {
-		exportop.Request
-		Purpose   string `json:"purpose"`
-		Agreement string `json:"agreement,omitempty"`
-	}{r, purpose, agreement})
+	b, err := json.Marshal(exportop.Body{Request: r, Purpose: purpose, Agreement: agreement})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -670,11 +670,7 @@ func (n *Node) cosignedRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi
 // decided, charged and audited by the kernel like a query.
 func (n *Node) exportRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi.Handler) http.Handler) {
 	mux.Handle("POST /v1/exports", wrap(share.OpExport, func(w http.ResponseWriter, r *http.Request, c share.Caller) error {
-		var body struct {
-			exportop.Request
-			Purpose   string `json:"purpose"`
-			Agreement string `json:"agreement,omitempty"`
-		}
+		var body exportop.Body
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&body); err != nil {
