@@ -8,41 +8,49 @@ import (
 	"slices"
 )
 
-// Assign returns, per row, the key of its class under a transformation
-// and whether the row is suppressed (its class violates a model).
-func (p *Problem) Assign(levels []int) (keys []uint64, suppressed []bool, err error) {
+// Applied is a table under one transformation: per row, the key of its
+// class and whether it is suppressed (its class violates a model), and
+// the sizes of the kept classes. Computed once, it serves writing the
+// release, its risk estimate and the linkage check.
+type Applied struct {
+	p      *Problem
+	levels []int
+	// Keys and Suppressed are per row of the table.
+	Keys       []uint64
+	Suppressed []bool
+	// Sizes are the kept classes' sizes, in rows.
+	Sizes []int
+}
+
+// Apply computes a transformation over the rows.
+func (p *Problem) Apply(levels []int) (*Applied, error) {
 	if err := p.checkLevels(levels); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	c := p.fromRows(levels)
+	out := &Applied{p: p, levels: slices.Clone(levels), Keys: make([]uint64, p.table.Rows()), Suppressed: make([]bool, p.table.Rows())}
 	bad := map[uint64]bool{}
 	for i := range c.len() {
 		if p.violates(c, i) {
 			bad[c.keys[i]] = true
+		} else {
+			out.Sizes = append(out.Sizes, int(c.size[i]))
 		}
 	}
-	keys = make([]uint64, p.table.Rows())
-	suppressed = make([]bool, p.table.Rows())
-	for r := range keys {
-		k := uint64(0)
-		for a, col := range p.cols {
-			k |= uint64(p.gens[a].gen[levels[a]][p.table.Codes[col][r]]) << p.shift[a]
-		}
-		keys[r], suppressed[r] = k, bad[k]
+	for r := range out.Keys {
+		k := p.rowKey(levels, r)
+		out.Keys[r], out.Suppressed[r] = k, bad[k]
 	}
-	return keys, suppressed, nil
+	return out, nil
 }
 
-// Write writes the table under a transformation as CSV: quasi-identifiers
+// Write writes the table under the transformation as CSV: quasi-identifiers
 // generalised, suppressed rows' quasi-identifiers "*", the columns in
 // drop left out, the rest as they are; rows in the given order (a
 // permutation of the rows, so that a release's order says nothing of the
 // source's), or the table's when order is nil.
-func (p *Problem) Write(w io.Writer, levels []int, drop []string, order []int) (rows, suppressedRows int, err error) {
-	_, suppressed, err := p.Assign(levels)
-	if err != nil {
-		return 0, 0, err
-	}
+func (ap *Applied) Write(w io.Writer, drop []string, order []int) (rows, suppressedRows int, err error) {
+	p, levels, suppressed := ap.p, ap.levels, ap.Suppressed
 	t := p.table
 	qiOf := map[int]int{}
 	for a, c := range p.cols {
@@ -114,19 +122,6 @@ func WriteTable(w io.Writer, t *Table) error {
 	}
 	cw.Flush()
 	return cw.Error()
-}
-
-// ClassSizesOf returns the sizes of the kept classes under a
-// transformation (the input of a risk estimate of the release).
-func (p *Problem) ClassSizesOf(levels []int) []int {
-	c := p.fromRows(levels)
-	var out []int
-	for i := range c.len() {
-		if !p.violates(c, i) {
-			out = append(out, int(c.size[i]))
-		}
-	}
-	return out
 }
 
 // ClassCounts groups a table's rows by the values of the given columns and

@@ -237,6 +237,15 @@ func (p *Problem) packing() error {
 	return nil
 }
 
+// rowKey is the key of row r's class under a transformation.
+func (p *Problem) rowKey(levels []int, r int) uint64 {
+	k := uint64(0)
+	for a, c := range p.cols {
+		k |= uint64(p.gens[a].gen[levels[a]][p.table.Codes[c][r]]) << p.shift[a]
+	}
+	return k
+}
+
 func (p *Problem) code(key uint64, a int) int32 {
 	return int32(key >> p.shift[a] & p.mask[a])
 }
@@ -248,10 +257,7 @@ func (p *Problem) fromRows(levels []int) *classes {
 	index := map[uint64]int32{}
 	var hists, units []map[int32]int32
 	for r := range p.table.Rows() {
-		k := uint64(0)
-		for a, c := range p.cols {
-			k |= uint64(p.gens[a].gen[levels[a]][p.table.Codes[c][r]]) << p.shift[a]
-		}
+		k := p.rowKey(levels, r)
 		i, ok := index[k]
 		if !ok {
 			i = int32(out.len())

@@ -105,18 +105,22 @@ func anonymize(args []string, out, errw io.Writer) error {
 		return err
 	}
 	before, _ := anon.ClassSizes(tab, cfg.QI)
+	applied, err := p.Apply(res.Optimum.Levels)
+	if err != nil {
+		return err
+	}
 	report := map[string]any{
 		"quasi_identifiers": cfg.QI, "levels": res.Optimum.Levels, "metric": p.Metric(), "loss": res.Optimum.Loss,
 		"classes": res.Optimum.Classes, "suppressed": res.Optimum.Suppressed, "rows": tab.Rows(),
 		"lattice": p.Size(), "evaluated": res.Evaluated, "seconds": took.Seconds(),
-		"risk_before": riskOf(before, 0.2, *pi), "risk_after": riskOf(p.ClassSizesOf(res.Optimum.Levels), 0.2, *pi),
+		"risk_before": riskOf(before, 0.2, *pi), "risk_after": riskOf(applied.Sizes, 0.2, *pi),
 	}
 	if *output != "" {
 		f, err := os.Create(*output)
 		if err != nil {
 			return err
 		}
-		if _, _, err := p.Write(f, res.Optimum.Levels, nil, nil); err != nil {
+		if _, _, err := applied.Write(f, nil, nil); err != nil {
 			f.Close()
 			return err
 		}

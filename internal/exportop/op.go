@@ -411,7 +411,11 @@ func (p *prepared) anonymise(t *anon.Table, earlier []Record, rec *Record, out *
 		return refuse("export.parameters", "no generalisation of %s reaches k = %d (l = %d) within %.3g suppression", p.m.Name, p.r.K, p.r.L, p.r.MaxSuppression)
 	}
 	levels := res.Optimum.Levels
-	joined, lowest, err := p.joinedK(t, earlier, prob, levels)
+	applied, err := prob.Apply(levels)
+	if err != nil {
+		return err
+	}
+	joined, lowest, err := p.joinedK(t, earlier, applied)
 	if err != nil {
 		return err
 	}
@@ -424,11 +428,11 @@ func (p *prepared) anonymise(t *anon.Table, earlier []Record, rec *Record, out *
 			drop = append(drop, c)
 		}
 	}
-	rows, suppressed, err := prob.Write(out, levels, drop, p.s.Noise.Perm(t.Rows()))
+	rows, suppressed, err := applied.Write(out, drop, p.s.Noise.Perm(t.Rows()))
 	if err != nil {
 		return err
 	}
-	h := risk.HistogramOf(prob.ClassSizesOf(levels))
+	h := risk.HistogramOf(applied.Sizes)
 	s := risk.SampleRisk(h, 0.2)
 	pop := risk.PopulationRisk(h, 0.01)
 	rec.QuasiIdentifiers, rec.Levels, rec.Hierarchies = p.ex.QuasiIdentifiers, levels, digests
@@ -443,11 +447,7 @@ func (p *prepared) anonymise(t *anon.Table, earlier []Record, rec *Record, out *
 // both its classes with, over each earlier k-anonymous release of the
 // dataset to the same org (rows suppressed in either do not count: they
 // carry no quasi-identifiers), and the release that brings it lowest.
-func (p *prepared) joinedK(t *anon.Table, earlier []Record, prob *anon.Problem, levels []int) (int, string, error) {
-	newKeys, newSupp, err := prob.Assign(levels)
-	if err != nil {
-		return 0, "", err
-	}
+func (p *prepared) joinedK(t *anon.Table, earlier []Record, now *anon.Applied) (int, string, error) {
 	least, which := math.MaxInt, ""
 	for _, e := range earlier {
 		if e.Method != "kanonymity" {
@@ -472,18 +472,18 @@ func (p *prepared) joinedK(t *anon.Table, earlier []Record, prob *anon.Problem, 
 			return 0, "", refuse("export.linkage", "earlier release %s used quasi-identifiers this dataset no longer has", e.ID)
 		}
 		// The earlier release as it went out: its violating classes suppressed.
-		oldKeys, oldSupp, err := old.Assign(e.Levels)
+		then, err := old.Apply(e.Levels)
 		if err != nil {
 			return 0, "", refuse("export.linkage", "earlier release %s used levels the hierarchies no longer have", e.ID)
 		}
 		// Joint classes, counted in privacy units as k is.
 		unit := t.Column(p.m.PrivacyUnit)
 		joint := map[[2]uint64]map[int32]bool{}
-		for r := range newKeys {
-			if newSupp[r] || oldSupp[r] {
+		for r := range now.Keys {
+			if now.Suppressed[r] || then.Suppressed[r] {
 				continue
 			}
-			k := [2]uint64{newKeys[r], oldKeys[r]}
+			k := [2]uint64{now.Keys[r], then.Keys[r]}
 			if joint[k] == nil {
 				joint[k] = map[int32]bool{}
 			}
