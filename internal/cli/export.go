@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/anon"
+	"github.com/airlock-dev/airlock/internal/dp"
 	"github.com/airlock-dev/airlock/internal/exportop"
 	"github.com/airlock-dev/airlock/internal/risk"
 	"github.com/airlock-dev/airlock/internal/synth"
@@ -217,7 +218,7 @@ func synthesize(args []string, out, errw io.Writer) error {
 		}
 	}
 	start := time.Now()
-	res, err := synth.Synthesize(tab, synth.Config{Epsilon: *eps, Delta: *delta, Rows: *rows, Public: public}, synth.CryptoSampler())
+	res, err := synth.Synthesize(tab, synth.Config{Epsilon: *eps, Delta: *delta, Rows: *rows, Public: public}, dp.NewSampler(nil))
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package synth
 
 import (
 	crand "crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -386,14 +385,4 @@ func conditional(t []float64, nr, nc int, transpose bool, fallback distribution)
 		out[p] = row
 	}
 	return out
-}
-
-// CryptoSampler is a [dp.Sampler] over crypto/rand.
-func CryptoSampler() *dp.Sampler { return dp.NewSampler(crand.Reader) }
-
-// seedFrom derives a deterministic sampler for tests.
-func seedFrom(x uint64) *dp.Sampler {
-	var seed [32]byte
-	binary.LittleEndian.PutUint64(seed[:], x)
-	return dp.NewSampler(rand.NewChaCha8(seed))
 }

@@ -1,7 +1,9 @@
 package synth
 
 import (
+	"encoding/binary"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -113,4 +115,11 @@ func TestRareValuesOfPrivateColumnsDoNotAppear(t *testing.T) {
 			}
 		}
 	}
+}
+
+// seedFrom derives a deterministic sampler for tests.
+func seedFrom(x uint64) *dp.Sampler {
+	var seed [32]byte
+	binary.LittleEndian.PutUint64(seed[:], x)
+	return dp.NewSampler(rand.NewChaCha8(seed))
 }
