@@ -306,11 +306,12 @@ type QueryRequest struct {
 	Params    []any  `json:"params,omitempty"`
 }
 
-const maxBody = 1 << 20
+// MaxBody is the largest request body the API reads.
+const MaxBody = 1 << 20
 
 func (s *Server) query(mode share.Mode) Handler {
 	return func(w http.ResponseWriter, r *http.Request, c share.Caller) error {
-		req, params, err := DecodeQuery(http.MaxBytesReader(w, r.Body, maxBody))
+		req, params, err := DecodeQuery(http.MaxBytesReader(w, r.Body, MaxBody))
 		if err != nil {
 			// A body that does not decode is refused and audited like any query.
 			return s.Kernel.Refuse(r.Context(), govern.Request{Caller: c, Purpose: req.Purpose, Agreement: req.Agreement, Mode: mode, Op: govern.Edge(share.OpQuery)}, refusal.As(err))
@@ -330,21 +331,32 @@ func (s *Server) query(mode share.Mode) Handler {
 // limit, 400 otherwise).
 func DecodeQuery(body io.Reader) (QueryRequest, []any, error) {
 	var req QueryRequest
-	dec := json.NewDecoder(body)
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return req, nil, refusal.New(refusal.TooLarge, "http.body_size", "the request body exceeds %d bytes", maxBody)
-		}
-		return req, nil, refusal.New(refusal.BadSQL, "http.body", "the body must be JSON {\"sql\": ..., \"purpose\": ..., \"agreement\": ...}")
-	}
-	if dec.More() {
-		return req, nil, refusal.New(refusal.BadSQL, "http.body", "the body must be one JSON object")
+	if err := DecodeJSON(body, &req, "JSON {\"sql\": ..., \"purpose\": ..., \"agreement\": ...}"); err != nil {
+		return req, nil, err
 	}
 	params, err := JSONParams(req.Params)
 	return req, params, err
+}
+
+// DecodeJSON reads a request body (behind http.MaxBytesReader with
+// MaxBody) into v: one JSON object with known fields only, numbers kept
+// exact. Every failure is a refusal: 413 for a body over the limit, 400
+// naming shape, what the body must be, otherwise.
+func DecodeJSON(body io.Reader, v any, shape string) error {
+	dec := json.NewDecoder(body)
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return refusal.New(refusal.TooLarge, "http.body_size", "the request body exceeds %d bytes", MaxBody)
+		}
+		return refusal.New(refusal.BadSQL, "http.body", "the body must be %s", shape)
+	}
+	if dec.More() {
+		return refusal.New(refusal.BadSQL, "http.body", "the body must be one JSON object")
+	}
+	return nil
 }
 
 // JSONParams turns JSON-decoded parameters (numbers as json.Number) into

@@ -192,6 +192,24 @@ func TestExportRefusalsNameTheRule(t *testing.T) {
 			}
 		})
 	}
+	// Bodies are read as for queries: one object, known fields, a size limit.
+	for _, tc := range []struct {
+		body   []byte
+		status int
+		rule   string
+	}{
+		{[]byte(`{"dataset": "visits", "nonsense": 1}`), 400, "http.body"},
+		{append(exportBody(t, "", "research", kRequest("eu-institute", "eu", 20, 3)), []byte(` {"k": 2}`)...), 400, "http.body"},
+		{[]byte(`{"dataset": "` + strings.Repeat("x", 2<<20) + `"}`), 413, "http.body_size"},
+	} {
+		res := h.post(t, "/v1/exports", h.tokens["steward@stmary"], tc.body)
+		if res.Status != tc.status || res.Error.Rule != tc.rule {
+			t.Fatalf("body %.60q: got %d %.300s, want %d %s", tc.body, res.Status, res.Body, tc.status, tc.rule)
+		}
+		if e := lastEntry(t, h); e.Event != "AL1700W" || e.Rule != tc.rule {
+			t.Fatalf("audit entry %s %s, want AL1700W %s", e.Event, e.Rule, tc.rule)
+		}
+	}
 	// Under the agreement, to the recipient itself, within its term: allowed.
 	ok := kRequest("partner", "eu", 20, 3)
 	ok.Licence.Expires = time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)

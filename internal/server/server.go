@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/airlock-dev/airlock/internal/admission"
@@ -671,11 +670,8 @@ func (n *Node) cosignedRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi
 func (n *Node) exportRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi.Handler) http.Handler) {
 	mux.Handle("POST /v1/exports", wrap(share.OpExport, func(w http.ResponseWriter, r *http.Request, c share.Caller) error {
 		var body exportop.Body
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
-			return n.Kernel.Refuse(r.Context(), govern.Request{Caller: c, Op: govern.Edge(share.OpExport)},
-				refusal.New(refusal.BadSQL, "http.body", "the body must be one JSON export request (see docs/export.md)"))
+		if err := httpapi.DecodeJSON(http.MaxBytesReader(w, r.Body, httpapi.MaxBody), &body, "one JSON export request (see docs/export.md)"); err != nil {
+			return n.Kernel.Refuse(r.Context(), govern.Request{Caller: c, Op: govern.Edge(share.OpExport)}, refusal.As(err))
 		}
 		res, err := n.Kernel.Do(r.Context(), govern.Request{Caller: c, Purpose: body.Purpose, Agreement: body.Agreement, Op: n.Export.Export(body.Request)})
 		if err != nil {
