@@ -1,6 +1,7 @@
 package collab
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -283,6 +284,13 @@ type argList struct {
 // add returns a unique mark for the value; forSide turns the marks in a
 // side's filter into that side's placeholders.
 func (a *argList) add(v any) string {
+	if n, ok := v.(json.Number); ok {
+		if i, err := n.Int64(); err == nil {
+			v = i
+		} else if f, err := n.Float64(); err == nil {
+			v = f
+		}
+	}
 	a.vals = append(a.vals, v)
 	return fmt.Sprintf("\x00%d\x00", len(a.vals)-1)
 }

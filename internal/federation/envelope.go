@@ -32,6 +32,9 @@ type Envelope struct {
 	Op     string `json:"op"`
 	SQL    string `json:"sql,omitempty"`
 	Params []any  `json:"params,omitempty"`
+	// Payload carries an operation's binary message (a clean-room
+	// protocol step), signed with the rest.
+	Payload []byte `json:"payload,omitempty"`
 	// Nonce is 128 random bits, used once within the window.
 	Nonce     string    `json:"nonce"`
 	IssuedAt  time.Time `json:"issued_at"`

@@ -40,7 +40,36 @@ type Member struct {
 	Log    *slog.Logger
 	// Witness answers what this node has cosigned (nil: nothing).
 	Witness *Witness
+	// Routes are further signed operations (the clean rooms' protocol):
+	// each gets a request opened and checked like a query.
+	Routes map[string]Route
+	// Public are further unsigned reads over the pinned channel.
+	Public map[string]PublicRoute
 }
+
+// Route serves one signed peer operation. Refusals it decides itself go
+// through PeerRequest.Refuse (audited once, as Kind); errors from the
+// kernel are already audited.
+type Route struct {
+	Kind  share.OpKind
+	Serve func(ctx context.Context, r *PeerRequest) (any, error)
+}
+
+// PublicRoute serves an unsigned read to a known peer.
+type PublicRoute func(ctx context.Context, r *http.Request, p *workspace.Peer) (any, error)
+
+// PeerRequest is an opened, checked signed request.
+type PeerRequest struct {
+	Envelope Envelope
+	Caller   share.Caller
+	Peer     *workspace.Peer
+	// Refuse audits a refusal of this request and returns it.
+	Refuse func(*refusal.Error) error
+}
+
+// MaxRouteRequest bounds a signed request to a Route (protocol messages
+// carry many points).
+const MaxRouteRequest = 256 << 20
 
 // Handler serves the peer API (behind a TLS listener from ServerTLS).
 func (m *Member) Handler() http.Handler {
@@ -50,6 +79,32 @@ func (m *Member) Handler() http.Handler {
 	mux.HandleFunc("GET /peer/v1/consistency", m.authenticated(m.consistency))
 	mux.HandleFunc("POST /peer/v1/cosignature", m.authenticated(m.cosignature))
 	mux.HandleFunc("GET /peer/v1/witnessed", m.authenticated(m.witnessed))
+	for pattern, route := range m.Routes {
+		mux.HandleFunc("POST "+pattern, m.authenticated(func(w http.ResponseWriter, r *http.Request, p *workspace.Peer) error {
+			e, _, c, err := m.openLimited(w, r, p, MaxRouteRequest)
+			if err != nil {
+				return err
+			}
+			out, err := route.Serve(r.Context(), &PeerRequest{Envelope: e, Caller: c, Peer: p, Refuse: func(why *refusal.Error) error {
+				return m.Kernel.Refuse(r.Context(), govern.Request{Caller: c, Purpose: e.Purpose, Op: govern.Edge(route.Kind)}, why)
+			}})
+			if err != nil {
+				return err
+			}
+			httpapi.WriteJSON(w, http.StatusOK, out)
+			return nil
+		}))
+	}
+	for pattern, route := range m.Public {
+		mux.HandleFunc("GET "+pattern, m.authenticated(func(w http.ResponseWriter, r *http.Request, p *workspace.Peer) error {
+			out, err := route(r.Context(), r, p)
+			if err != nil {
+				return err
+			}
+			httpapi.WriteJSON(w, http.StatusOK, out)
+			return nil
+		}))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, refusal.New(refusal.NotFound, "peer.route", "no such peer endpoint"))
 	})
@@ -110,9 +165,13 @@ func (m *Member) refuse(ctx context.Context, c share.Caller, e Envelope, why *re
 // the signature with the sending peer's key, sender and recipient, the
 // window, the nonce, and that the peer may act for the principal's org.
 func (m *Member) open(w http.ResponseWriter, r *http.Request, p *workspace.Peer) (Envelope, []byte, share.Caller, error) {
+	return m.openLimited(w, r, p, maxRequest)
+}
+
+func (m *Member) openLimited(w http.ResponseWriter, r *http.Request, p *workspace.Peer, limit int64) (Envelope, []byte, share.Caller, error) {
 	c := peerCaller(r, p)
 	var sr SignedRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequest))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&sr); err != nil {
 		return Envelope{}, nil, c, m.refuse(r.Context(), c, Envelope{}, refusal.New(refusal.BadSQL, "peer.body", "the body must be a signed request {envelope, signature}"))

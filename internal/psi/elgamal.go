@@ -67,7 +67,9 @@ func Add(a, b Ciphertext) Ciphertext {
 }
 
 // Partial is a party's share of decrypting a ciphertext: sk·R.
-func (s *KeyShare) Partial(ct Ciphertext) [pointSize]byte { return encode(grp.NewElement().Mul(ct.R, s.sk)) }
+func (s *KeyShare) Partial(ct Ciphertext) [pointSize]byte {
+	return encode(grp.NewElement().Mul(ct.R, s.sk))
+}
 
 // Open decodes m from a ciphertext and both partial decryptions, for
 // |m| ≤ MaxPlain.

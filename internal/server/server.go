@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/audit"
+	"github.com/airlock-dev/airlock/internal/collab"
 	"github.com/airlock-dev/airlock/internal/differencing"
 	"github.com/airlock-dev/airlock/internal/dp"
 	"github.com/airlock-dev/airlock/internal/engine"
@@ -103,7 +104,10 @@ type Node struct {
 	Peers   *federation.Client
 	Witness *federation.Witness
 	// Export releases anonymised data (POST /v1/exports).
-	Export   *exportop.Service
+	Export *exportop.Service
+	// Collab runs clean-room queries and this node's side of its
+	// members' partners' queries.
+	Collab   *collab.Service
 	peerLis  net.Listener
 	peerSrv  *http.Server
 	log      *slog.Logger
@@ -235,6 +239,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		Registry: n.Store, Noise: dp.NewSampler(rand.Reader), WorkspaceDir: ws.Dir}
 	n.Peers = &federation.Client{Key: n.Key, Now: opts.Now, Window: ws.Config.Federation.Window}
 	n.SQL.Federation = &federation.Federator{Client: n.Peers}
+	n.Collab = &collab.Service{Route: n.SQL.Route, Key: n.Key, Client: n.Peers, Kernel: n.Kernel, Noise: dp.NewSampler(rand.Reader)}
 	n.Witness = &federation.Witness{Key: n.Key, Client: n.Peers, Store: n.Store, Kernel: n.Kernel, Log: opts.Log.With("component", "witness"),
 		Forks: func(string) { n.forks.Add(1) }}
 	n.Auth = &identity.Authenticator{
@@ -461,7 +466,7 @@ func (n *Node) ListenPeer() (net.Addr, error) {
 		return nil, err
 	}
 	member := &federation.Member{Kernel: n.Kernel, SQL: n.SQL, Audit: n.Audit, Store: n.Store, Key: n.Key,
-		Log: n.opts.Log.With("component", "peer"), Witness: n.Witness}
+		Log: n.opts.Log.With("component", "peer"), Witness: n.Witness, Routes: n.Collab.PeerRoutes(), Public: n.Collab.PublicRoutes()}
 	n.peerLis = tls.NewListener(bounded, cfg)
 	n.peerSrv = &http.Server{Handler: member.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: lim.HTTPReadTimeout,
 		WriteTimeout: lim.QueryTimeout + 30*time.Second, IdleTimeout: lim.HTTPIdleTimeout, MaxHeaderBytes: 64 << 10,
@@ -507,7 +512,7 @@ func (n *Node) witnessLoop(ctx context.Context) {
 func (n *Node) Handler() http.Handler {
 	api := &httpapi.Server{Kernel: n.Kernel, SQL: n.SQL, Auth: n.Auth, Log: n.opts.Log.With("component", "http"),
 		AccessLog: n.opts.AccessLog, Leaves: n.Store, Revocations: n.Store, Audit: n.Audit, Metrics: n.Metrics.Handler()}
-	api.Extra = append(api.Extra, n.readinessRoute, n.cosignedRoute, n.exportRoute)
+	api.Extra = append(api.Extra, n.readinessRoute, n.cosignedRoute, n.exportRoute, n.collabRoute)
 	h := api.Handler()
 	n.routes = api.Routes()
 	return h
@@ -686,6 +691,24 @@ func (n *Node) exportRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi.H
 			return err
 		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"releases": res.Value, "request_id": res.RequestID})
+		return nil
+	}))
+}
+
+// collabRoute serves POST /v1/collaborations/{id}/query: a member's
+// clean-room query, run with the partner's node by the private join.
+func (n *Node) collabRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi.Handler) http.Handler) {
+	mux.Handle("POST /v1/collaborations/{id}/query", wrap(share.OpCollabQuery, func(w http.ResponseWriter, r *http.Request, c share.Caller) error {
+		var body collab.QueryRequest
+		if err := httpapi.DecodeJSON(http.MaxBytesReader(w, r.Body, httpapi.MaxBody), &body, "one JSON query {sql | template, params, purpose} (see docs/cleanrooms.md)"); err != nil {
+			return n.Kernel.Refuse(r.Context(), govern.Request{Caller: c, Op: govern.Edge(share.OpCollabQuery)}, refusal.As(err))
+		}
+		body.Collaboration = r.PathValue("id")
+		res, err := n.Kernel.Do(r.Context(), govern.Request{Caller: c, Purpose: body.Purpose, Op: n.Collab.Query(body)})
+		if err != nil {
+			return err
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"result": res.Value, "request_id": res.RequestID, "audit_index": res.AuditIndex})
 		return nil
 	}))
 }

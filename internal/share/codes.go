@@ -42,6 +42,12 @@ var eventCodes = map[eventKey]string{
 
 	{OpExportList, Run, true}:  "AL1701I",
 	{OpExportList, Run, false}: "AL1701W",
+
+	{OpCollabQuery, Run, true}:  "AL1800I",
+	{OpCollabQuery, Run, false}: "AL1800W",
+	{OpCollabJoin, Run, true}:   "AL1801I",
+	{OpCollabJoin, Run, false}:  "AL1801W",
+	{OpCollabStep, Run, false}:  "AL1802W",
 }
 
 type eventKey struct {

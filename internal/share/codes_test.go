@@ -35,6 +35,11 @@ var released = map[string]string{
 	"AL1700W": "export.release run refused",
 	"AL1701I": "export.list run allowed",
 	"AL1701W": "export.list run refused",
+	"AL1800I": "collab.query run allowed",
+	"AL1800W": "collab.query run refused",
+	"AL1801I": "collab.contribute run allowed",
+	"AL1801W": "collab.contribute run refused",
+	"AL1802W": "collab.step run refused",
 }
 
 func TestEventCodesAreAppendOnly(t *testing.T) {

@@ -1,0 +1,307 @@
+package server_test
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/airlock-dev/airlock/internal/audit"
+	"github.com/airlock-dev/airlock/internal/collab"
+	"github.com/airlock-dev/airlock/internal/demo"
+	"github.com/airlock-dev/airlock/internal/federation"
+	"github.com/airlock-dev/airlock/internal/share"
+)
+
+type cleanroom struct {
+	*federationNet
+	keys map[string]*federation.NodeKey
+}
+
+// startCleanroom writes the clean-room demo for n banks, has every bank
+// sign the collaboration and approve its templates, and starts the nodes.
+func startCleanroom(t *testing.T, n, rows int) *cleanroom {
+	t.Helper()
+	dir := t.TempDir()
+	if err := demo.InitCleanroom(dir, n, rows); err != nil {
+		t.Fatal(err)
+	}
+	cr := &cleanroom{federationNet: &federationNet{dir: dir, nodes: map[string]*harness{}}, keys: map[string]*federation.NodeKey{}}
+	for _, b := range demo.CleanroomNodes[:n] {
+		ws := filepath.Join(dir, b.Name)
+		skey, vkey, err := audit.LoadOrCreateKey(filepath.Join(ws, ".airlock"), b.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cr.keys[b.Name], _ = federation.ParseSigner(skey, vkey)
+		cr.sign(t, b.Name, "fraud_overlap_by_country", "flagged_amounts_by_country")
+		h, err := startHarness(ws, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(h.stop)
+		cr.nodes[b.Name] = h
+	}
+	for _, b := range demo.CleanroomNodes[:n] {
+		cr.repoint(t, b.Name)
+	}
+	return cr
+}
+
+func (cr *cleanroom) sign(t *testing.T, node string, templates ...string) {
+	t.Helper()
+	ws := filepath.Join(cr.dir, node)
+	c, err := collab.Load(ws, demo.CleanroomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := collab.Sign(ws, c, cr.keys[node]); err != nil {
+		t.Fatal(err)
+	}
+	for _, tpl := range templates {
+		if _, err := collab.Approve(ws, c, tpl, cr.keys[node]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type cleanAnswer struct {
+	apiResponse
+	Result collab.Answer `json:"result"`
+}
+
+func (cr *cleanroom) ask(t *testing.T, principal string, body map[string]any) cleanAnswer {
+	t.Helper()
+	if body["purpose"] == nil {
+		body["purpose"] = "fraud_detection"
+	}
+	b, _ := json.Marshal(body)
+	h := cr.nodes["partnerbank"]
+	r := h.post(t, "/v1/collaborations/"+demo.CleanroomID+"/query", h.tokens[principal], b)
+	var a cleanAnswer
+	json.Unmarshal(r.Body, &a)
+	a.apiResponse = r
+	return a
+}
+
+// truth is the plain computation over both banks' files: per country of
+// northbank's rows, the counterparties both flag (or, with minAmount ≥ 0,
+// northbank flags and partnerbank has a transfer of at least minAmount),
+// and partnerbank's summed amounts over them.
+func (cr *cleanroom) truth(t *testing.T, minAmount float64) (map[string]int, map[string]float64) {
+	read := func(node string) [][]string {
+		f, err := os.Open(filepath.Join(cr.dir, node, "data", "transactions.csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		rows, _ := csv.NewReader(f).ReadAll()
+		return rows[1:]
+	}
+	north := map[string]string{}
+	for _, r := range read("northbank") {
+		if r[4] == "true" {
+			north[r[0]] = r[2]
+		}
+	}
+	kept := map[string]bool{}
+	sums := map[string]float64{}
+	for _, r := range read("partnerbank") {
+		amt, _ := strconv.ParseFloat(r[3], 64)
+		if (minAmount < 0 && r[4] == "true") || (minAmount >= 0 && amt >= minAmount) {
+			kept[r[0]] = true
+			sums[r[0]] += amt
+		}
+	}
+	counts, amounts := map[string]int{}, map[string]float64{}
+	for iban, country := range north {
+		if kept[iban] {
+			counts[country]++
+			amounts[country] += math.Min(math.Round(sums[iban]), 20000)
+		}
+	}
+	return counts, amounts
+}
+
+func entryOf(t *testing.T, h *harness, code string) audit.Entry {
+	t.Helper()
+	n, _ := h.node.Store.Size(context.Background())
+	for i := n; i > 0; i-- {
+		e := lastEntryAt(t, h, i-1)
+		if e.Event == code {
+			return e
+		}
+	}
+	t.Fatalf("no %s entry", code)
+	return audit.Entry{}
+}
+
+// TestCleanroomOverlapAndIntersectionSum: two real nodes answer the
+// template queries by the private join; the noisy counts and sums are
+// near the plain join, and both logs record the query with the
+// collaboration and template hashes.
+func TestCleanroomOverlapAndIntersectionSum(t *testing.T) {
+	cr := startCleanroom(t, 2, 3000)
+	a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"})
+	if a.Status != 200 {
+		t.Fatalf("overlap: %d %.300s", a.Status, a.Body)
+	}
+	counts, _ := cr.truth(t, -1)
+	// Each bank adds σ² = 3 for ε = 1 (ρ split in three): sd ≈ 2.45.
+	checkCells(t, a.Result, counts, nil, 15, 0)
+	c, _ := collab.Load(filepath.Join(cr.dir, "northbank"), demo.CleanroomID)
+	tpl := c.Template("fraud_overlap_by_country")
+	for node, code := range map[string]string{"partnerbank": share.EventCode(share.OpCollabQuery, share.Run, true), "northbank": share.EventCode(share.OpCollabJoin, share.Run, true)} {
+		e := entryOf(t, cr.nodes[node], code)
+		if e.Extra["collaboration_hash"] != c.Hash() || e.Extra["template_hash"] != tpl.Hash() || e.Extra["querier"] != "fraud@partnerbank" || e.Extra["receivers"] != "partnerbank" {
+			t.Errorf("%s's entry: %+v", node, e.Extra)
+		}
+		if e.Rho <= 0 {
+			t.Errorf("%s charged nothing", node)
+		}
+	}
+
+	// partnerbank's amounts over the counterparties northbank flags, by
+	// northbank's country: partnerbank's items are expanded over countries.
+	a = cr.ask(t, "fraud@partnerbank", map[string]any{"template": "flagged_amounts_by_country", "params": []any{500}})
+	if a.Status != 200 {
+		t.Fatalf("intersection-sum: %d %.300s", a.Status, a.Body)
+	}
+	counts, amounts := cr.truth(t, 500)
+	// sums: Δ = 20000, ρ/4 per statistic each side: sd ≈ 40000·√2
+	checkCells(t, a.Result, counts, amounts, 18, 6*40000*math.Sqrt2)
+}
+
+func checkCells(t *testing.T, a collab.Answer, counts map[string]int, amounts map[string]float64, countTol, sumTol float64) {
+	t.Helper()
+	if len(a.Rows) == 0 {
+		t.Fatalf("no rows released: %+v", a)
+	}
+	seen := 0
+	for _, r := range a.Rows {
+		country := r[0].(string)
+		n := r[1].(float64)
+		if math.Abs(n-float64(counts[country])) > countTol {
+			t.Errorf("%s: count %v, plain join %d", country, n, counts[country])
+		}
+		if amounts != nil && math.Abs(r[2].(float64)-amounts[country]) > sumTol {
+			t.Errorf("%s: sum %v, plain join %v", country, r[2], amounts[country])
+		}
+		seen++
+	}
+	big := 0
+	for _, n := range counts {
+		if float64(n) > float64(a.Threshold)+countTol {
+			big++
+		}
+	}
+	if seen < big {
+		t.Errorf("%d groups released, %d are well above the threshold", seen, big)
+	}
+}
+
+// TestCleanroomRefusals: every refusal names its rule, is audited on the
+// node that decided it, and releases nothing.
+func TestCleanroomRefusals(t *testing.T) {
+	cr := startCleanroom(t, 2, 600)
+	sql := "SELECT a.country, count(*) FROM northbank.transactions a JOIN partnerbank.transactions b ON a.counterparty_iban = b.counterparty_iban GROUP BY a.country"
+	for _, c := range []struct {
+		name, principal string
+		body            map[string]any
+		status          int
+		rule            string
+	}{
+		{"custom rule without a template", "fraud@partnerbank", map[string]any{"sql": sql}, 403, "collab.template_required"},
+		{"not a querier", "steward@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}, 403, "collab.querier"},
+		{"wrong purpose", "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country", "purpose": "marketing"}, 403, "collab.purpose"},
+		{"no such template", "fraud@partnerbank", map[string]any{"template": "everything"}, 403, "collab.template"},
+		{"join on a non-key column", "fraud@partnerbank", map[string]any{"sql": strings.Replace(sql, "a.counterparty_iban = b.counterparty_iban", "a.merchant = b.counterparty_iban", 1)}, 422, "collab.join_key"},
+	} {
+		a := cr.ask(t, c.principal, c.body)
+		if a.Status != c.status || a.Error.Rule != c.rule {
+			t.Errorf("%s: %d %s, want %d %s (%.300s)", c.name, a.Status, a.Error.Rule, c.status, c.rule, a.Body)
+		}
+		if e := lastEntry(t, cr.nodes["partnerbank"]); e.Decision != "deny" || e.Rule != c.rule {
+			t.Errorf("%s: audited as %+v", c.name, e)
+		}
+	}
+
+	// A template northbank has not approved.
+	ws := filepath.Join(cr.dir, "northbank")
+	st, _ := collab.ReadStatement(ws, demo.CleanroomID, "northbank")
+	st.Approvals = nil
+	b, _ := json.Marshal(st)
+	os.WriteFile(filepath.Join(collab.Dir(ws), demo.CleanroomID+".northbank.json"), b, 0o644)
+	if a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}); a.Error.Rule != "collab.template_unapproved" {
+		t.Errorf("unapproved template: %d %.300s", a.Status, a.Body)
+	}
+	cr.sign(t, "northbank", "fraud_overlap_by_country")
+
+	// Northbank changes its copy (a comment is a change): its node refuses
+	// to contribute under a hash nobody signed, and says so.
+	file := filepath.Join(collab.Dir(ws), demo.CleanroomID+".yaml")
+	orig, _ := os.ReadFile(file)
+	os.WriteFile(file, append(append([]byte{}, orig...), "# edited\n"...), 0o644)
+	if a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}); a.Error.Rule != "collab.stale" {
+		t.Errorf("stale copy: %d %.300s", a.Status, a.Body)
+	}
+	if e := lastEntry(t, cr.nodes["northbank"]); e.Event != share.EventCode(share.OpCollabJoin, share.Run, false) || e.Rule != "collab.stale" {
+		t.Errorf("northbank audited the stale request as %+v", e)
+	}
+	os.WriteFile(file, orig, 0o644)
+	if a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}); a.Status != 200 {
+		t.Fatalf("restored: %d %.300s", a.Status, a.Body)
+	}
+
+	// A step of a session that is not open (a replay of a finished one,
+	// or a forgery): refused and audited by northbank.
+	env := federation.Envelope{Principal: federation.Principal{Name: "fraud@partnerbank", Org: "partnerbank", Region: "eu"}, Purpose: "fraud_detection",
+		Op: "collab.step", Params: []any{hex.EncodeToString(make([]byte, 16)), "finish"}}
+	var out any
+	_, _, err := cr.nodes["partnerbank"].node.Peers.Post(context.Background(), cr.peer(t, "partnerbank", "northbank"), collab.PathStep, env, &out)
+	var pe *federation.PeerError
+	if !errors.As(err, &pe) || pe.Rule != "collab.session" {
+		t.Errorf("step without a session: %v", err)
+	}
+	if e := lastEntry(t, cr.nodes["northbank"]); e.Event != share.EventCode(share.OpCollabStep, share.Run, false) {
+		t.Errorf("northbank audited the stray step as %+v", e)
+	}
+
+	// Northbank leaves: at once, no query uses its data.
+	c, _ := collab.Load(ws, demo.CleanroomID)
+	if _, err := collab.Leave(ws, c, cr.keys["northbank"], cr.nodes["northbank"].node.Kernel.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}); a.Error.Rule != "collab.member_left" || len(a.Result.Rows) != 0 {
+		t.Errorf("after leave: %d %.300s", a.Status, a.Body)
+	}
+
+	// A member offline: nothing partial, a clear refusal.
+	cr.nodes["northbank"].stop()
+	if a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}); a.Error.Rule != "collab.member_unreachable" {
+		t.Errorf("offline member: %d %.300s", a.Status, a.Body)
+	}
+}
+
+// TestCleanroomThreeMembers: a collaboration of three banks is in force
+// only with all three signatures; the query joins two of them; when the
+// third leaves, the collaboration stops for everyone.
+func TestCleanroomThreeMembers(t *testing.T) {
+	cr := startCleanroom(t, 3, 600)
+	if a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}); a.Status != 200 {
+		t.Fatalf("three members: %d %.300s", a.Status, a.Body)
+	}
+	ws := filepath.Join(cr.dir, "eastbank")
+	c, _ := collab.Load(ws, demo.CleanroomID)
+	collab.Leave(ws, c, cr.keys["eastbank"], cr.nodes["eastbank"].node.Kernel.Now())
+	if a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}); a.Error.Rule != "collab.member_left" {
+		t.Errorf("third member left: %d %.300s", a.Status, a.Body)
+	}
+}
