@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,9 +30,18 @@ type cleanroom struct {
 // sign the collaboration and approve its templates, and starts the nodes.
 func startCleanroom(t *testing.T, n, rows int) *cleanroom {
 	t.Helper()
+	return startCleanroomWith(t, n, rows, nil)
+}
+
+// startCleanroomWith lets prepare change the written workspaces first.
+func startCleanroomWith(t *testing.T, n, rows int, prepare func(dir string)) *cleanroom {
+	t.Helper()
 	dir := t.TempDir()
 	if err := demo.InitCleanroom(dir, n, rows); err != nil {
 		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(dir)
 	}
 	cr := &cleanroom{federationNet: &federationNet{dir: dir, nodes: map[string]*harness{}}, keys: map[string]*federation.NodeKey{}}
 	for _, b := range demo.CleanroomNodes[:n] {
@@ -303,5 +313,75 @@ func TestCleanroomThreeMembers(t *testing.T) {
 	collab.Leave(ws, c, cr.keys["eastbank"], cr.nodes["eastbank"].node.Kernel.Now())
 	if a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}); a.Error.Rule != "collab.member_left" {
 		t.Errorf("third member left: %d %.300s", a.Status, a.Body)
+	}
+}
+
+// TestCleanroomHiddenRecordPair: two worlds that differ in one hidden
+// record — one counterparty northbank flags that partnerbank also flags —
+// give answers of the same shape, status and groups, whose counts differ
+// only through the noise: the values of both worlds overlap.
+func TestCleanroomHiddenRecordPair(t *testing.T) {
+	const queries = 8 // of the ~10 the demo's ε = 20, δ = 10⁻⁶ budget pays at ε = 1
+	var worlds [2][]float64
+	var country string
+	for w := range 2 {
+		cr := startCleanroomWith(t, 2, 1500, func(dir string) {
+			if w == 0 {
+				return
+			}
+			// a counterparty partnerbank flags and northbank does not have
+			north, _ := os.ReadFile(filepath.Join(dir, "northbank", "data", "transactions.csv"))
+			f, _ := os.Open(filepath.Join(dir, "partnerbank", "data", "transactions.csv"))
+			rows, _ := csv.NewReader(f).ReadAll()
+			f.Close()
+			for _, r := range rows[1:] {
+				if r[4] == "true" && !strings.Contains(string(north), r[0]) && r[2] == "DE" {
+					country = r[2]
+					north = append(north, []byte(r[0]+",m01,"+r[2]+",100.00,true\n")...)
+					os.WriteFile(filepath.Join(dir, "northbank", "data", "transactions.csv"), north, 0o644)
+					return
+				}
+			}
+			t.Fatal("no candidate hidden record")
+		})
+		for range queries {
+			a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"})
+			if a.Status != 200 || strings.Join(a.Result.Columns, ",") != "country,counterparties" {
+				t.Fatalf("world %d: %d %.300s", w, a.Status, a.Body)
+			}
+			for _, r := range a.Result.Rows {
+				if r[0] == "DE" {
+					worlds[w] = append(worlds[w], r[1].(float64))
+				}
+			}
+		}
+		if w == 0 {
+			// The budget ends the series: a clear refusal, no answer.
+			var last cleanAnswer
+			for range 5 {
+				if last = cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}); last.Status != 200 {
+					break
+				}
+			}
+			if last.Status != 429 || last.Error.Rule != "collab.budget" || len(last.Result.Rows) != 0 {
+				t.Errorf("past the budget: %d %.300s", last.Status, last.Body)
+			}
+		}
+	}
+	if country != "DE" {
+		t.Fatal("the hidden record was not added")
+	}
+	for w, v := range worlds {
+		if len(v) < queries*3/4 {
+			t.Fatalf("world %d released DE in %d of %d answers", w, len(v), queries)
+		}
+		if slices.Min(v) == slices.Max(v) {
+			t.Errorf("world %d's DE count is the same every time (%v): no noise", w, v[0])
+		}
+	}
+	// Overlapping ranges: no answer of either world is outside what the
+	// other world also produced (up to the noise spread).
+	if slices.Max(worlds[0]) < slices.Min(worlds[1]) || slices.Max(worlds[1]) < slices.Min(worlds[0]) {
+		t.Errorf("the worlds' DE counts do not overlap: %v vs %v", worlds[0], worlds[1])
 	}
 }
