@@ -18,6 +18,8 @@ out=bench-results.txt
   go test -run '^$' -bench 'BenchmarkAdultLattice|BenchmarkAdultStrategies' -benchtime 5x -count 3 -timeout 60m ./internal/anon
   GOMEMLIMIT=450MiB go test -run '^$' -bench BenchmarkMillionRows -benchtime 1x -count 3 -timeout 60m ./internal/anon
   go test -run '^$' -bench 'BenchmarkSynthesizeAdult' -benchtime 10x -count 3 ./internal/synth
+  echo "## private join: PSI 100k and 1M a side, intersection-sum 100k, vs the plain hashed join"
+  go test -run '^$' -bench 'PSI|IntersectionSum' -benchtime 1x -benchmem -timeout 60m ./internal/psi
   echo "## DP query (rows=$rows, units=rows/10, 50 groups)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench '^BenchmarkDPQuery$' -benchtime 12x -timeout 60m ./internal/server
   echo "## loading with the unit surrogate (rows=$rows)"
