@@ -6,7 +6,7 @@ DEMO ?= demo
 # Packages with goroutines shared between requests run under the race detector.
 RACE_PKGS := ./internal/audit/... ./internal/differencing/... ./internal/store/... ./internal/sqlop/... ./internal/govern/... ./internal/dp/... ./internal/engine/... ./internal/keys/... ./internal/netlimit/... ./internal/breaker/... ./internal/admission/... ./internal/federation/... ./internal/anon/...
 
-.PHONY: help build run run-federation deps test test-race vet fmt-check bench stress fuzz reference clean
+.PHONY: help build run run-federation run-cleanroom deps test test-race vet fmt-check bench stress fuzz reference clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,17 @@ run-federation: build ## start the federation demo's four nodes on loopback (res
 	./$(BIN) serve --workspace $(FED)/stmary --http 127.0.0.1:8091 --pg '' --access-log off & \
 	./$(BIN) serve --workspace $(FED)/stjohn --http 127.0.0.1:8092 --pg '' --access-log off & \
 	./$(BIN) serve --workspace $(FED)/mercy --http 127.0.0.1:8093 --pg '' --access-log off & \
+	wait
+
+CR ?= cleanroom
+run-cleanroom: build ## start the clean-room demo's two banks on loopback (northbank 8095, partnerbank 8096), signed and approved
+	@test -f $(CR)/northbank/airlock.yaml || { ./$(BIN) demo cleanroom $(CR) && \
+	  for b in northbank partnerbank; do ./$(BIN) collab sign --workspace $(CR)/$$b fraud-consortium && \
+	  ./$(BIN) collab approve --workspace $(CR)/$$b fraud-consortium fraud_overlap_by_country && \
+	  ./$(BIN) collab approve --workspace $(CR)/$$b fraud-consortium flagged_amounts_by_country; done; }
+	@trap 'kill 0' INT TERM EXIT; \
+	./$(BIN) serve --workspace $(CR)/northbank --http 127.0.0.1:8095 --pg '' --access-log off & \
+	./$(BIN) serve --workspace $(CR)/partnerbank --http 127.0.0.1:8096 --pg '' --access-log off & \
 	wait
 
 fmt-check: ## fail if gofmt would change a file

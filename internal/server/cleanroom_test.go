@@ -8,11 +8,13 @@ import (
 	"errors"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/collab"
@@ -383,5 +385,65 @@ func TestCleanroomHiddenRecordPair(t *testing.T) {
 	// other world also produced (up to the noise spread).
 	if slices.Max(worlds[0]) < slices.Min(worlds[1]) || slices.Max(worlds[1]) < slices.Min(worlds[0]) {
 		t.Errorf("the worlds' DE counts do not overlap: %v vs %v", worlds[0], worlds[1])
+	}
+}
+
+// TestCleanroomDemoAsSeparateProcesses runs the clean-room demo as its
+// README says, with the real binary: two processes, each bank signs and
+// approves with the CLI, peers re-pinned to the ephemeral ports, and the
+// fraud analyst's template query through `airlock collab query`.
+func TestCleanroomDemoAsSeparateProcesses(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("airlock %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run("demo", "cleanroom", "--rows", "1500", dir)
+	banks := demo.CleanroomNodes[:2]
+	for _, b := range banks {
+		ws := filepath.Join(dir, b.Name)
+		run("collab", "sign", "--workspace", ws, demo.CleanroomID)
+		run("collab", "approve", "--workspace", ws, demo.CleanroomID, "fraud_overlap_by_country")
+	}
+	procs := map[string]*serveProc{}
+	for _, b := range banks {
+		procs[b.Name] = startServe(t, bin, b.Name, filepath.Join(dir, b.Name), "")
+	}
+	for _, b := range banks {
+		for _, o := range banks {
+			if o.Name != b.Name {
+				run("peer", "add", "--workspace", filepath.Join(dir, b.Name), "--replace", "--name", o.Name, "--org", o.Name, "--region", o.Region,
+					"--url", procs[o.Name].peer, "--key", "@"+filepath.Join(dir, o.Name, ".airlock", "node.pub"))
+			}
+		}
+	}
+	token := strings.TrimSpace(run("token", "create", "--workspace", filepath.Join(dir, "partnerbank"), "--principal", "fraud@partnerbank"))
+	var out []byte
+	var err error
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(300 * time.Millisecond) {
+		out, err = exec.Command(bin, "collab", "query", "--server", procs["partnerbank"].http, "--token", token, "--json",
+			"--template", "fraud_overlap_by_country", demo.CleanroomID).CombinedOutput()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("collab query: %v\n%s", err, out)
+	}
+	var a struct {
+		Result collab.Answer `json:"result"`
+	}
+	if err := json.Unmarshal(out, &a); err != nil || len(a.Result.Rows) == 0 || a.Result.Template != "fraud_overlap_by_country" {
+		t.Fatalf("answer: %v\n%s", err, out)
+	}
+	// The table form names the collaboration and its hash.
+	text := run("collab", "query", "--server", procs["partnerbank"].http, "--token", token, "--template", "fraud_overlap_by_country", demo.CleanroomID)
+	if !strings.Contains(text, "country") || !strings.Contains(text, "collaboration fraud-consortium") {
+		t.Errorf("table output:\n%s", text)
 	}
 }

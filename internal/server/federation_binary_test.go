@@ -30,62 +30,13 @@ func TestFederationDemoAsSeparateProcesses(t *testing.T) {
 		return string(out)
 	}
 	run("demo", "federation", "--rows", "3000", dir)
-	peerRe := regexp.MustCompile(`peer endpoint on (https://\S+)`)
-	httpRe := regexp.MustCompile(`listening on (http://\S+)`)
-	pgRe := regexp.MustCompile(`postgres wire on (\S+):`)
-	type proc struct{ http, peer, pg string }
-	procs := map[string]*proc{}
+	procs := map[string]*serveProc{}
 	for _, n := range demo.FederationNodes {
-		args := []string{"serve", "--workspace", filepath.Join(dir, n.Name), "--http", "127.0.0.1:0", "--peer", "127.0.0.1:0", "--pg", "", "--access-log", "off"}
+		pg := ""
 		if n.Name == "research" {
-			args[len(args)-3] = "127.0.0.1:0"
+			pg = "127.0.0.1:0"
 		}
-		cmd := exec.Command(bin, args...)
-		stdout, _ := cmd.StdoutPipe()
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-		p := &proc{}
-		sc := bufio.NewScanner(stdout)
-		lines := make(chan string)
-		go func() {
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
-		deadline := time.After(60 * time.Second)
-		for p.http == "" || p.peer == "" || (n.Name == "research" && p.pg == "") {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("%s exited before its banner:\n%s", n.Name, stderr.String())
-				}
-				if m := httpRe.FindStringSubmatch(l); m != nil {
-					p.http = m[1]
-				}
-				if m := peerRe.FindStringSubmatch(l); m != nil {
-					p.peer = m[1]
-				}
-				if m := pgRe.FindStringSubmatch(l); m != nil {
-					p.pg = m[1]
-				}
-			case <-exited:
-				t.Fatalf("%s exited:\n%s", n.Name, stderr.String())
-			case <-deadline:
-				t.Fatalf("%s printed no banner in 60 s", n.Name)
-			}
-		}
-		go func() {
-			for range lines {
-			}
-		}()
-		procs[n.Name] = p
+		procs[n.Name] = startServe(t, bin, n.Name, filepath.Join(dir, n.Name), pg)
 	}
 	// Re-pin every node's peers at the others' real ports, with the CLI.
 	for _, n := range demo.FederationNodes {
@@ -124,4 +75,67 @@ func TestFederationDemoAsSeparateProcesses(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^\d+$`).MatchString(strings.TrimSpace(got)) {
 		t.Fatalf("psql: %q %s", got, stderr)
 	}
+}
+
+// serveProc is a running `airlock serve` and the addresses its banner
+// printed.
+type serveProc struct{ http, peer, pg string }
+
+var (
+	peerBanner = regexp.MustCompile(`peer endpoint on (https://\S+)`)
+	httpBanner = regexp.MustCompile(`listening on (http://\S+)`)
+	pgBanner   = regexp.MustCompile(`postgres wire on (\S+):`)
+)
+
+// startServe runs the binary on a workspace with ephemeral HTTP and peer
+// ports (and the wire endpoint when pg is set), waits for its banner, and
+// fails the test at once if the process exits first.
+func startServe(t *testing.T, bin, name, ws, pg string) *serveProc {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--workspace", ws, "--http", "127.0.0.1:0", "--peer", "127.0.0.1:0", "--pg", pg, "--access-log", "off")
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	p := &serveProc{}
+	sc := bufio.NewScanner(stdout)
+	lines := make(chan string)
+	go func() {
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(60 * time.Second)
+	for p.http == "" || p.peer == "" || (pg != "" && p.pg == "") {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("%s exited before its banner:\n%s", name, stderr.String())
+			}
+			if m := httpBanner.FindStringSubmatch(l); m != nil {
+				p.http = m[1]
+			}
+			if m := peerBanner.FindStringSubmatch(l); m != nil {
+				p.peer = m[1]
+			}
+			if m := pgBanner.FindStringSubmatch(l); m != nil {
+				p.pg = m[1]
+			}
+		case <-exited:
+			t.Fatalf("%s exited:\n%s", name, stderr.String())
+		case <-deadline:
+			t.Fatalf("%s printed no banner in 60 s", name)
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	return p
 }
