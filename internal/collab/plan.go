@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -39,6 +40,20 @@ type Plan struct {
 	Sums []string
 	// Dims are the grouping columns of both sides, in GROUP BY order.
 	Dims []Dim
+
+	// typed are what each filter asks of its columns' types, checked by
+	// each member against its own dataset before anything is read.
+	typed []typeUse
+}
+
+// typeUse is one column's use in a filter: as a boolean, against a
+// constant of a kind, or against another column.
+type typeUse struct {
+	side     int
+	col      string
+	as       string // "bool", "number", "string" or "column"
+	other    string // the other column, for "column"
+	constant any
 }
 
 // Side is one member's table in the query.
@@ -312,7 +327,7 @@ func (a *argList) forSide(filter string) ([]any, string) {
 // columns into SQL for that side's engine.
 func (p *Plan) predicate(n *pg.Node, args *argList) (int, string, error) {
 	side := -1
-	text, err := p.expr(n, &side, args)
+	text, err := p.predicateArg(n, &side, args)
 	if err != nil {
 		return 0, "", err
 	}
@@ -323,6 +338,78 @@ func (p *Plan) predicate(n *pg.Node, args *argList) (int, string, error) {
 }
 
 var comparisons = map[string]bool{"=": true, "<>": true, "!=": true, "<": true, "<=": true, ">": true, ">=": true}
+
+// operand is what a comparison's side is: a column or a constant.
+type operand struct {
+	col      string
+	kind     string // for constants: number, string, bool
+	constant any
+}
+
+func constKind(v any) (string, bool) {
+	switch v.(type) {
+	case int64, float64, int, int32, float32:
+		return "number", true
+	case string:
+		return "string", true
+	case bool:
+		return "bool", true
+	}
+	return "", false
+}
+
+// operand reads a comparison's side: a column (recorded in side) or a
+// bound constant.
+func (p *Plan) operand(n *pg.Node, side *int, args *argList) (string, operand, error) {
+	text, err := p.expr(n, side, args)
+	if err != nil {
+		return "", operand{}, err
+	}
+	if n.GetColumnRef() != nil {
+		_, col, _ := p.column(n)
+		return text, operand{col: col}, nil
+	}
+	if n.GetAConst() == nil && n.GetParamRef() == nil {
+		return "", operand{}, bad("collab.filter", "a comparison takes a filter column and a constant")
+	}
+	v := args.vals[len(args.vals)-1]
+	k, ok := constKind(v)
+	if !ok {
+		return "", operand{}, bad("collab.filter", "constants and parameters are numbers, strings or booleans")
+	}
+	return text, operand{kind: k, constant: v}, nil
+}
+
+// compare records what a comparison of two operands asks of the types.
+func (p *Plan) compare(side int, l, r operand) error {
+	switch {
+	case l.col != "" && r.col != "":
+		p.typed = append(p.typed, typeUse{side: side, col: l.col, as: "column", other: r.col})
+	case l.col != "":
+		p.typed = append(p.typed, typeUse{side: side, col: l.col, as: r.kind, constant: r.constant})
+	case r.col != "":
+		p.typed = append(p.typed, typeUse{side: side, col: r.col, as: l.kind, constant: l.constant})
+	default:
+		return bad("collab.filter", "a comparison must test a filter column")
+	}
+	return nil
+}
+
+// predicateArg is an argument of AND/OR/NOT or a whole condition: a bare
+// column must be boolean.
+func (p *Plan) predicateArg(n *pg.Node, side *int, args *argList) (string, error) {
+	text, err := p.expr(n, side, args)
+	if err != nil {
+		return "", err
+	}
+	if n.GetColumnRef() != nil {
+		_, col, _ := p.column(n)
+		p.typed = append(p.typed, typeUse{side: *side, col: col, as: "bool"})
+	} else if n.GetAConst() != nil || n.GetParamRef() != nil {
+		return "", bad("collab.filter", "a condition must test a column")
+	}
+	return text, nil
+}
 
 func (p *Plan) expr(n *pg.Node, side *int, args *argList) (string, error) {
 	switch {
@@ -356,7 +443,7 @@ func (p *Plan) expr(n *pg.Node, side *int, args *argList) (string, error) {
 		b := n.GetBoolExpr()
 		var parts []string
 		for _, a := range b.Args {
-			s, err := p.expr(a, side, args)
+			s, err := p.predicateArg(a, side, args)
 			if err != nil {
 				return "", err
 			}
@@ -385,12 +472,15 @@ func (p *Plan) expr(n *pg.Node, side *int, args *argList) (string, error) {
 		op := opName(e)
 		switch {
 		case e.Kind == pg.A_Expr_Kind_AEXPR_OP && comparisons[op]:
-			l, err := p.expr(e.Lexpr, side, args)
+			l, lo, err := p.operand(e.Lexpr, side, args)
 			if err != nil {
 				return "", err
 			}
-			r, err := p.expr(e.Rexpr, side, args)
+			r, ro, err := p.operand(e.Rexpr, side, args)
 			if err != nil {
+				return "", err
+			}
+			if err := p.compare(*side, lo, ro); err != nil {
 				return "", err
 			}
 			if op == "!=" {
@@ -398,9 +488,12 @@ func (p *Plan) expr(n *pg.Node, side *int, args *argList) (string, error) {
 			}
 			return l + " " + op + " " + r, nil
 		case e.Kind == pg.A_Expr_Kind_AEXPR_IN:
-			l, err := p.expr(e.Lexpr, side, args)
+			l, lo, err := p.operand(e.Lexpr, side, args)
 			if err != nil {
 				return "", err
+			}
+			if lo.col == "" {
+				return "", bad("collab.filter", "IN tests a filter column")
 			}
 			list := e.Rexpr.GetList()
 			if list == nil {
@@ -411,8 +504,11 @@ func (p *Plan) expr(n *pg.Node, side *int, args *argList) (string, error) {
 				if it.GetAConst() == nil && it.GetParamRef() == nil {
 					return "", bad("collab.filter", "IN takes a list of constants")
 				}
-				s, err := p.expr(it, side, args)
+				s, io, err := p.operand(it, side, args)
 				if err != nil {
+					return "", err
+				}
+				if err := p.compare(*side, lo, io); err != nil {
 					return "", err
 				}
 				items = append(items, s)
@@ -507,4 +603,56 @@ func (p *Plan) target(rt *pg.ResTarget, sumSide *int) (Output, error) {
 func (p *Plan) isKey(n *pg.Node) bool {
 	s, col, err := p.column(n)
 	return err == nil && p.Sides[s].Key == col
+}
+
+// CheckTypes checks a side's filter against its dataset's column types
+// (workspace types: text, integer, double, decimal, date, timestamp,
+// boolean) before any row is read, so no condition can fail on some rows
+// only: a failure that depends on the data would answer a question about
+// it. A bare column must be boolean; a constant must be of its column's
+// kind (a date or timestamp given as a string that parses); two columns
+// compared must be of one kind.
+func (p *Plan) CheckTypes(side int, types map[string]string) error {
+	family := func(t string) string {
+		switch t {
+		case "integer", "double", "decimal":
+			return "number"
+		case "text":
+			return "string"
+		case "date", "timestamp":
+			return "time"
+		case "boolean":
+			return "bool"
+		}
+		return t
+	}
+	for _, u := range p.typed {
+		if u.side != side {
+			continue
+		}
+		name := p.Sides[side].Alias + "." + u.col
+		f := family(types[u.col])
+		ok := false
+		switch u.as {
+		case "column":
+			ok = f == family(types[u.other]) && f != ""
+		case "string":
+			ok = f == "string" || (f == "time" && parsesAsTime(u.constant.(string)))
+		default:
+			ok = f == u.as
+		}
+		if !ok {
+			return bad("collab.filter", "the condition on %s does not fit its type (%s)", name, types[u.col])
+		}
+	}
+	return nil
+}
+
+func parsesAsTime(s string) bool {
+	for _, layout := range []string{"2006-01-02", "2006-01-02 15:04:05", time.RFC3339} {
+		if _, err := time.Parse(layout, s); err == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -178,6 +178,18 @@ func (s *Service) resolve(ctx context.Context, ws *workspace.Workspace, r QueryR
 	if res.plan.Sides[1-res.ownSide].Member != q.Org && res.self != q {
 		return nil, refuse("collab.join_parties", "this node joins only with the querier's member")
 	}
+	own := res.plan.Sides[res.ownSide]
+	m := ws.Datasets[own.Table.Dataset]
+	if m == nil || m.Owner != res.self.Org {
+		return nil, refuse("collab.dataset", "table %s names dataset %s, which %s does not own on this node", own.Name, own.Table.Dataset, res.self.Org)
+	}
+	types := map[string]string{}
+	for _, c := range m.Columns {
+		types[c.Name] = c.Type
+	}
+	if err := res.plan.CheckTypes(res.ownSide, types); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 
@@ -277,11 +289,7 @@ func (res *resolved) noise(side int) Noise {
 // items reads this node's side through its engine.
 func (s *Service) items(ctx context.Context, ws *workspace.Workspace, res *resolved) ([]psi.Item, error) {
 	side := res.plan.Sides[res.ownSide]
-	m := ws.Datasets[side.Table.Dataset]
-	if m == nil || m.Owner != res.self.Org {
-		return nil, refuse("collab.dataset", "table %s names dataset %s, which %s does not own on this node", side.Name, side.Table.Dataset, res.self.Org)
-	}
-	eng, rel := s.Route(m)
+	eng, rel := s.Route(ws.Datasets[side.Table.Dataset]) // resolve checked it is ours
 	sql, args := res.plan.SideQuery(res.ownSide, rel)
 	out, err := eng.Query(ctx, sql, args...)
 	if err != nil {
@@ -388,10 +396,10 @@ func (p *queryPrepared) Run(ctx context.Context, c *govern.Call) (govern.Unrelea
 	if _, _, err := p.s.Client.Post(ctx, peer, PathOpen, env, &or); err != nil {
 		return nil, partnerFailed(partner, err)
 	}
-	if len(or.Public) != 32 {
+	if len(or.Public) != psi.ShareSize {
 		return nil, refusal.New(refusal.Unavailable, "collab.protocol_message", "member %s answered a malformed key share", partner)
 	}
-	if err := party.Join([32]byte(or.Public)); err != nil {
+	if err := party.Join([psi.ShareSize]byte(or.Public)); err != nil {
 		return nil, refusal.New(refusal.Unavailable, "collab.protocol_message", "member %s answered a malformed key share", partner)
 	}
 	theirs, err := psi.Decode(or.Items, psi.KindItems, p.session, MaxItems)
@@ -514,7 +522,7 @@ func (s *Service) PublicRoutes() map[string]federation.PublicRoute {
 
 func (s *Service) open(ctx context.Context, pr *federation.PeerRequest) (any, error) {
 	var or openRequest
-	if pr.Envelope.Op != "collab.open" || json.Unmarshal(pr.Envelope.Payload, &or) != nil || len(or.Session) != 16 || len(or.Public) != 32 {
+	if pr.Envelope.Op != "collab.open" || json.Unmarshal(pr.Envelope.Payload, &or) != nil || len(or.Session) != 16 || len(or.Public) != psi.ShareSize {
 		return nil, pr.Refuse(refusal.New(refusal.BadSQL, "collab.protocol_message", "the open request is malformed"))
 	}
 	e := pr.Envelope
@@ -563,20 +571,36 @@ func (p *contributePrepared) Cost(c *govern.Call) []govern.Charge { return p.res
 
 func (p *contributePrepared) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, error) {
 	res, sess := p.res, [16]byte(p.or.Session)
+	timeout := p.s.SessionTimeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	// Reserve the session id at once: two opens of one id cannot both run.
+	st := &session{peer: p.pr.Peer.Name, res: res, expires: c.Now.Add(timeout)}
 	p.s.mu.Lock()
 	if p.s.sessions == nil {
 		p.s.sessions = map[[16]byte]*session{}
 	}
+	p.s.sweep(c.Now)
 	_, dup := p.s.sessions[sess]
+	if !dup {
+		p.s.sessions[sess] = st
+	}
 	p.s.mu.Unlock()
 	if dup {
 		return nil, refusal.New(refusal.Forbidden, "collab.session", "the session is already open")
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			p.s.drop(sess)
+		}
+	}()
 	party, err := psi.NewParty(sess, res.plan.Width(), MaxItems)
 	if err != nil {
 		return nil, err
 	}
-	if err := party.Join([32]byte(p.or.Public)); err != nil {
+	if err := party.Join([psi.ShareSize]byte(p.or.Public)); err != nil {
 		return nil, refusal.New(refusal.BadSQL, "collab.protocol_message", "the querier's key share is malformed")
 	}
 	mine, err := p.s.items(ctx, c.Snap.WS, res)
@@ -592,14 +616,10 @@ func (p *contributePrepared) Run(ctx context.Context, c *govern.Call) (govern.Un
 		return nil, err
 	}
 	b, _ := msg.MarshalBinary()
-	timeout := p.s.SessionTimeout
-	if timeout == 0 {
-		timeout = 2 * time.Minute
-	}
-	p.s.mu.Lock()
-	p.s.sweep(c.Now)
-	p.s.sessions[sess] = &session{peer: p.pr.Peer.Name, res: res, party: party, next: "reblind", expires: c.Now.Add(timeout)}
-	p.s.mu.Unlock()
+	st.mu.Lock()
+	st.party, st.next = party, "reblind"
+	st.mu.Unlock()
+	ok = true
 	pub := party.Public()
 	return released{&openResponse{Public: pub[:], Items: b}}, nil
 }
@@ -641,7 +661,7 @@ func (s *Service) step(ctx context.Context, pr *federation.PeerRequest) (any, er
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if name != st.next {
+	if name != st.next || name == "" {
 		return nil, pr.Refuse(refusal.New(refusal.Forbidden, "collab.protocol_step", "step %q is out of order (a replay?); the session expects %q", name, st.next))
 	}
 	ws := s.Kernel.Snapshot().WS
@@ -664,7 +684,7 @@ func (s *Service) step(ctx context.Context, pr *federation.PeerRequest) (any, er
 		st.next = "finish"
 		b, _ := out.MarshalBinary()
 		return &stepResponse{Message: b}, nil
-	default: // finish
+	default: // "finish", the only other step
 		s.drop(sess)
 		m, err := psi.Decode(e.Payload, psi.KindCells, sess, 0)
 		if err != nil || m.Width != st.res.plan.Width() {

@@ -69,7 +69,7 @@ type PeerRequest struct {
 
 // MaxRouteRequest bounds a signed request to a Route (protocol messages
 // carry many points).
-const MaxRouteRequest = 256 << 20
+const MaxRouteRequest = 64 << 20
 
 // Handler serves the peer API (behind a TLS listener from ServerTLS).
 func (m *Member) Handler() http.Handler {

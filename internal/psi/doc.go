@@ -27,6 +27,9 @@
 // by a noisy amount, and H hides the exact number of matches from M with
 // dummy matches drawn from a pool of session-derived keys M includes whole
 // (H picks a noisy-sized subset), so every number a party sees is either
-// random or carries noise. A malicious party could make the other decrypt
-// a chosen combination of payloads; that is out of this model.
+// random or carries noise. Key shares carry a proof of knowledge of their
+// secret (no rogue keys). Outside the model: a malicious matcher can blind
+// chosen keys with their own scalars and skip the pool, learning each
+// one's membership exactly, and can have the helper decrypt a chosen
+// combination of payloads; nothing here prevents that (docs/cleanrooms.md).
 package psi

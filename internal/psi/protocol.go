@@ -40,13 +40,54 @@ func NewParty(session [16]byte, width, maxPoints int) (*Party, error) {
 	return &Party{session: session, width: width, max: maxPoints, blind: randomScalar(), key: NewKeyShare()}, nil
 }
 
-// Public is this party's share of the joint key, for the other party.
-func (p *Party) Public() [pointSize]byte { return p.key.Public }
+// ShareSize is the length of a key share as sent: the public share and a
+// Schnorr proof that its sender knows the secret.
+const ShareSize = 3 * pointSize
 
-// Join sets the joint key from the other party's share.
-func (p *Party) Join(other [pointSize]byte) error {
+// Public is this party's share of the joint key for the other party, with
+// a proof of knowledge of its secret bound to the session: without it, a
+// party could answer pk' = x·G − pk and make the joint key one it alone
+// can open (a rogue-key attack).
+func (p *Party) Public() [ShareSize]byte {
+	var out [ShareSize]byte
+	copy(out[:], p.key.Public[:])
+	k := randomScalar()
+	R := encode(genTable.mul(k))
+	c := challenge(p.session, p.key.Public, R)
+	s := grp.NewScalar().Mul(c, p.key.sk)
+	s.Add(s, k)
+	sb, _ := s.MarshalBinary()
+	copy(out[pointSize:], R[:])
+	copy(out[2*pointSize:], sb)
+	return out
+}
+
+func challenge(session [16]byte, pk, R [pointSize]byte) group.Scalar {
+	msg := append(append(append([]byte{}, session[:]...), pk[:]...), R[:]...)
+	return grp.HashToScalar(msg, []byte("airlock-psi-v1-key-proof"))
+}
+
+// Join checks the other party's proof and sets the joint key.
+func (p *Party) Join(share [ShareSize]byte) error {
+	other := [pointSize]byte(share[:pointSize])
 	if other == p.key.Public {
 		return fmt.Errorf("%w: the other party's key share equals ours", ErrMessage)
+	}
+	pk, err := decode(other)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMessage, err)
+	}
+	R := [pointSize]byte(share[pointSize : 2*pointSize])
+	Re, err := decode(R)
+	sc := grp.NewScalar()
+	if err != nil || sc.UnmarshalBinary(share[2*pointSize:]) != nil {
+		return fmt.Errorf("%w: the key share's proof is malformed", ErrMessage)
+	}
+	// s·G = R + c·pk
+	lhs := genTable.mul(sc)
+	rhs := grp.NewElement().Add(Re, grp.NewElement().Mul(pk, challenge(p.session, other, R)))
+	if !lhs.IsEqual(rhs) {
+		return fmt.Errorf("%w: the key share's proof does not verify (a rogue key?)", ErrMessage)
 	}
 	j, err := Joint(p.key.Public, other)
 	if err != nil {

@@ -305,6 +305,22 @@ func TestMalformedMessagesRefused(t *testing.T) {
 	if err := m.Join(m.Public()); !errors.Is(err, ErrMessage) {
 		t.Errorf("own key share echoed back: %v", err)
 	}
+	// A rogue key: pk' = x·G − pk_M makes the joint key x·G, which the
+	// helper alone could open; without knowing pk''s secret it cannot prove it.
+	x := randomScalar()
+	pkM, _ := decode(m.key.Public)
+	rogue := encode(grp.NewElement().Add(genTable.mul(x), grp.NewElement().Neg(pkM)))
+	forged := h.Public()
+	copy(forged[:pointSize], rogue[:])
+	if err := m.Join(forged); !errors.Is(err, ErrMessage) {
+		t.Errorf("rogue key share accepted: %v", err)
+	}
+	// A proof made for another session does not carry over.
+	other, _ := NewParty(session(), 1, 100)
+	replayed := other.Public()
+	if err := m.Join(replayed); !errors.Is(err, ErrMessage) {
+		t.Errorf("a key share proved for another session accepted: %v", err)
+	}
 }
 
 func TestDiscreteLogRange(t *testing.T) {

@@ -447,3 +447,31 @@ func TestCleanroomDemoAsSeparateProcesses(t *testing.T) {
 		t.Errorf("table output:\n%s", text)
 	}
 }
+
+const attackJoin = "FROM partnerbank.transactions a JOIN eastbank.transactions b ON a.counterparty_iban = b.counterparty_iban"
+
+// TestCleanroomFilterErrorIsNoOracle (found in the attack round): an
+// ill-typed condition (a text column used as a boolean, a text column
+// compared with a decimal) would make the partner's engine fail per row,
+// only if some row passed the conditions before it — an exact answer to
+// "does the partner hold such a row". Each member checks its side's
+// conditions against its column types before reading anything, so both
+// worlds get the same refusal, naming collab.filter.
+func TestCleanroomFilterErrorIsNoOracle(t *testing.T) {
+	cr := startCleanroom(t, 3, 600)
+	q := func(where string) cleanAnswer {
+		return cr.ask(t, "fraud@partnerbank", map[string]any{"sql": "SELECT count(*) " + attackJoin + " WHERE " + where})
+	}
+	none := q("b.amount > 1000000 AND b.merchant") // no eastbank row has amount > 10^6
+	some := q("b.amount > 1 AND b.merchant")       // every eastbank row does
+	if none.Status != some.Status || none.Error.Rule != some.Error.Rule {
+		t.Errorf("the outcome depends on eastbank's rows: amount>10^6 -> %d %q, amount>1 -> %d %q",
+			none.Status, none.Error.Rule, some.Status, some.Error.Rule)
+	}
+	for _, w := range []string{"b.merchant", "b.country", "b.merchant = b.amount"} {
+		if a := q(w); a.Error.Rule != "collab.filter" {
+			t.Errorf("ill-typed filter %q reached eastbank's engine: %d %q", w, a.Status, a.Error.Rule)
+		}
+	}
+}
+
