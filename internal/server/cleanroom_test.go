@@ -474,4 +474,3 @@ func TestCleanroomFilterErrorIsNoOracle(t *testing.T) {
 		}
 	}
 }
-
