@@ -89,6 +89,8 @@ func commands() []command {
 			[]string{"airlock collab leave --workspace northbank fraud-consortium"}, collabLeave},
 		{"collab status", "collab status --workspace DIR ID", "show this node's signature and template approvals of a collaboration",
 			[]string{"airlock collab status --workspace northbank fraud-consortium"}, collabStatus},
+		{"collab usage", "collab usage --workspace DIR [--store DSN] ID", "list, from this node's own audit log, every use of its data in a collaboration and check each against the templates it approved (exit 1 if any was not)",
+			[]string{"airlock collab usage --workspace northbank fraud-consortium"}, collabUsage},
 		{"collab query", "collab query [--server URL] --token T [--purpose P] (--template NAME ID | ID SQL) [--param V]... [--json]", "a clean-room query over a collaboration, run as a private join with the partner's node",
 			[]string{"airlock collab query --server http://127.0.0.1:8096 --token $T --template fraud_overlap_by_country fraud-consortium"}, collabQuery},
 		{"demo cleanroom", "demo cleanroom [--rows N] [--banks 2|3] DIR", "write two banks' node workspaces and their fraud-consortium collaboration",

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -182,5 +183,63 @@ func demoCleanroom(args []string, out, errw io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "clean-room demo written to %s (collaboration %s, unsigned); see %s\n", pos[0], demo.CleanroomID, filepath.Join(pos[0], "README.md"))
+	return nil
+}
+
+func collabUsage(args []string, out, errw io.Writer) error {
+	fs := flags("collab usage", errw)
+	dir := fs.String("workspace", "", "workspace directory of this member's node")
+	dsn := fs.String("store", "", "state store DSN")
+	pos, err := parse(fs, args)
+	if err != nil || *dir == "" || len(pos) != 1 {
+		return errUsage
+	}
+	c, err := collab.Load(*dir, pos[0])
+	if err != nil {
+		return err
+	}
+	h, err := openAudit(*dir, *dsn)
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	self := c.MemberOfNode(h.ws.Config.Node.Name)
+	if self == nil {
+		return fmt.Errorf("collaboration %s does not name this node", c.ID)
+	}
+	st, err := collab.ReadStatement(*dir, c.ID, self.Node)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	size, err := h.st.Size(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENTRY\tTIME\tROLE\tQUERIER\tTEMPLATE\tVERDICT")
+	bad := 0
+	for start := uint64(0); start < size; start += 10000 {
+		raw, err := h.st.Leaves(ctx, start, min(start+10000, size))
+		if err != nil {
+			return err
+		}
+		entries := make([]audit.Entry, len(raw))
+		for i, l := range raw {
+			if entries[i], err = audit.ParseEntry(l); err != nil {
+				return fmt.Errorf("entry %d: %w", start+uint64(i), err)
+			}
+		}
+		for _, u := range collab.Usage(entries, start, c, st, self) {
+			if u.Verdict == collab.UseUnapproved {
+				bad++
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", u.Index, u.Time.UTC().Format(time.RFC3339), u.Role, u.Querier, u.Template, u.Verdict)
+		}
+	}
+	tw.Flush()
+	if bad > 0 {
+		return fmt.Errorf("%d uses of this member's data in %s were not approved by it", bad, c.ID)
+	}
 	return nil
 }

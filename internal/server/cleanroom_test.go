@@ -189,6 +189,26 @@ func TestCleanroomOverlapAndIntersectionSum(t *testing.T) {
 	counts, amounts := cr.truth(t, 500)
 	// sums: Δ = 20000, ρ/4 per statistic each side: sd ≈ 40000·√2
 	checkCells(t, a.Result, counts, amounts, 18, 6*40000*math.Sqrt2)
+
+	// From its own log, northbank shows both uses were templates it approved.
+	nb := cr.nodes["northbank"].node
+	size, _ := nb.Store.Size(context.Background())
+	leaves, _ := nb.Store.Leaves(context.Background(), 0, size)
+	var entries []audit.Entry
+	for _, l := range leaves {
+		e, _ := audit.ParseEntry(l)
+		entries = append(entries, e)
+	}
+	st, _ := collab.ReadStatement(filepath.Join(cr.dir, "northbank"), demo.CleanroomID, "northbank")
+	uses := collab.Usage(entries, 0, c, st, c.Member("northbank"))
+	if len(uses) != 2 || uses[0].Verdict != collab.UseApproved || uses[1].Verdict != collab.UseApproved || uses[1].Template != "flagged_amounts_by_country" || uses[0].Role != "contributed" {
+		t.Errorf("northbank's usage: %+v", uses)
+	}
+	// Had it withdrawn its approval, the same log would say so.
+	st.Approvals = st.Approvals[:0]
+	if uses := collab.Usage(entries, 0, c, st, c.Member("northbank")); len(uses) != 2 || uses[0].Verdict != collab.UseUnapproved {
+		t.Errorf("usage without approvals: %+v", uses)
+	}
 }
 
 func checkCells(t *testing.T, a collab.Answer, counts map[string]int, amounts map[string]float64, countTol, sumTol float64) {
@@ -445,6 +465,11 @@ func TestCleanroomDemoAsSeparateProcesses(t *testing.T) {
 	text := run("collab", "query", "--server", procs["partnerbank"].http, "--token", token, "--template", "fraud_overlap_by_country", demo.CleanroomID)
 	if !strings.Contains(text, "country") || !strings.Contains(text, "collaboration fraud-consortium") {
 		t.Errorf("table output:\n%s", text)
+	}
+	// Northbank's steward checks, from its own log, what its data was used for.
+	usage := run("collab", "usage", "--workspace", filepath.Join(dir, "northbank"), demo.CleanroomID)
+	if strings.Count(usage, "approved template") != 2 || !strings.Contains(usage, "fraud@partnerbank") {
+		t.Errorf("collab usage:\n%s", usage)
 	}
 }
 
