@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
@@ -60,19 +59,7 @@ func InitCleanroom(dir string, n, rows int) error {
 		if err := copyTree(federationFiles, "federation/hospital/policies", filepath.Join(ws, "policies")); err != nil {
 			return err
 		}
-		if err := writeText(filepath.Join(ws, "airlock.yaml"), fmt.Sprintf(`# Node %s of the clean-room demo.
-node:
-  name: %s
-  region: %s
-  checkpoint_interval: 30s
-federation:
-  listen: %s
-  witness_every: 0s
-data_dir: .airlock
-`, b.Name, b.Name, b.Region, b.Peer)); err != nil {
-			return err
-		}
-		_, vkey, err := audit.LoadOrCreateKey(filepath.Join(ws, ".airlock"), b.Name)
+		vkey, err := writeNodeConfig(ws, "clean-room", b.Name, b.Region, b.Peer, "0s")
 		if err != nil {
 			return err
 		}

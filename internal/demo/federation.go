@@ -59,19 +59,7 @@ func InitFederation(dir string, rows int) error {
 		if err := copyTree(federationFiles, tmpl, ws); err != nil {
 			return err
 		}
-		if err := writeText(filepath.Join(ws, "airlock.yaml"), fmt.Sprintf(`# Node %s of the federation demo.
-node:
-  name: %s
-  region: %s
-  checkpoint_interval: 30s
-federation:
-  listen: %s
-  witness_every: 30s
-data_dir: .airlock
-`, n.Name, n.Name, n.Region, n.Peer)); err != nil {
-			return err
-		}
-		_, vkey, err := audit.LoadOrCreateKey(filepath.Join(ws, ".airlock"), n.Name)
+		vkey, err := writeNodeConfig(ws, "federation", n.Name, n.Region, n.Peer, "30s")
 		if err != nil {
 			return err
 		}
@@ -201,6 +189,25 @@ func copyTree(src embed.FS, root, dst string) error {
 		}
 		return os.WriteFile(target, b, 0o644)
 	})
+}
+
+// writeNodeConfig writes one demo node's airlock.yaml and creates its node
+// key, returning the verifier key the other nodes pin.
+func writeNodeConfig(ws, demo, name, region, peer, witnessEvery string) (string, error) {
+	if err := writeText(filepath.Join(ws, "airlock.yaml"), fmt.Sprintf(`# Node %s of the %s demo.
+node:
+  name: %s
+  region: %s
+  checkpoint_interval: 30s
+federation:
+  listen: %s
+  witness_every: %s
+data_dir: .airlock
+`, name, demo, name, region, peer, witnessEvery)); err != nil {
+		return "", err
+	}
+	_, vkey, err := audit.LoadOrCreateKey(filepath.Join(ws, ".airlock"), name)
+	return vkey, err
 }
 
 func writeText(path, text string) error {

@@ -415,14 +415,7 @@ func TestCleanroomHiddenRecordPair(t *testing.T) {
 func TestCleanroomDemoAsSeparateProcesses(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("airlock %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	run := cliRunner(t, bin)
 	run("demo", "cleanroom", "--rows", "1500", dir)
 	banks := demo.CleanroomNodes[:2]
 	for _, b := range banks {

@@ -21,14 +21,7 @@ import (
 func TestFederationDemoAsSeparateProcesses(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("airlock %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	run := cliRunner(t, bin)
 	run("demo", "federation", "--rows", "3000", dir)
 	procs := map[string]*serveProc{}
 	for _, n := range demo.FederationNodes {
@@ -138,4 +131,16 @@ func startServe(t *testing.T, bin, name, ws, pg string) *serveProc {
 		}
 	}()
 	return p
+}
+
+// cliRunner runs the binary's subcommands, failing the test on an error.
+func cliRunner(t *testing.T, bin string) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("airlock %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
 }
