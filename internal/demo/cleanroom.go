@@ -221,8 +221,9 @@ Two banks, each its own node, organisation, keys, audit log and budget:
 | northbank | its transfers | custom: only templates it approved |
 | partnerbank | its transfers | aggregation; fraud@partnerbank may query |
 
-Both keep collaborations/fraud-consortium.yaml. It is in force once both
-nodes have signed its hash:
+(From the repository, make run-cleanroom does all of the below and starts
+both nodes.) Both keep collaborations/fraud-consortium.yaml. It is in
+force once both nodes have signed its hash:
 
     airlock collab sign --workspace northbank fraud-consortium
     airlock collab sign --workspace partnerbank fraud-consortium
@@ -244,5 +245,7 @@ The join runs as a private set intersection between the two nodes:
 neither learns the other's counterparties; the answer is noisy counts of
 matched counterparties per country (groups under 5 are not shown). Each
 node's audit log records the query with the collaboration and template
-hashes. To leave: airlock collab leave --workspace northbank fraud-consortium.
+hashes; airlock collab usage --workspace northbank fraud-consortium lists,
+from northbank's own log, every use of its data and whether it approved
+it. To leave: airlock collab leave --workspace northbank fraud-consortium.
 `
