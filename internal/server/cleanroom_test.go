@@ -6,13 +6,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/demo"
 	"github.com/airlock-dev/airlock/internal/federation"
 	"github.com/airlock-dev/airlock/internal/share"
+	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
 type cleanroom struct {
@@ -490,5 +494,115 @@ func TestCleanroomFilterErrorIsNoOracle(t *testing.T) {
 		if a := q(w); a.Error.Rule != "collab.filter" {
 			t.Errorf("ill-typed filter %q reached eastbank's engine: %d %q", w, a.Status, a.Error.Rule)
 		}
+	}
+}
+
+// cutProxy forwards TCP to a node and cuts every connection, and accepts
+// no more, once the node has sent more than limit bytes: the node going
+// away mid-protocol.
+type cutProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	sent  int
+	limit int
+	conns []net.Conn
+	cut   bool
+}
+
+func startCutProxy(t *testing.T, target string, limit int) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, limit: limit}
+	t.Cleanup(func() { p.cutAll() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go io.Copy(s, c)
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 {
+						p.mu.Lock()
+						p.sent += n
+						over := p.sent > p.limit
+						p.mu.Unlock()
+						if over {
+							p.cutAll()
+							return
+						}
+						c.Write(buf[:n])
+					}
+					if err != nil {
+						c.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) cutAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	p.ln.Close()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// TestCleanroomPartnerGoneMidProtocol: northbank accepts the session (and
+// charges its budget) and then disappears while answering: the querier
+// gets a clear refusal naming the rule, nothing is released, and both
+// nodes' logs hold the outcome.
+func TestCleanroomPartnerGoneMidProtocol(t *testing.T) {
+	cr := startCleanroom(t, 2, 1500)
+	target := strings.TrimPrefix(cr.nodes["northbank"].peerURL, "https://")
+	proxy := startCutProxy(t, target, 24<<10) // past the handshake and the statements, inside the open answer
+	ws := filepath.Join(cr.dir, "partnerbank")
+	b, _ := os.ReadFile(filepath.Join(ws, workspace.PeersFile))
+	peers, _ := workspace.ParsePeers(b)
+	for _, p := range peers {
+		if p.Name == "northbank" {
+			p.URL = "https://" + proxy.ln.Addr().String()
+		}
+	}
+	workspace.WritePeers(ws, peers)
+	if err := cr.nodes["partnerbank"].node.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"})
+	if a.Status != 503 || a.Error.Rule != "collab.member_unreachable" || len(a.Result.Rows) != 0 || !strings.Contains(a.Error.Message, "nothing was released") {
+		t.Fatalf("partner gone: %d %.300s", a.Status, a.Body)
+	}
+	proxy.mu.Lock()
+	cut := proxy.cut
+	proxy.mu.Unlock()
+	if !cut {
+		t.Fatal("the proxy never cut the partner off")
+	}
+	if e := lastEntry(t, cr.nodes["partnerbank"]); e.Decision != "deny" || e.Rule != "collab.member_unreachable" || e.RowsReturned != 0 {
+		t.Errorf("partnerbank audited %+v", e)
+	}
+	// northbank decided and recorded its side before it went away.
+	if e := entryOf(t, cr.nodes["northbank"], share.EventCode(share.OpCollabJoin, share.Run, true)); e.Extra["querier"] != "fraud@partnerbank" {
+		t.Errorf("northbank's entry: %+v", e.Extra)
 	}
 }
