@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/airlock
 DEMO ?= demo
 # Packages with goroutines shared between requests run under the race detector.
-RACE_PKGS := ./internal/audit/... ./internal/differencing/... ./internal/store/... ./internal/sqlop/... ./internal/govern/... ./internal/dp/... ./internal/engine/... ./internal/keys/... ./internal/netlimit/... ./internal/breaker/... ./internal/admission/... ./internal/federation/... ./internal/anon/...
+RACE_PKGS := ./internal/audit/... ./internal/differencing/... ./internal/store/... ./internal/sqlop/... ./internal/govern/... ./internal/dp/... ./internal/engine/... ./internal/keys/... ./internal/netlimit/... ./internal/breaker/... ./internal/admission/... ./internal/federation/... ./internal/anon/... ./internal/psi/... ./internal/collab/...
 
 .PHONY: help build run run-federation run-cleanroom deps test test-race vet fmt-check bench stress fuzz reference clean
 
