@@ -269,6 +269,20 @@ func TestCleanroomRefusals(t *testing.T) {
 		}
 	}
 
+	// A member without can_query, on its own node.
+	nb := cr.nodes["northbank"]
+	body, _ := json.Marshal(map[string]any{"template": "fraud_overlap_by_country", "purpose": "fraud_detection"})
+	if r := nb.post(t, "/v1/collaborations/"+demo.CleanroomID+"/query", nb.tokens["steward@northbank"], body); r.Status != 403 || r.Error.Rule != "collab.cannot_query" {
+		t.Errorf("member without can_query: %d %.300s", r.Status, r.Body)
+	}
+	if e := lastEntry(t, nb); e.Rule != "collab.cannot_query" {
+		t.Errorf("northbank audited %+v", e)
+	}
+	// No such collaboration on the node.
+	if r := nb.post(t, "/v1/collaborations/other/query", nb.tokens["steward@northbank"], body); r.Status != 404 || r.Error.Rule != "collab.unknown" {
+		t.Errorf("unknown collaboration: %d %.300s", r.Status, r.Body)
+	}
+
 	// A template northbank has not approved.
 	ws := filepath.Join(cr.dir, "northbank")
 	st, _ := collab.ReadStatement(ws, demo.CleanroomID, "northbank")
