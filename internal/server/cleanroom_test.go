@@ -283,6 +283,14 @@ func TestCleanroomRefusals(t *testing.T) {
 		t.Errorf("unknown collaboration: %d %.300s", r.Status, r.Body)
 	}
 
+	// Partnerbank has not signed (its statement is gone): not in force.
+	pst := filepath.Join(collab.Dir(filepath.Join(cr.dir, "partnerbank")), demo.CleanroomID+".partnerbank.json")
+	os.Rename(pst, pst+".away")
+	if a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}); a.Error.Rule != "collab.unsigned" {
+		t.Errorf("unsigned: %d %.300s", a.Status, a.Body)
+	}
+	os.Rename(pst+".away", pst)
+
 	// A template northbank has not approved.
 	ws := filepath.Join(cr.dir, "northbank")
 	st, _ := collab.ReadStatement(ws, demo.CleanroomID, "northbank")
