@@ -145,7 +145,7 @@ func refuse(rule, format string, args ...any) *Refusal {
 func (c *Collaboration) InForce(statements map[string]*Statement) error {
 	for _, m := range c.Members {
 		s := statements[m.Node]
-		if s == nil {
+		if s == nil || (s.Left == nil && s.Hash == "") {
 			return refuse("collab.unsigned", "member %s has not signed collaboration %s", m.Org, c.ID)
 		}
 		if s.Left != nil {
