@@ -635,7 +635,9 @@ func (p *Plan) CheckTypes(side int, types map[string]string) error {
 		ok := false
 		switch u.as {
 		case "column":
-			ok = f == family(types[u.other]) && f != ""
+			// dates and timestamps compare only with their own type: a cast
+			// of an extreme date to a timestamp fails on that row alone
+			ok = f == family(types[u.other]) && f != "" && (f != "time" || types[u.col] == types[u.other])
 		case "string":
 			ok = f == "string" || (f == "time" && parsesAsTime(u.constant.(string)))
 		default:
@@ -645,11 +647,20 @@ func (p *Plan) CheckTypes(side int, types map[string]string) error {
 			return bad("collab.filter", "the condition on %s does not fit its type (%s)", name, types[u.col])
 		}
 	}
+	// Summed columns must be numbers: converting another type could fail
+	// on some rows only.
+	if side == p.PayloadSide {
+		for _, v := range p.Sums {
+			if family(types[v]) != "number" {
+				return bad("collab.value", "%s.%s is %s, not a number", p.Sides[side].Alias, v, types[v])
+			}
+		}
+	}
 	return nil
 }
 
 func parsesAsTime(s string) bool {
-	for _, layout := range []string{"2006-01-02", "2006-01-02 15:04:05", time.RFC3339} {
+	for _, layout := range []string{"2006-01-02", "2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999", time.RFC3339Nano} {
 		if _, err := time.Parse(layout, s); err == nil {
 			return true
 		}

@@ -182,3 +182,55 @@ func TestPlanRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckTypes: each side's conditions must fit its own column types,
+// so no condition can fail on some rows only (an oracle on the data).
+func TestCheckTypes(t *testing.T) {
+	a, b := nodeKey(t, "north"), nodeKey(t, "partner")
+	c, err := Parse(testCollab(t, a, b), "fraud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]string{"counterparty_iban": "text", "is_fraud": "boolean", "amount": "decimal", "country": "text", "merchant": "text"}
+	from := ` FROM northbank.transactions a JOIN partnerbank.transactions b ON a.counterparty_iban = b.counterparty_iban`
+	for where, ok := range map[string]bool{
+		"a.is_fraud":                           true,
+		"NOT a.is_fraud OR a.amount > 5":       true,
+		"a.amount IN (1, 2.5)":                 true,
+		"a.country IN ('DE', 'FR')":            true,
+		"a.country":                            false, // a text column as a boolean
+		"a.amount > 'x'":                       false,
+		"a.country = a.amount":                 false,
+		"a.country IN ('DE', 2)":               false,
+		"a.is_fraud = 1":                       false,
+		"NOT a.country":                        false,
+		"a.is_fraud OR a.country":              false,
+		"a.amount IS NULL OR a.country = 'DE'": true,
+	} {
+		p, err := c.PlanQuery("SELECT count(*)"+from+" WHERE "+where, nil)
+		if err == nil {
+			err = p.CheckTypes(0, types)
+		}
+		if (err == nil) != ok {
+			t.Errorf("%s: %v, want accepted %v", where, err, ok)
+		}
+	}
+	// A summed column must be numeric on the payload side.
+	p, _ := c.PlanQuery("SELECT sum(a.amount)"+from, nil)
+	if err := p.CheckTypes(0, map[string]string{"amount": "text"}); rule(err) != "collab.value" {
+		t.Errorf("sum of a text column: %v", err)
+	}
+	// Dates compare only with dates; string constants must parse.
+	p, _ = c.PlanQuery("SELECT count(*)"+from+" WHERE a.amount > a.country AND a.country >= '2026-01-01'", nil)
+	if err := p.CheckTypes(0, map[string]string{"amount": "date", "country": "timestamp"}); rule(err) != "collab.filter" {
+		t.Errorf("date against timestamp: %v", err)
+	}
+	p, _ = c.PlanQuery("SELECT count(*)"+from+" WHERE a.country >= '2026-01-01 10:00:00.5'", nil)
+	if err := p.CheckTypes(0, map[string]string{"country": "timestamp"}); err != nil {
+		t.Errorf("a timestamp with fractional seconds: %v", err)
+	}
+	p, _ = c.PlanQuery("SELECT count(*)"+from+" WHERE a.country >= 'soon'", nil)
+	if err := p.CheckTypes(0, map[string]string{"country": "timestamp"}); rule(err) != "collab.filter" {
+		t.Errorf("an unparsable timestamp: %v", err)
+	}
+}

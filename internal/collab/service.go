@@ -529,6 +529,13 @@ func (s *Service) open(ctx context.Context, pr *federation.PeerRequest) (any, er
 	op := &contributeOp{s: s, pr: pr, or: or}
 	res, err := s.Kernel.Do(ctx, govern.Request{Caller: pr.Caller, Purpose: e.Purpose, Op: op})
 	if err != nil {
+		// Whatever stage refused (the audit append included), no session
+		// of this request stays open.
+		s.mu.Lock()
+		if st := s.sessions[[16]byte(or.Session)]; st != nil && st.peer == pr.Peer.Name && st.res == op.res {
+			delete(s.sessions, [16]byte(or.Session))
+		}
+		s.mu.Unlock()
 		return nil, err
 	}
 	out := res.Value.(*openResponse)
@@ -537,9 +544,10 @@ func (s *Service) open(ctx context.Context, pr *federation.PeerRequest) (any, er
 }
 
 type contributeOp struct {
-	s  *Service
-	pr *federation.PeerRequest
-	or openRequest
+	s   *Service
+	pr  *federation.PeerRequest
+	or  openRequest
+	res *resolved // once prepared
 }
 
 func (o *contributeOp) Kind() share.OpKind { return share.OpCollabJoin }
@@ -560,6 +568,7 @@ func (o *contributeOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prep
 		return nil, refusal.New(refusal.Forbidden, "collab.stale", "the querier runs another version of collaboration %s (hash %.12s…, this node has %.12s…)", res.c.ID, o.or.Hash, res.c.Hash())
 	}
 	res.record(c.Entry, res.plan.Sides[res.ownSide], [16]byte(o.or.Session))
+	o.res = res
 	return &contributePrepared{contributeOp: o, res: res}, nil
 }
 
@@ -661,11 +670,20 @@ func (s *Service) step(ctx context.Context, pr *federation.PeerRequest) (any, er
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	// A step that waited for another one on st.mu must find the session
+	// still open: a second finish would be a second decryption.
+	s.mu.Lock()
+	current := s.sessions[sess] == st
+	s.mu.Unlock()
+	if !current {
+		return nil, pr.Refuse(refusal.New(refusal.Forbidden, "collab.session", "the session ended while this step waited"))
+	}
 	if name != st.next || name == "" {
 		return nil, pr.Refuse(refusal.New(refusal.Forbidden, "collab.protocol_step", "step %q is out of order (a replay?); the session expects %q", name, st.next))
 	}
 	ws := s.Kernel.Snapshot().WS
 	if own, err := ReadStatement(ws.Dir, st.res.c.ID, ws.Config.Node.Name); err != nil || own.Left != nil || own.Hash != st.res.c.Hash() {
+		st.next = ""
 		s.drop(sess)
 		return nil, pr.Refuse(refusal.New(refusal.Forbidden, "collab.member_left", "this node's member no longer signs collaboration %s; its data is not used", st.res.c.ID))
 	}
@@ -673,11 +691,13 @@ func (s *Service) step(ctx context.Context, pr *federation.PeerRequest) (any, er
 	case "reblind":
 		m, err := psi.Decode(e.Payload, psi.KindItems, sess, MaxItems)
 		if err != nil {
+			st.next = ""
 			s.drop(sess)
 			return nil, pr.Refuse(refusal.New(refusal.BadSQL, "collab.protocol_message", "%v", err))
 		}
 		out, err := st.party.Reblind(m)
 		if err != nil {
+			st.next = ""
 			s.drop(sess)
 			return nil, pr.Refuse(refusal.New(refusal.BadSQL, "collab.protocol_message", "%v", err))
 		}
@@ -685,6 +705,7 @@ func (s *Service) step(ctx context.Context, pr *federation.PeerRequest) (any, er
 		b, _ := out.MarshalBinary()
 		return &stepResponse{Message: b}, nil
 	default: // "finish", the only other step
+		st.next = ""
 		s.drop(sess)
 		m, err := psi.Decode(e.Payload, psi.KindCells, sess, 0)
 		if err != nil || m.Width != st.res.plan.Width() {
