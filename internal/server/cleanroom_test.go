@@ -352,7 +352,15 @@ func TestCleanroomRefusals(t *testing.T) {
 // only with all three signatures; the query joins two of them; when the
 // third leaves, the collaboration stops for everyone.
 func TestCleanroomThreeMembers(t *testing.T) {
-	cr := startCleanroom(t, 3, 600)
+	cr := startCleanroomWith(t, 3, 600, func(dir string) {
+		// a principal of an org that is not a member, on a member's node
+		f, _ := os.OpenFile(filepath.Join(dir, "partnerbank", "principals.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+		f.WriteString("  - {name: spy@outsider, org: outsider, roles: [analyst], country: DE, region: eu, clearance: high}\n")
+		f.Close()
+	})
+	if a := cr.ask(t, "spy@outsider", map[string]any{"template": "fraud_overlap_by_country"}); a.Status != 403 || a.Error.Rule != "collab.not_member" {
+		t.Errorf("non-member: %d %.300s", a.Status, a.Body)
+	}
 	if a := cr.ask(t, "fraud@partnerbank", map[string]any{"template": "fraud_overlap_by_country"}); a.Status != 200 {
 		t.Fatalf("three members: %d %.300s", a.Status, a.Body)
 	}
