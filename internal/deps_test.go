@@ -81,8 +81,8 @@ func TestDependencyRules(t *testing.T) {
 			"mechanisms, policy and the anonymisation cores decide offline; no networking"},
 		{[]string{"anon", "risk", "synth"}, false, []string{"govern", "store", "engine", "workspace", "policy"},
 			"the anonymisation cores work on tables alone (the CLI runs them offline); governance is exportop's"},
-		{[]string{"psi"}, false, []string{"net", "net/http", "crypto/tls", "govern", "store", "engine", "workspace", "policy", "federation"},
-			"the private-join protocol is messages in, messages out: no networking, no governance (collab carries and governs it)"},
+		{[]string{"psi", "secagg"}, false, []string{"net", "net/http", "crypto/tls", "govern", "store", "engine", "workspace", "policy", "federation"},
+			"the private-join and secure-aggregation protocols are messages in, messages out: no networking, no governance (their operations carry and govern them)"},
 		{[]string{"sqlop", "adminop", "catalog", "exportop", "collab"}, true, []string{"httpapi", "pgwire", "cli", "server"},
 			"operations do not know the channel that carries them"},
 	}

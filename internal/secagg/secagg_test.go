@@ -1,0 +1,259 @@
+package secagg
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	mrand "math/rand/v2"
+	"slices"
+	"testing"
+)
+
+type net struct {
+	p       Params
+	clients map[int]*Client
+	server  *Server
+	inputs  map[int][]uint32
+}
+
+func newNet(t testing.TB, n, th, length int) *net {
+	t.Helper()
+	p := Params{N: n, T: th, Length: length}
+	rand.Read(p.Round[:])
+	signers := map[int]ed25519.PrivateKey{}
+	peers := map[int]ed25519.PublicKey{}
+	for i := 1; i <= n; i++ {
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		signers[i], peers[i] = priv, pub
+	}
+	nt := &net{p: p, clients: map[int]*Client{}, inputs: map[int][]uint32{}}
+	var err error
+	if nt.server, err = NewServer(p, peers); err != nil {
+		t.Fatal(err)
+	}
+	r := mrand.New(mrand.NewPCG(uint64(n), uint64(th)))
+	for i := 1; i <= n; i++ {
+		if nt.clients[i], err = NewClient(p, i, signers[i], peers); err != nil {
+			t.Fatal(err)
+		}
+		x := make([]uint32, length)
+		for k := range x {
+			x[k] = r.Uint32() % 1000
+		}
+		nt.inputs[i] = x
+	}
+	return nt
+}
+
+// run plays the rounds; dropBefore2 never send inputs (after sharing keys),
+// dropBefore4 send inputs but no unmasking. It returns the sum and the
+// plain sum of the inputs that were sent.
+func (nt *net) run(t testing.TB, dropBefore2, dropBefore4 []int) ([]uint32, []uint32, error) {
+	t.Helper()
+	for i := 1; i <= nt.p.N; i++ {
+		if err := nt.server.AddKeys(nt.clients[i].Advertise()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := nt.server.Keys()
+	for i := 1; i <= nt.p.N; i++ {
+		sh, err := nt.clients[i].ShareKeys(keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nt.server.AddShares(i, sh); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := make([]uint32, nt.p.Length)
+	for i := 1; i <= nt.p.N; i++ {
+		if slices.Contains(dropBefore2, i) {
+			continue
+		}
+		m, err := nt.clients[i].MaskedInput(nt.server.SharesFor(i), nt.inputs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nt.server.AddInput(m); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range nt.inputs[i] {
+			want[k] += v
+		}
+	}
+	u3, err := nt.server.Survivors()
+	if err != nil {
+		return nil, want, err
+	}
+	var consents []Consent
+	for _, i := range u3 {
+		c, err := nt.clients[i].Consent(u3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		consents = append(consents, *c)
+	}
+	var unmaskings []*Unmasking
+	for _, i := range u3 {
+		if slices.Contains(dropBefore4, i) {
+			continue
+		}
+		u, err := nt.clients[i].Unmask(u3, consents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unmaskings = append(unmaskings, u)
+	}
+	sum, err := nt.server.Sum(unmaskings)
+	return sum, want, err
+}
+
+// TestSumEqualsPlainSum: with no dropouts, dropouts before the input and
+// dropouts before unmasking, the coordinator's sum is the plain sum of the
+// inputs it received.
+func TestSumEqualsPlainSum(t *testing.T) {
+	for _, c := range []struct {
+		n, t         int
+		drop2, drop4 []int
+	}{
+		{2, 2, nil, nil},
+		{5, 3, nil, nil},
+		{10, 6, []int{2, 5, 9}, nil},
+		{10, 6, []int{1}, []int{3, 4}},
+		{7, 4, []int{7, 6}, []int{5}},
+	} {
+		nt := newNet(t, c.n, c.t, 257)
+		got, want, err := nt.run(t, c.drop2, c.drop4)
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%+v: sum differs from the plain sum at %d", c, firstDiff(got, want))
+		}
+	}
+}
+
+func firstDiff(a, b []uint32) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestBelowThresholdNoSum: fewer than T inputs, or fewer than T
+// unmaskings, give no sum.
+func TestBelowThresholdNoSum(t *testing.T) {
+	nt := newNet(t, 6, 4, 16)
+	if _, _, err := nt.run(t, []int{1, 2, 3}, nil); !errors.Is(err, ErrProtocol) {
+		t.Errorf("3 of 6 inputs with T=4: %v", err)
+	}
+	nt = newNet(t, 6, 4, 16)
+	if _, _, err := nt.run(t, []int{1}, []int{2, 3}); !errors.Is(err, ErrProtocol) {
+		t.Errorf("3 unmaskings with T=4: %v", err)
+	}
+}
+
+// TestMaskedInputsLookRandom: what the coordinator holds of one
+// participant is its masked input, not its input.
+func TestMaskedInputsLookRandom(t *testing.T) {
+	nt := newNet(t, 4, 3, 1000)
+	for i := 1; i <= 4; i++ {
+		nt.server.AddKeys(nt.clients[i].Advertise())
+	}
+	for i := 1; i <= 4; i++ {
+		sh, _ := nt.clients[i].ShareKeys(nt.server.Keys())
+		nt.server.AddShares(i, sh)
+	}
+	m, _ := nt.clients[1].MaskedInput(nt.server.SharesFor(1), nt.inputs[1])
+	small := 0
+	for k, v := range m.Y {
+		if v == nt.inputs[1][k] {
+			t.Fatalf("masked input equals the input at %d", k)
+		}
+		if v < 1000 {
+			small++
+		}
+	}
+	// inputs are below 1000; masked values are uniform mod 2^32
+	if small > 2 {
+		t.Errorf("%d of 1000 masked values are below 1000", small)
+	}
+}
+
+// TestLyingCoordinator: a coordinator that names different survivors to
+// different participants (to unmask a participant's input by claiming it
+// dropped) gets no unmasking: the consents do not verify.
+func TestLyingCoordinator(t *testing.T) {
+	nt := newNet(t, 5, 3, 8)
+	for i := 1; i <= 5; i++ {
+		nt.server.AddKeys(nt.clients[i].Advertise())
+	}
+	for i := 1; i <= 5; i++ {
+		sh, _ := nt.clients[i].ShareKeys(nt.server.Keys())
+		nt.server.AddShares(i, sh)
+	}
+	for i := 1; i <= 5; i++ {
+		m, _ := nt.clients[i].MaskedInput(nt.server.SharesFor(i), nt.inputs[i])
+		nt.server.AddInput(m)
+	}
+	truth := []int{1, 2, 3, 4, 5}
+	lie := []int{1, 2, 3, 4} // "5 dropped": participants would reveal 5's mask key
+	var consents []Consent
+	for _, i := range truth[:4] {
+		c, _ := nt.clients[i].Consent(truth)
+		consents = append(consents, *c)
+	}
+	if _, err := nt.clients[1].Unmask(lie, consents); !errors.Is(err, ErrProtocol) {
+		t.Errorf("unmasking under survivors others did not consent to: %v", err)
+	}
+	// Consents to the lie from only the coordinator's accomplices (fewer than T) do not do either.
+	c, _ := nt.clients[2].Consent(lie)
+	if _, err := nt.clients[1].Unmask(lie, []Consent{*c}); !errors.Is(err, ErrProtocol) {
+		t.Errorf("unmasking with one consent: %v", err)
+	}
+	// A participant never reveals both seeds of one participant.
+	u, err := nt.clients[1].Unmask(truth, consents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := range u.Self {
+		if _, both := u.Keys[j]; both {
+			t.Errorf("both shares of participant %d revealed", j)
+		}
+	}
+	if _, err := nt.clients[1].Unmask(truth, consents); !errors.Is(err, ErrProtocol) {
+		t.Errorf("a second unmasking: %v", err)
+	}
+}
+
+// TestForgedMessagesRefused: keys not signed by their participant, shares
+// claiming another sender, repeats.
+func TestForgedMessagesRefused(t *testing.T) {
+	nt := newNet(t, 3, 2, 4)
+	k := nt.clients[1].Advertise()
+	k.ID = 2
+	if err := nt.server.AddKeys(k); !errors.Is(err, ErrProtocol) {
+		t.Errorf("keys relabelled: %v", err)
+	}
+	for i := 1; i <= 3; i++ {
+		nt.server.AddKeys(nt.clients[i].Advertise())
+	}
+	if err := nt.server.AddKeys(nt.clients[1].Advertise()); !errors.Is(err, ErrProtocol) {
+		t.Errorf("keys twice: %v", err)
+	}
+	sh, _ := nt.clients[1].ShareKeys(nt.server.Keys())
+	if err := nt.server.AddShares(2, sh); !errors.Is(err, ErrProtocol) {
+		t.Errorf("shares under another sender: %v", err)
+	}
+	nt.server.AddShares(1, sh)
+	bad := nt.server.SharesFor(2)
+	bad[0].Box[0] ^= 1
+	if _, err := nt.clients[2].ShareKeys(nt.server.Keys()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nt.clients[2].MaskedInput(bad, nt.inputs[2]); !errors.Is(err, ErrProtocol) {
+		t.Errorf("a tampered share: %v", err)
+	}
+}
