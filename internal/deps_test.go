@@ -81,7 +81,7 @@ func TestDependencyRules(t *testing.T) {
 			"mechanisms, policy and the anonymisation cores decide offline; no networking"},
 		{[]string{"anon", "risk", "synth"}, false, []string{"govern", "store", "engine", "workspace", "policy"},
 			"the anonymisation cores work on tables alone (the CLI runs them offline); governance is exportop's"},
-		{[]string{"psi", "secagg"}, false, []string{"net", "net/http", "crypto/tls", "govern", "store", "engine", "workspace", "policy", "federation"},
+		{[]string{"psi", "secagg", "fl"}, false, []string{"net", "net/http", "crypto/tls", "govern", "store", "engine", "workspace", "policy", "federation"},
 			"the private-join and secure-aggregation protocols are messages in, messages out: no networking, no governance (their operations carry and govern them)"},
 		{[]string{"sqlop", "adminop", "catalog", "exportop", "collab"}, true, []string{"httpapi", "pgwire", "cli", "server"},
 			"operations do not know the channel that carries them"},
