@@ -7,7 +7,6 @@
 package fl
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	"math"
@@ -163,70 +162,22 @@ func Clip(v []float64, c float64) {
 // weighted mean of the updates. Every participant here is in one process;
 // the node wiring is not built yet.
 func Round(global Weights, parts []Data, cfg Local, q secagg.Quantizer) (Weights, error) {
-	n := len(parts)
-	p := secagg.Params{N: n, T: n, Length: len(global) + 1}
-	rand.Read(p.Round[:])
-	signers := map[int]ed25519.PrivateKey{}
-	peers := map[int]ed25519.PublicKey{}
-	for i := 1; i <= n; i++ {
-		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-		signers[i], peers[i] = priv, pub
-	}
-	srv, err := secagg.NewServer(p, peers)
-	if err != nil {
-		return nil, err
-	}
-	clients := make([]*secagg.Client, n)
-	for i := range clients {
-		if clients[i], err = secagg.NewClient(p, i+1, signers[i+1], peers); err != nil {
-			return nil, err
-		}
-		srv.AddKeys(clients[i].Advertise())
-	}
-	for i, c := range clients {
-		sh, err := c.ShareKeys(srv.Keys())
-		if err != nil {
-			return nil, err
-		}
-		srv.AddShares(i+1, sh)
-	}
-	for i, c := range clients {
+	inputs := make([][]uint32, len(parts))
+	for i, d := range parts {
 		local := cfg
 		local.Seed = cfg.Seed + uint64(i)
-		w := Train(global, parts[i], local)
-		rows := float64(len(parts[i].X))
+		w := Train(global, d, local)
+		rows := float64(len(d.X))
 		upd := make([]float64, len(global)+1)
 		for k := range global {
 			upd[k] = (w[k] - global[k]) * rows
 		}
 		upd[len(global)] = rows
-		m, err := c.MaskedInput(srv.SharesFor(i+1), q.Encode(upd, nil))
-		if err != nil {
-			return nil, err
-		}
-		srv.AddInput(m)
+		inputs[i] = q.Encode(upd, nil)
 	}
-	u3, err := srv.Survivors()
-	if err != nil {
-		return nil, err
-	}
-	var consents []secagg.Consent
-	for _, c := range clients {
-		k, err := c.Consent(u3)
-		if err != nil {
-			return nil, err
-		}
-		consents = append(consents, *k)
-	}
-	var unmaskings []*secagg.Unmasking
-	for _, c := range clients {
-		u, err := c.Unmask(u3, consents)
-		if err != nil {
-			return nil, err
-		}
-		unmaskings = append(unmaskings, u)
-	}
-	sum, err := srv.Sum(unmaskings)
+	p := secagg.Params{T: len(parts), Length: len(global) + 1}
+	rand.Read(p.Round[:])
+	sum, err := secagg.Local(p, inputs, nil, nil)
 	if err != nil {
 		return nil, err
 	}

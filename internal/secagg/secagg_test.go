@@ -45,66 +45,22 @@ func newNet(t testing.TB, n, th, length int) *net {
 	return nt
 }
 
-// run plays the rounds; dropBefore2 never send inputs (after sharing keys),
-// dropBefore4 send inputs but no unmasking. It returns the sum and the
-// plain sum of the inputs that were sent.
+// run plays the rounds through Local; dropBefore2 never send inputs
+// (after sharing keys), dropBefore4 send inputs but no unmasking. It
+// returns the sum and the plain sum of the inputs that were sent.
 func (nt *net) run(t testing.TB, dropBefore2, dropBefore4 []int) ([]uint32, []uint32, error) {
 	t.Helper()
-	for i := 1; i <= nt.p.N; i++ {
-		if err := nt.server.AddKeys(nt.clients[i].Advertise()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	keys := nt.server.Keys()
-	for i := 1; i <= nt.p.N; i++ {
-		sh, err := nt.clients[i].ShareKeys(keys)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := nt.server.AddShares(i, sh); err != nil {
-			t.Fatal(err)
-		}
-	}
 	want := make([]uint32, nt.p.Length)
+	var inputs [][]uint32
 	for i := 1; i <= nt.p.N; i++ {
-		if slices.Contains(dropBefore2, i) {
-			continue
-		}
-		m, err := nt.clients[i].MaskedInput(nt.server.SharesFor(i), nt.inputs[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := nt.server.AddInput(m); err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range nt.inputs[i] {
-			want[k] += v
+		inputs = append(inputs, nt.inputs[i])
+		if !slices.Contains(dropBefore2, i) {
+			for k, v := range nt.inputs[i] {
+				want[k] += v
+			}
 		}
 	}
-	u3, err := nt.server.Survivors()
-	if err != nil {
-		return nil, want, err
-	}
-	var consents []Consent
-	for _, i := range u3 {
-		c, err := nt.clients[i].Consent(u3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		consents = append(consents, *c)
-	}
-	var unmaskings []*Unmasking
-	for _, i := range u3 {
-		if slices.Contains(dropBefore4, i) {
-			continue
-		}
-		u, err := nt.clients[i].Unmask(u3, consents)
-		if err != nil {
-			t.Fatal(err)
-		}
-		unmaskings = append(unmaskings, u)
-	}
-	sum, err := nt.server.Sum(unmaskings)
+	sum, err := Local(nt.p, inputs, dropBefore2, dropBefore4)
 	return sum, want, err
 }
 
