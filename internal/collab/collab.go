@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -223,8 +224,8 @@ func (c *Collaboration) check(id string) error {
 }
 
 func validTableName(name, member string) bool {
-	rest, ok := bytes.CutPrefix([]byte(name), []byte(member+"."))
-	return ok && len(rest) > 0 && !bytes.ContainsAny(rest, ". ")
+	rest, ok := strings.CutPrefix(name, member+".")
+	return ok && rest != "" && !strings.ContainsAny(rest, ". ")
 }
 
 // Member finds a member by org.

@@ -92,7 +92,12 @@ const MaxCells = 4096
 // MaxExpansion bounds the payload side's items per identifier.
 const MaxExpansion = 256
 
-func bad(rule, format string, args ...any) *Refusal { return refuse(rule, format, args...) }
+// bad refuses the query's shape.
+func bad(rule, format string, args ...any) *Refusal {
+	r := refuse(rule, format, args...)
+	r.Shape = true
+	return r
+}
 
 // PlanQuery parses sql against the collaboration's tables.
 func (c *Collaboration) PlanQuery(sql string, params []any) (*Plan, error) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,14 +90,13 @@ func forbid(err error) error {
 	var r *Refusal
 	if errors.As(err, &r) {
 		code := refusal.Forbidden
-		switch r.Rule {
-		case "collab.member_unreachable":
-			code = refusal.Unavailable
-		case "collab.unknown":
-			code = refusal.NotFound
-		case "collab.sql", "collab.shape", "collab.table", "collab.join", "collab.join_key", "collab.filter", "collab.params",
-			"collab.group", "collab.dimension", "collab.groups", "collab.select", "collab.aggregate", "collab.aggregate_sides", "collab.value":
+		switch {
+		case r.Shape:
 			code = refusal.AnalysisRule
+		case r.Rule == "collab.member_unreachable":
+			code = refusal.Unavailable
+		case r.Rule == "collab.unknown":
+			code = refusal.NotFound
 		}
 		return refusal.New(code, r.Rule, "%s", r.Message)
 	}
@@ -128,7 +128,7 @@ func (s *Service) resolve(ctx context.Context, ws *workspace.Workspace, r QueryR
 		return nil, refuse("collab.not_member", "principals of %s query from their member's node %s", org, q.Node)
 	case !q.Has(CanQuery):
 		return nil, refuse("collab.cannot_query", "member %s may not query collaboration %s (no can_query)", org, c.ID)
-	case !contains(q.Queriers, principal):
+	case !slices.Contains(q.Queriers, principal):
 		return nil, refuse("collab.querier", "%s is not a querier of member %s in collaboration %s", principal, org, c.ID)
 	case !q.Has(CanReceiveResults):
 		return nil, refuse("collab.cannot_receive", "member %s may not receive results of collaboration %s (no can_receive_results)", org, c.ID)
@@ -145,7 +145,7 @@ func (s *Service) resolve(ctx context.Context, ws *workspace.Workspace, r QueryR
 	sql := r.SQL
 	if r.Template != "" {
 		if r.SQL != "" {
-			return nil, refuse("collab.sql", "send sql or a template, not both")
+			return nil, bad("collab.sql", "send sql or a template, not both")
 		}
 		if res.template = c.Template(r.Template); res.template == nil {
 			return nil, refuse("collab.template", "collaboration %s has no template %s", c.ID, r.Template)
@@ -191,15 +191,6 @@ func (s *Service) resolve(ctx context.Context, ws *workspace.Workspace, r QueryR
 		return nil, err
 	}
 	return res, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // statements gathers every member's live statement: this node's from its

@@ -131,6 +131,9 @@ func Leave(workspace string, c *Collaboration, key *federation.NodeKey, now time
 // not approved, with the rule it names.
 type Refusal struct {
 	Rule, Message string
+	// Shape marks a refusal of the query's shape under the collaboration's
+	// rules (the planner's), as opposed to who may ask or what is signed.
+	Shape bool
 }
 
 func (r *Refusal) Error() string { return r.Message }

@@ -38,6 +38,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/cloudflare/circl/group"
@@ -217,7 +218,7 @@ func (c *Client) ShareKeys(all []Keys) ([]Share, error) {
 		return nil, err
 	}
 	c.keys = keys
-	ids := slices.Sorted(mapKeys(keys))
+	ids := slices.Sorted(maps.Keys(keys))
 	// circl's t is the polynomial degree: T shares rebuild it.
 	bShares := secretsharing.New(rand.Reader, uint(c.p.T-1), c.seed)
 	sShares := secretsharing.New(rand.Reader, uint(c.p.T-1), c.maskKey)
@@ -281,7 +282,7 @@ func (c *Client) MaskedInput(shares []Share, x []uint32) (*Masked, error) {
 			return nil, err
 		}
 	}
-	c.u2 = slices.Sorted(mapKeys(c.shares))
+	c.u2 = slices.Sorted(maps.Keys(c.shares))
 	if len(c.u2) < c.p.T {
 		return nil, violation("%d participants shared keys, fewer than %d", len(c.u2), c.p.T)
 	}
@@ -400,14 +401,4 @@ func (c *Client) Unmask(u3 []int, consents []Consent) (*Unmasking, error) {
 		}
 	}
 	return u, nil
-}
-
-func mapKeys[V any](m map[int]V) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }

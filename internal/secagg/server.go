@@ -2,6 +2,7 @@ package secagg
 
 import (
 	"crypto/ed25519"
+	"maps"
 	"slices"
 
 	"github.com/cloudflare/circl/group"
@@ -42,7 +43,7 @@ func (s *Server) AddKeys(k Keys) error {
 // Keys are the advertised keys, for round 1.
 func (s *Server) Keys() []Keys {
 	var out []Keys
-	for _, id := range slices.Sorted(mapKeys(s.keys)) {
+	for _, id := range slices.Sorted(maps.Keys(s.keys)) {
 		out = append(out, s.keys[id])
 	}
 	return out
@@ -68,7 +69,7 @@ func (s *Server) AddShares(from int, shares []Share) error {
 // SharesFor are the shares addressed to a participant, for round 2.
 func (s *Server) SharesFor(id int) []Share {
 	var out []Share
-	for _, from := range slices.Sorted(mapKeys(s.shares)) {
+	for _, from := range slices.Sorted(maps.Keys(s.shares)) {
 		for _, sh := range s.shares[from] {
 			if sh.To == id {
 				out = append(out, sh)
@@ -95,7 +96,7 @@ func (s *Server) Survivors() ([]int, error) {
 	if len(s.masked) < s.p.T {
 		return nil, violation("%d inputs arrived, fewer than %d: the round ends without a sum", len(s.masked), s.p.T)
 	}
-	s.u3 = slices.Sorted(mapKeys(s.masked))
+	s.u3 = slices.Sorted(maps.Keys(s.masked))
 	return s.u3, nil
 }
 
@@ -116,7 +117,7 @@ func (s *Server) Sum(unmaskings []*Unmasking) ([]uint32, error) {
 	}
 	rebuild := func(j int, pick func(*Unmasking) []byte) (group.Scalar, error) {
 		var shares []secretsharing.Share
-		for _, id := range slices.Sorted(mapKeys(from)) {
+		for _, id := range slices.Sorted(maps.Keys(from)) {
 			b := pick(from[id])
 			if b == nil {
 				continue
@@ -146,7 +147,7 @@ func (s *Server) Sum(unmaskings []*Unmasking) ([]uint32, error) {
 		}
 		addStream(sum, s.p.Round, "self", scalarBytes(b), minus)
 	}
-	for _, j := range slices.Sorted(mapKeys(s.shares)) {
+	for _, j := range slices.Sorted(maps.Keys(s.shares)) {
 		if slices.Contains(s.u3, j) {
 			continue
 		}
