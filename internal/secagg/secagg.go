@@ -118,11 +118,26 @@ type Unmasking struct {
 	Keys map[int][]byte // dropped id → share of its s_SK
 }
 
+// Signer signs a message under a domain label; a node's key
+// (federation.NodeKey) is one.
+type Signer interface {
+	Sign(label string, msg []byte) []byte
+}
+
+// Verifier checks a Signer's signature with the signer's public key.
+type Verifier func(pub ed25519.PublicKey, label string, msg, sig []byte) bool
+
+const (
+	labelKeys      = "secagg keys"
+	labelSurvivors = "secagg survivors"
+)
+
 // Client is one participant.
 type Client struct {
 	p       Params
 	id      int
-	signer  ed25519.PrivateKey
+	signer  Signer
+	verify  Verifier
 	peers   map[int]ed25519.PublicKey // every participant's signing key
 	enc     *ecdh.PrivateKey
 	maskKey group.Scalar // s_SK as a scalar (shared), its bytes the X25519 key
@@ -137,14 +152,14 @@ type Client struct {
 
 // NewClient starts participant id (1..N) with its signing key and every
 // participant's verifying key.
-func NewClient(p Params, id int, signer ed25519.PrivateKey, peers map[int]ed25519.PublicKey) (*Client, error) {
+func NewClient(p Params, id int, signer Signer, verify Verifier, peers map[int]ed25519.PublicKey) (*Client, error) {
 	if err := p.check(); err != nil {
 		return nil, err
 	}
 	if id < 1 || id > p.N || len(peers) != p.N {
 		return nil, fmt.Errorf("secagg: participant %d of %d, with %d keys", id, p.N, len(peers))
 	}
-	c := &Client{p: p, id: id, signer: signer, peers: peers}
+	c := &Client{p: p, id: id, signer: signer, verify: verify, peers: peers}
 	var err error
 	if c.enc, err = ecdh.X25519().GenerateKey(rand.Reader); err != nil {
 		return nil, err
@@ -167,7 +182,7 @@ func x25519Of(s group.Scalar) (*ecdh.PrivateKey, error) {
 // Advertise is round 0.
 func (c *Client) Advertise() Keys {
 	k := Keys{ID: c.id, Encrypt: c.enc.PublicKey().Bytes(), Mask: c.mask.PublicKey().Bytes()}
-	k.Sig = ed25519.Sign(c.signer, k.signed(c.p.Round))
+	k.Sig = c.signer.Sign(labelKeys, k.signed(c.p.Round))
 	return k
 }
 
@@ -175,7 +190,7 @@ func (c *Client) verifyKeys(all []Keys) (map[int]Keys, error) {
 	out := map[int]Keys{}
 	for _, k := range all {
 		pub, ok := c.peers[k.ID]
-		if !ok || !ed25519.Verify(pub, k.signed(c.p.Round), k.Sig) {
+		if !ok || !c.verify(pub, labelKeys, k.signed(c.p.Round), k.Sig) {
 			return nil, violation("the keys of participant %d are not signed by it", k.ID)
 		}
 		if _, dup := out[k.ID]; dup {
@@ -348,7 +363,7 @@ func (c *Client) Consent(u3 []int) (*Consent, error) {
 	if err := c.checkSurvivors(u3); err != nil {
 		return nil, err
 	}
-	return &Consent{ID: c.id, Sig: ed25519.Sign(c.signer, consentBytes(c.p.Round, u3))}, nil
+	return &Consent{ID: c.id, Sig: c.signer.Sign(labelSurvivors, consentBytes(c.p.Round, u3))}, nil
 }
 
 func (c *Client) checkSurvivors(u3 []int) error {
@@ -382,7 +397,7 @@ func (c *Client) Unmask(u3 []int, consents []Consent) (*Unmasking, error) {
 	signers := map[int]bool{}
 	msg := consentBytes(c.p.Round, u3)
 	for _, s := range consents {
-		if !slices.Contains(u3, s.ID) || !ed25519.Verify(c.peers[s.ID], msg, s.Sig) {
+		if !slices.Contains(u3, s.ID) || !c.verify(c.peers[s.ID], labelSurvivors, msg, s.Sig) {
 			return nil, violation("a consent to the survivors does not verify (the coordinator told participants different survivors?)")
 		}
 		signers[s.ID] = true

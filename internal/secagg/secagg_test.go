@@ -1,7 +1,6 @@
 package secagg
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	mrand "math/rand/v2"
@@ -20,20 +19,17 @@ func newNet(t testing.TB, n, th, length int) *net {
 	t.Helper()
 	p := Params{N: n, T: th, Length: length}
 	rand.Read(p.Round[:])
-	signers := map[int]ed25519.PrivateKey{}
-	peers := map[int]ed25519.PublicKey{}
-	for i := 1; i <= n; i++ {
-		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-		signers[i], peers[i] = priv, pub
+	signers, peers, err := LocalKeys(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	nt := &net{p: p, clients: map[int]*Client{}, inputs: map[int][]uint32{}}
-	var err error
-	if nt.server, err = NewServer(p, peers); err != nil {
+	if nt.server, err = NewServer(p, VerifyLocal, peers); err != nil {
 		t.Fatal(err)
 	}
 	r := mrand.New(mrand.NewPCG(uint64(n), uint64(th)))
 	for i := 1; i <= n; i++ {
-		if nt.clients[i], err = NewClient(p, i, signers[i], peers); err != nil {
+		if nt.clients[i], err = NewClient(p, i, signers[i], VerifyLocal, peers); err != nil {
 			t.Fatal(err)
 		}
 		x := make([]uint32, length)
@@ -188,7 +184,7 @@ func TestLyingCoordinator(t *testing.T) {
 // claiming another sender, repeats.
 func TestForgedMessagesRefused(t *testing.T) {
 	nt := newNet(t, 3, 2, 4)
-	k := nt.clients[1].Advertise()
+	k := nt.clients[3].Advertise()
 	k.ID = 2
 	if err := nt.server.AddKeys(k); !errors.Is(err, ErrProtocol) {
 		t.Errorf("keys relabelled: %v", err)
@@ -211,5 +207,71 @@ func TestForgedMessagesRefused(t *testing.T) {
 	}
 	if _, err := nt.clients[2].MaskedInput(bad, nt.inputs[2]); !errors.Is(err, ErrProtocol) {
 		t.Errorf("a tampered share: %v", err)
+	}
+}
+
+// TestWireFormsRefuseMalformedMessages: every decoder takes back what its
+// encoder wrote and refuses a truncated message, a trailing byte, another
+// round's or kind's message, and a participant id outside the round.
+func TestWireFormsRefuseMalformedMessages(t *testing.T) {
+	nt := newNet(t, 3, 2, 4)
+	p := nt.p
+	k := nt.clients[3].Advertise()
+	var keys []Keys
+	for i := 1; i <= 3; i++ {
+		keys = append(keys, nt.clients[i].Advertise())
+	}
+	shares, err := nt.clients[2].ShareKeys(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &Unmasking{ID: 2, Self: map[int][]byte{1: make([]byte, 32), 3: make([]byte, 32)}, Keys: map[int][]byte{}}
+	other := p
+	other.Round[0] ^= 1
+	small := p
+	small.N = 1
+	cases := []struct {
+		name   string
+		b      []byte
+		decode func(Params, []byte) error
+	}{
+		{"keys", MarshalKeys(p, k), func(p Params, b []byte) error { _, err := UnmarshalKeys(p, b); return err }},
+		{"key list", MarshalKeyList(p, keys), func(p Params, b []byte) error { _, err := UnmarshalKeyList(p, b); return err }},
+		{"shares", MarshalShares(p, shares), func(p Params, b []byte) error { _, err := UnmarshalShares(p, b); return err }},
+		{"masked", MarshalMasked(p, &Masked{ID: 3, Y: []uint32{1, 2, 3, 4}}), func(p Params, b []byte) error { _, err := UnmarshalMasked(p, b); return err }},
+		{"survivors", MarshalSurvivors(p, []int{1, 3}), func(p Params, b []byte) error { _, err := UnmarshalSurvivors(p, b); return err }},
+		{"consents", MarshalConsents(p, []Consent{{ID: 3, Sig: make([]byte, 64)}}), func(p Params, b []byte) error { _, err := UnmarshalConsents(p, b); return err }},
+		{"unmasking", MarshalUnmasking(p, u), func(p Params, b []byte) error { _, err := UnmarshalUnmasking(p, b); return err }},
+	}
+	for _, c := range cases {
+		if err := c.decode(p, c.b); err != nil {
+			t.Errorf("%s: its own encoding is refused: %v", c.name, err)
+		}
+		bad := map[string][]byte{
+			"truncated": c.b[:len(c.b)-1],
+			"trailing":  append(slices.Clone(c.b), 0),
+			"empty":     nil,
+		}
+		for what, b := range bad {
+			if err := c.decode(p, b); !errors.Is(err, ErrProtocol) {
+				t.Errorf("%s %s: decoded (%v)", c.name, what, err)
+			}
+		}
+		if err := c.decode(other, c.b); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s from another round: decoded", c.name)
+		}
+		if err := c.decode(small, c.b); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s naming a participant outside the round: decoded", c.name)
+		}
+	}
+	for i, c := range cases {
+		wrong := cases[(i+1)%len(cases)]
+		if err := wrong.decode(p, c.b); err == nil {
+			t.Errorf("a %s message decoded as %s", c.name, wrong.name)
+		}
+	}
+	dup := MarshalUnmasking(p, &Unmasking{ID: 2, Self: map[int][]byte{1: make([]byte, 32)}, Keys: map[int][]byte{1: make([]byte, 32)}})
+	if _, err := UnmarshalUnmasking(p, dup); !errors.Is(err, ErrProtocol) {
+		t.Error("an unmasking revealing both secrets of participant 1 decoded")
 	}
 }

@@ -12,6 +12,7 @@ import (
 // Server is the coordinator: it relays, and learns only the sum.
 type Server struct {
 	p      Params
+	verify Verifier
 	peers  map[int]ed25519.PublicKey
 	keys   map[int]Keys
 	shares map[int][]Share
@@ -20,17 +21,17 @@ type Server struct {
 }
 
 // NewServer starts the coordinator of one aggregation.
-func NewServer(p Params, peers map[int]ed25519.PublicKey) (*Server, error) {
+func NewServer(p Params, verify Verifier, peers map[int]ed25519.PublicKey) (*Server, error) {
 	if err := p.check(); err != nil {
 		return nil, err
 	}
-	return &Server{p: p, peers: peers, keys: map[int]Keys{}, shares: map[int][]Share{}, masked: map[int][]uint32{}}, nil
+	return &Server{p: p, verify: verify, peers: peers, keys: map[int]Keys{}, shares: map[int][]Share{}, masked: map[int][]uint32{}}, nil
 }
 
 // AddKeys takes a round-0 message.
 func (s *Server) AddKeys(k Keys) error {
 	pub, ok := s.peers[k.ID]
-	if !ok || !ed25519.Verify(pub, k.signed(s.p.Round), k.Sig) {
+	if !ok || !s.verify(pub, labelKeys, k.signed(s.p.Round), k.Sig) {
 		return violation("keys not signed by participant %d", k.ID)
 	}
 	if _, dup := s.keys[k.ID]; dup {
