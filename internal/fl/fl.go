@@ -1,19 +1,18 @@
-// Package fl is federated learning's model side (issue 16, groundwork):
-// a public feature schema, logistic regression in pure Go, local training
-// (minibatch SGD, FedProx's proximal term), update clipping, and FedAvg
-// rounds whose aggregate is computed by secure aggregation (package
-// secagg), so the coordinator sees only the sum of the participants'
-// weighted updates.
+// Package fl is federated learning's model side: a public feature schema,
+// three models in pure Go (logistic regression, linear regression, a
+// one-hidden-layer MLP), local training (minibatch SGD or DP-SGD with the
+// exact discrete Gaussian, FedProx's proximal term), and the arithmetic of
+// a FedAvg round whose aggregate is a secure sum (package secagg): what a
+// participant encodes, how the coordinator reads the sum, and what a round
+// costs each participant's privacy budget. Package fedjob runs the rounds
+// across nodes.
 package fl
 
 import (
-	"crypto/rand"
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
 	"slices"
-
-	"github.com/airlock-dev/airlock/internal/secagg"
 )
 
 // Schema is the public feature encoding every participant applies to its
@@ -24,7 +23,10 @@ type Schema struct {
 	Numeric     []Numeric
 	Categorical []Categorical
 	Label       string
-	Positive    string
+	// Positive is a classifier label's positive value; empty, the label is
+	// numeric and standardised with LabelMean and LabelStd (regression).
+	Positive            string
+	LabelMean, LabelStd float64
 }
 
 // Numeric is a standardised column.
@@ -67,6 +69,13 @@ func (s Schema) Encode(row map[string]string) ([]float64, float64, error) {
 			}
 		}
 	}
+	if s.Positive == "" {
+		var v float64
+		if _, err := fmt.Sscan(row[s.Label], &v); err != nil {
+			return nil, 0, fmt.Errorf("label %s is not numeric", s.Label)
+		}
+		return x, (v - s.LabelMean) / s.LabelStd, nil
+	}
 	y := 0.0
 	if row[s.Label] == s.Positive {
 		y = 1
@@ -80,27 +89,24 @@ type Data struct {
 	Y []float64
 }
 
-// Weights are a logistic regression's coefficients, the bias last.
+// Weights are a model's parameters, flat (see Model for the layout).
 type Weights []float64
 
-// Prob is the predicted probability of the positive class.
-func (w Weights) Prob(x []float64) float64 {
-	z := w[len(w)-1]
-	for i, v := range x {
-		z += w[i] * v
-	}
-	return 1 / (1 + math.Exp(-z))
-}
-
-// Accuracy on data at threshold 1/2.
-func (w Weights) Accuracy(d Data) float64 {
-	ok := 0
-	for i, x := range d.X {
-		if (w.Prob(x) >= 0.5) == (d.Y[i] == 1) {
-			ok++
+// Clip scales v to L2 norm at most c.
+func Clip(v []float64, c float64) {
+	if n := norm(v); n > c {
+		for i := range v {
+			v[i] *= c / n
 		}
 	}
-	return float64(ok) / float64(len(d.X))
+}
+
+func norm(v []float64) float64 {
+	var s float64
+	for _, x := range v {
+		s += x * x
+	}
+	return math.Sqrt(s)
 }
 
 // Local is a participant's training configuration.
@@ -110,11 +116,13 @@ type Local struct {
 	Batch  int
 	Mu     float64 // FedProx proximal term (0: FedAvg)
 	Seed   uint64
+	// DP, if set, makes every step a DP-SGD step (record-level privacy).
+	DP *DPSGD
 }
 
-// Train runs local minibatch SGD from w on the data and returns the new
-// weights.
-func Train(w Weights, d Data, cfg Local) Weights {
+// Train runs local minibatch SGD (or DP-SGD) from w on the data and
+// returns the new weights.
+func Train(m Model, w Weights, d Data, cfg Local) Weights {
 	out := slices.Clone(w)
 	r := mrand.New(mrand.NewPCG(cfg.Seed, 1))
 	order := make([]int, len(d.X))
@@ -122,17 +130,28 @@ func Train(w Weights, d Data, cfg Local) Weights {
 		order[i] = i
 	}
 	grad := make([]float64, len(w))
+	g := make([]float64, len(w))
+	var noisy *noisySum
+	if cfg.DP != nil {
+		noisy = cfg.DP.sum(len(w))
+	}
 	for range cfg.Epochs {
 		r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for lo := 0; lo < len(order); lo += cfg.Batch {
 			hi := min(lo+cfg.Batch, len(order))
 			clear(grad)
 			for _, i := range order[lo:hi] {
-				e := out.Prob(d.X[i]) - d.Y[i]
-				for k, v := range d.X[i] {
-					grad[k] += e * v
+				m.gradient(out, d.X[i], d.Y[i], g)
+				if noisy != nil {
+					noisy.add(g)
+					continue
 				}
-				grad[len(w)-1] += e
+				for k, v := range g {
+					grad[k] += v
+				}
+			}
+			if noisy != nil {
+				noisy.release(grad)
 			}
 			n := float64(hi - lo)
 			for k := range out {
@@ -141,51 +160,4 @@ func Train(w Weights, d Data, cfg Local) Weights {
 		}
 	}
 	return out
-}
-
-// Clip scales v to L2 norm at most c.
-func Clip(v []float64, c float64) {
-	var s float64
-	for _, x := range v {
-		s += x * x
-	}
-	if n := math.Sqrt(s); n > c {
-		for i := range v {
-			v[i] *= c / n
-		}
-	}
-}
-
-// Round is one FedAvg round over the participants by secure aggregation:
-// each trains locally, sends its update weighted by its row count (and
-// the count itself) through secagg, and the coordinator applies the
-// weighted mean of the updates. Every participant here is in one process;
-// the node wiring is not built yet.
-func Round(global Weights, parts []Data, cfg Local, q secagg.Quantizer) (Weights, error) {
-	inputs := make([][]uint32, len(parts))
-	for i, d := range parts {
-		local := cfg
-		local.Seed = cfg.Seed + uint64(i)
-		w := Train(global, d, local)
-		rows := float64(len(d.X))
-		upd := make([]float64, len(global)+1)
-		for k := range global {
-			upd[k] = (w[k] - global[k]) * rows
-		}
-		upd[len(global)] = rows
-		inputs[i] = q.Encode(upd, nil)
-	}
-	p := secagg.Params{T: len(parts), Length: len(global) + 1}
-	rand.Read(p.Round[:])
-	sum, err := secagg.Local(p, inputs, nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	agg := q.Decode(sum)
-	total := agg[len(global)]
-	out := slices.Clone(global)
-	for k := range out {
-		out[k] += agg[k] / total
-	}
-	return out, nil
 }
