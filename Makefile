@@ -6,7 +6,7 @@ DEMO ?= demo
 # Packages with goroutines shared between requests run under the race detector.
 RACE_PKGS := ./internal/audit/... ./internal/differencing/... ./internal/store/... ./internal/sqlop/... ./internal/govern/... ./internal/dp/... ./internal/engine/... ./internal/keys/... ./internal/netlimit/... ./internal/breaker/... ./internal/admission/... ./internal/federation/... ./internal/anon/... ./internal/psi/... ./internal/collab/...
 
-.PHONY: help build run run-federation run-cleanroom deps test test-race vet fmt-check bench stress fuzz reference clean
+.PHONY: help build run run-federation run-cleanroom run-demand run-fl deps test test-race vet fmt-check bench stress fuzz reference clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,26 @@ run-cleanroom: build ## start the clean-room demo's two banks on loopback (north
 	@trap 'kill 0' INT TERM EXIT; \
 	./$(BIN) serve --workspace $(CR)/northbank --http 127.0.0.1:8095 --pg '' --access-log off & \
 	./$(BIN) serve --workspace $(CR)/partnerbank --http 127.0.0.1:8096 --pg '' --access-log off & \
+	wait
+
+DEMAND ?= demand
+run-demand: build ## start the federated-analytics demo: four retailers (8101-8104) and the demand exchange (8100), the job approved
+	@test -f $(DEMAND)/exchange/airlock.yaml || { ./$(BIN) demo demand $(DEMAND) && \
+	  for n in acme bolt corner dash; do ./$(BIN) fl approve --workspace $(DEMAND)/$$n $(DEMAND)/demand-weekly.yaml; done; }
+	@trap 'kill 0' INT TERM EXIT; \
+	./$(BIN) serve --workspace $(DEMAND)/exchange --http 127.0.0.1:8100 --pg '' --access-log off & \
+	for n in acme:8101 bolt:8102 corner:8103 dash:8104; do \
+	  ./$(BIN) serve --workspace $(DEMAND)/$${n%%:*} --http 127.0.0.1:$${n##*:} --pg '' --access-log off & done; \
+	wait
+
+FLDEMO ?= fl
+run-fl: build ## start the federated-learning demo: three census offices (8111-8113) and the research lab (8110), the job approved
+	@test -f $(FLDEMO)/lab/airlock.yaml || { ./$(BIN) demo fl $(FLDEMO) && \
+	  for n in private selfemp public; do ./$(BIN) fl approve --workspace $(FLDEMO)/$$n $(FLDEMO)/salary-class.yaml; done; }
+	@trap 'kill 0' INT TERM EXIT; \
+	./$(BIN) serve --workspace $(FLDEMO)/lab --http 127.0.0.1:8110 --pg '' --access-log off & \
+	for n in private:8111 selfemp:8112 public:8113; do \
+	  ./$(BIN) serve --workspace $(FLDEMO)/$${n%%:*} --http 127.0.0.1:$${n##*:} --pg '' --access-log off & done; \
 	wait
 
 fmt-check: ## fail if gofmt would change a file

@@ -116,9 +116,6 @@ func (p Plan) Contribute(global Weights, d Data, s *dp.Sampler) ([]uint32, error
 	if len(global) != p.Model.Size() {
 		return nil, fmt.Errorf("fl: the global model has %d weights, the job's model %d", len(global), p.Model.Size())
 	}
-	if len(d.X) == 0 {
-		return nil, fmt.Errorf("fl: no rows to train on")
-	}
 	local := p.Local
 	local.Seed = randomSeed()
 	if p.Unit == Record {

@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/airlock-dev/airlock/internal/admission"
@@ -42,6 +43,7 @@ import (
 	pgengine "github.com/airlock-dev/airlock/internal/engine/postgres"
 	"github.com/airlock-dev/airlock/internal/exportop"
 	"github.com/airlock-dev/airlock/internal/federation"
+	"github.com/airlock-dev/airlock/internal/fedjob"
 	"github.com/airlock-dev/airlock/internal/govern"
 	"github.com/airlock-dev/airlock/internal/httpapi"
 	"github.com/airlock-dev/airlock/internal/identity"
@@ -107,7 +109,10 @@ type Node struct {
 	Export *exportop.Service
 	// Collab runs clean-room queries and this node's side of its
 	// members' partners' queries.
-	Collab   *collab.Service
+	Collab *collab.Service
+	// Jobs runs federated jobs' rounds (as coordinator) and this node's
+	// side of its owners' approved jobs.
+	Jobs     *fedjob.Service
 	peerLis  net.Listener
 	peerSrv  *http.Server
 	log      *slog.Logger
@@ -240,6 +245,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	n.Peers = &federation.Client{Key: n.Key, Now: opts.Now, Window: ws.Config.Federation.Window}
 	n.SQL.Federation = &federation.Federator{Client: n.Peers}
 	n.Collab = &collab.Service{Route: n.SQL.Route, Key: n.Key, Client: n.Peers, Kernel: n.Kernel, Noise: dp.NewSampler(rand.Reader)}
+	n.Jobs = &fedjob.Service{Route: n.SQL.Route, Key: n.Key, Client: n.Peers, Kernel: n.Kernel, Noise: dp.NewSampler(rand.Reader)}
 	n.Witness = &federation.Witness{Key: n.Key, Client: n.Peers, Store: n.Store, Kernel: n.Kernel, Log: opts.Log.With("component", "witness"),
 		Forks: func(string) { n.forks.Add(1) }}
 	n.Auth = &identity.Authenticator{
@@ -466,7 +472,7 @@ func (n *Node) ListenPeer() (net.Addr, error) {
 		return nil, err
 	}
 	member := &federation.Member{Kernel: n.Kernel, SQL: n.SQL, Audit: n.Audit, Store: n.Store, Key: n.Key,
-		Log: n.opts.Log.With("component", "peer"), Witness: n.Witness, Routes: n.Collab.PeerRoutes(), Public: n.Collab.PublicRoutes()}
+		Log: n.opts.Log.With("component", "peer"), Witness: n.Witness, Routes: n.peerRoutes(), Public: n.Collab.PublicRoutes()}
 	n.peerLis = tls.NewListener(bounded, cfg)
 	n.peerSrv = &http.Server{Handler: member.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: lim.HTTPReadTimeout,
 		WriteTimeout: lim.QueryTimeout + 30*time.Second, IdleTimeout: lim.HTTPIdleTimeout, MaxHeaderBytes: 64 << 10,
@@ -512,7 +518,7 @@ func (n *Node) witnessLoop(ctx context.Context) {
 func (n *Node) Handler() http.Handler {
 	api := &httpapi.Server{Kernel: n.Kernel, SQL: n.SQL, Auth: n.Auth, Log: n.opts.Log.With("component", "http"),
 		AccessLog: n.opts.AccessLog, Leaves: n.Store, Revocations: n.Store, Audit: n.Audit, Metrics: n.Metrics.Handler()}
-	api.Extra = append(api.Extra, n.readinessRoute, n.cosignedRoute, n.exportRoute, n.collabRoute)
+	api.Extra = append(api.Extra, n.readinessRoute, n.cosignedRoute, n.exportRoute, n.collabRoute, n.jobsRoute)
 	h := api.Handler()
 	n.routes = api.Routes()
 	return h
@@ -710,6 +716,60 @@ func (n *Node) collabRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi.H
 		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"result": res.Value, "request_id": res.RequestID, "audit_index": res.AuditIndex})
 		return nil
+	}))
+}
+
+// peerRoutes are every signed peer operation beyond federated SQL.
+func (n *Node) peerRoutes() map[string]federation.Route {
+	routes := n.Collab.PeerRoutes()
+	maps.Copy(routes, n.Jobs.PeerRoutes())
+	return routes
+}
+
+// jobsRoute serves POST /v1/jobs/run: a federated job run by this node as
+// its coordinator, its progress streamed as one JSON object per line (a
+// round's result, then the end with the model and the privacy spent per
+// member). A refusal before the first round is an ordinary error answer;
+// a later one ends the stream with an error line.
+func (n *Node) jobsRoute(mux httpapi.Router, wrap func(share.OpKind, httpapi.Handler) http.Handler) {
+	mux.Handle("POST /v1/jobs/run", wrap(share.OpSecaggRound, func(w http.ResponseWriter, r *http.Request, c share.Caller) error {
+		var body struct {
+			Job     string `json:"job"`
+			Purpose string `json:"purpose"`
+		}
+		if err := httpapi.DecodeJSON(http.MaxBytesReader(w, r.Body, httpapi.MaxBody), &body, "one JSON object {job: the job file's text, purpose}"); err != nil {
+			return n.Kernel.Refuse(r.Context(), govern.Request{Caller: c, Op: govern.Edge(share.OpSecaggRound)}, refusal.As(err))
+		}
+		j, err := fedjob.Parse([]byte(body.Job))
+		if err != nil {
+			return n.Kernel.Refuse(r.Context(), govern.Request{Caller: c, Purpose: body.Purpose, Op: govern.Edge(share.OpSecaggRound)},
+				refusal.New(refusal.BadSQL, "job.file", "%s", err.Error()))
+		}
+		started := false
+		enc := json.NewEncoder(w)
+		flusher, _ := w.(http.Flusher)
+		err = n.Jobs.RunJob(r.Context(), c, body.Purpose, j, func(e fedjob.Event) error {
+			// A job outlives one query's write timeout; each line extends it.
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(n.WS.Config.Limits.QueryTimeout + 30*time.Second))
+			if !started {
+				w.Header().Set("Content-Type", "application/x-ndjson")
+				w.WriteHeader(http.StatusOK)
+				started = true
+			}
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+			return nil
+		})
+		if err != nil && started {
+			re := refusal.As(err)
+			enc.Encode(map[string]any{"error": map[string]any{"code": re.Code, "rule": re.Rule, "message": re.Message}, "request_id": c.RequestID})
+			return nil
+		}
+		return err
 	}))
 }
 

@@ -48,6 +48,13 @@ var eventCodes = map[eventKey]string{
 	{OpCollabJoin, Run, true}:   "AL1801I",
 	{OpCollabJoin, Run, false}:  "AL1801W",
 	{OpCollabStep, Run, false}:  "AL1802W",
+
+	{OpSecaggRound, Run, true}:       "AL1900I",
+	{OpSecaggRound, Run, false}:      "AL1900W",
+	{OpSecaggContribute, Run, true}:  "AL1901I",
+	{OpSecaggContribute, Run, false}: "AL1901W",
+	{OpSecaggStep, Run, true}:        "AL1902I",
+	{OpSecaggStep, Run, false}:       "AL1902W",
 }
 
 type eventKey struct {

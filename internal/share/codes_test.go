@@ -40,6 +40,12 @@ var released = map[string]string{
 	"AL1801I": "collab.contribute run allowed",
 	"AL1801W": "collab.contribute run refused",
 	"AL1802W": "collab.step run refused",
+	"AL1900I": "secagg.round run allowed",
+	"AL1900W": "secagg.round run refused",
+	"AL1901I": "secagg.contribute run allowed",
+	"AL1901W": "secagg.contribute run refused",
+	"AL1902I": "secagg.step run allowed",
+	"AL1902W": "secagg.step run refused",
 }
 
 func TestEventCodesAreAppendOnly(t *testing.T) {

@@ -48,24 +48,27 @@ type OpKind string
 
 // The operation kinds. Each is one plug-in of the kernel.
 const (
-	OpAuthenticate  OpKind = "authn"             // a credential was refused
-	OpQuery         OpKind = "sql.query"         // a SELECT (run, plan, describe)
-	OpCatalogList   OpKind = "catalog.list"      // the datasets a principal may query
-	OpCatalogRead   OpKind = "catalog.read"      // a wire client's system-catalog query
-	OpCatalogRepeat OpKind = "catalog.repeat"    // a session's repeats of one kind of catalog read, counted
-	OpSession       OpKind = "session"           // wire SET, RESET, SHOW, transaction control
-	OpAuditRead     OpKind = "audit.read"        // decoded or raw audit entries
-	OpRevoke        OpKind = "agreement.revoke"  // revoking an agreement
-	OpMetricsRead   OpKind = "metrics.read"      // GET /metrics
-	OpReserve       OpKind = "charge.reserve"    // announced before a budget or quota charge
-	OpIntent        OpKind = "state.intent"      // announced before an operation changes governance state
-	OpPeer          OpKind = "peer.request"      // a peer node's request refused before its operation (key, signature, window, replay, org)
-	OpWitness       OpKind = "audit.witness"     // cosigning a peer's audit checkpoint, or the fork that stopped it
-	OpExport        OpKind = "export.release"    // an anonymised or synthetic release of a dataset to a destination
-	OpExportList    OpKind = "export.list"       // reading the registry of releases
-	OpCollabQuery   OpKind = "collab.query"      // a clean-room query run by this node's member over a collaboration
-	OpCollabJoin    OpKind = "collab.contribute" // this node's data joined privately into a member's clean-room query
-	OpCollabStep    OpKind = "collab.step"       // a clean-room protocol step refused (session, order, message)
+	OpAuthenticate     OpKind = "authn"             // a credential was refused
+	OpQuery            OpKind = "sql.query"         // a SELECT (run, plan, describe)
+	OpCatalogList      OpKind = "catalog.list"      // the datasets a principal may query
+	OpCatalogRead      OpKind = "catalog.read"      // a wire client's system-catalog query
+	OpCatalogRepeat    OpKind = "catalog.repeat"    // a session's repeats of one kind of catalog read, counted
+	OpSession          OpKind = "session"           // wire SET, RESET, SHOW, transaction control
+	OpAuditRead        OpKind = "audit.read"        // decoded or raw audit entries
+	OpRevoke           OpKind = "agreement.revoke"  // revoking an agreement
+	OpMetricsRead      OpKind = "metrics.read"      // GET /metrics
+	OpReserve          OpKind = "charge.reserve"    // announced before a budget or quota charge
+	OpIntent           OpKind = "state.intent"      // announced before an operation changes governance state
+	OpPeer             OpKind = "peer.request"      // a peer node's request refused before its operation (key, signature, window, replay, org)
+	OpWitness          OpKind = "audit.witness"     // cosigning a peer's audit checkpoint, or the fork that stopped it
+	OpExport           OpKind = "export.release"    // an anonymised or synthetic release of a dataset to a destination
+	OpExportList       OpKind = "export.list"       // reading the registry of releases
+	OpCollabQuery      OpKind = "collab.query"      // a clean-room query run by this node's member over a collaboration
+	OpCollabJoin       OpKind = "collab.contribute" // this node's data joined privately into a member's clean-room query
+	OpCollabStep       OpKind = "collab.step"       // a clean-room protocol step refused (session, order, message)
+	OpSecaggRound      OpKind = "secagg.round"      // a federated job's round run by its coordinator: the secure sum over the members
+	OpSecaggContribute OpKind = "secagg.contribute" // this node's data in a round of a federated job its owner approved
+	OpSecaggStep       OpKind = "secagg.step"       // a participant's unmasking (the survivors named), or a secure-aggregation phase refused (round, order, message)
 )
 
 // Mode is how far an operation goes.
