@@ -275,9 +275,9 @@ func (o *roundOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, e
 		return released{res}, nil
 	}
 	plan, _ := j.Plan()
-	next, pr, err := plan.Apply(o.global, sum)
+	next, pr, err := plan.Apply(o.global, sum, len(u3))
 	if err != nil {
-		return nil, refusal.New(refusal.Unavailable, "job.sum", "the round's sum is unusable: %v", err)
+		return nil, refusal.New(refusal.Unavailable, "job.sum_out_of_range", "round %d's sum is not one the survivors' clipped inputs can make (a participant sent an input outside the quantisation range); the model is not updated", o.round)
 	}
 	res.next, res.Rows = next, pr.Rows
 	if pr.Rows > 0 {

@@ -185,3 +185,27 @@ func TestModelsLearn(t *testing.T) {
 		t.Errorf("linear regression's mean squared error %.3f on the standardised age, want clearly below 1 (the mean's)", mse)
 	}
 }
+
+// TestApplyRefusesAnInputOutsideTheRange: a sum that honest, clipped
+// inputs cannot make — a coordinate too large, a weight that is not the
+// survivors' count under DP — is refused, not applied.
+func TestApplyRefusesAnInputOutsideTheRange(t *testing.T) {
+	m := Model{Kind: Logistic, Dim: 3}
+	plan := Plan{Model: m, Local: Local{Epochs: 1, LR: 0.1, Batch: 8}, Unit: Record, Clip: 1, Noise: 1}
+	good := make([]uint32, plan.Length())
+	good[m.Size()+2] = 3 // three participants' weights
+	if _, _, err := plan.Apply(m.Init(0), good, 3); err != nil {
+		t.Fatalf("an honest sum: %v", err)
+	}
+	huge := append([]uint32{}, good...)
+	beyond := int32(-3*10*1e5 - 1)
+	huge[0] = uint32(beyond)
+	if _, _, err := plan.Apply(m.Init(0), huge, 3); err == nil {
+		t.Error("a coordinate beyond three clipped inputs was applied")
+	}
+	heavy := append([]uint32{}, good...)
+	heavy[m.Size()+2] = 4
+	if _, _, err := plan.Apply(m.Init(0), heavy, 3); err == nil {
+		t.Error("a weight of 4 from 3 participants was applied")
+	}
+}

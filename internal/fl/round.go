@@ -162,16 +162,27 @@ type Progress struct {
 	Rows  int64
 }
 
-// Apply reads the secure sum and returns the next global weights.
-func (p Plan) Apply(global Weights, sum []uint32) (Weights, Progress, error) {
+// Apply reads the secure sum of survivors participants and returns the
+// next global weights. A sum no honest participants could have made (a
+// coordinate beyond survivors × the clip plus the noise, a weight other
+// than the survivors' under DP) is refused: some participant sent an
+// input outside the quantisation range.
+func (p Plan) Apply(global Weights, sum []uint32, survivors int) (Weights, Progress, error) {
 	if len(sum) != p.Length() {
 		return nil, Progress{}, fmt.Errorf("fl: a sum of length %d for a model of %d", len(sum), p.Model.Size())
 	}
 	n := p.Model.Size()
-	agg := p.quantizer().Decode(sum[:n])
+	q := p.quantizer()
+	bound := float64(survivors)*math.Round(q.Clip*q.Scale) + 10*math.Sqrt(p.memberSigma2()*float64(survivors)/float64(max(p.T, 1)))
+	for _, v := range sum[:n] {
+		if math.Abs(float64(int32(v))) > bound {
+			return nil, Progress{}, fmt.Errorf("fl: a coordinate of the sum is beyond what %d clipped inputs can reach", survivors)
+		}
+	}
+	agg := q.Decode(sum[:n])
 	metric, rows, weight := int32(sum[n]), int32(sum[n+1]), int32(sum[n+2])
-	if weight < 1 {
-		return nil, Progress{}, fmt.Errorf("fl: the sum's weight is %d", weight)
+	if weight < 1 || rows < 0 || (p.Unit != NoDP && int(weight) != survivors) {
+		return nil, Progress{}, fmt.Errorf("fl: the sum's weight %d and rows %d do not fit %d participants", weight, rows, survivors)
 	}
 	out := slices.Clone(global)
 	for k := range out {
@@ -201,5 +212,5 @@ func (p Plan) RoundLocal(global Weights, parts []Data, s *dp.Sampler) (Weights, 
 	if err != nil {
 		return nil, Progress{}, err
 	}
-	return p.Apply(global, sum)
+	return p.Apply(global, sum, len(parts))
 }

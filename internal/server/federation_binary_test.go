@@ -72,7 +72,10 @@ func TestFederationDemoAsSeparateProcesses(t *testing.T) {
 
 // serveProc is a running `airlock serve` and the addresses its banner
 // printed.
-type serveProc struct{ http, peer, pg string }
+type serveProc struct {
+	http, peer, pg string
+	cmd            *exec.Cmd
+}
 
 var (
 	peerBanner = regexp.MustCompile(`peer endpoint on (https://\S+)`)
@@ -95,7 +98,7 @@ func startServe(t *testing.T, bin, name, ws, pg string) *serveProc {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	p := &serveProc{}
+	p := &serveProc{cmd: cmd}
 	sc := bufio.NewScanner(stdout)
 	lines := make(chan string)
 	go func() {

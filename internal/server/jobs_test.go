@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,6 +23,8 @@ import (
 	"github.com/airlock-dev/airlock/internal/demo"
 	"github.com/airlock-dev/airlock/internal/federation"
 	"github.com/airlock-dev/airlock/internal/fedjob"
+	"github.com/airlock-dev/airlock/internal/fl"
+	"github.com/airlock-dev/airlock/internal/jsonschema"
 )
 
 // jobNet is a federated-job demo's nodes, in process.
@@ -90,9 +94,17 @@ func (jn *jobNet) run(t *testing.T, principal, purpose string, job []byte) jobRu
 	if r.Status != 200 {
 		return out
 	}
+	var doc any
+	json.Unmarshal(mustRead(t, "../httpapi/openapi.json"), &doc)
+	v := jsonschema.Validator{Root: doc.(map[string]any)}
 	sc := bufio.NewScanner(bytes.NewReader(r.Body))
 	sc.Buffer(nil, 64<<20)
 	for sc.Scan() {
+		var raw any
+		json.Unmarshal(sc.Bytes(), &raw)
+		for _, e := range v.Check(v.Resolve(map[string]any{"$ref": "#/components/schemas/JobEvent"}), raw, "$") {
+			t.Errorf("a progress line vs openapi.json: %s", e)
+		}
 		var line struct {
 			fedjob.Event
 			Error *struct{ Rule string } `json:"error"`
@@ -339,5 +351,296 @@ func assertNoEntry(t *testing.T, h *harness, code string) {
 		if e := lastEntryAt(t, h, i); e.Event == code {
 			t.Errorf("an unexpected %s entry: %+v", code, e)
 		}
+	}
+}
+
+// TestJobRefusals: each refusal names its rule and is audited where it is
+// decided — on the coordinator (purpose, receiver, job file, too few
+// members) or on the member's node (not approved, another version,
+// withdrawn, budget, a step out of order or malformed, a request from a
+// node that is not the job's coordinator).
+func TestJobRefusals(t *testing.T) {
+	d := demo.DemandDemo
+	jn := startJobs(t, d, 2, func(dir string) {
+		path := filepath.Join(dir, "exchange", "principals.yaml")
+		b, _ := os.ReadFile(path)
+		os.WriteFile(path, append(b, "  - {name: outsider@other, org: other, roles: [analyst], country: DE, region: eu, clearance: high}\n"...), 0o644)
+	}, []string{"acme", "bolt", "corner"})
+	ex := jn.nodes["exchange"]
+
+	r := jn.run(t, d.Analyst, "marketing", jn.job)
+	if r.Status != 403 || r.Error.Rule != "job.purpose" || entryOf(t, ex, "AL1900W").Rule != "job.purpose" {
+		t.Errorf("wrong purpose: %d %.300s", r.Status, r.Body)
+	}
+	if r = jn.run(t, "outsider@other", "demand_forecasting", jn.job); r.Status != 403 || r.Error.Rule != "job.receiver" {
+		t.Errorf("an org not in results_to: %d %.300s", r.Status, r.Body)
+	}
+	if r = jn.run(t, d.Analyst, "demand_forecasting", []byte("id: x\n")); r.Status != 400 || r.Error.Rule != "job.file" || entryOf(t, ex, "AL1900W").Rule != "job.file" {
+		t.Errorf("a bad job file: %d %.300s", r.Status, r.Body)
+	}
+
+	// dash never approved: the round runs with the three that did, and
+	// dash's node audits its refusal.
+	r = jn.run(t, d.Analyst, "demand_forecasting", jn.job)
+	if r.Status != 200 || len(r.events) != 2 || !strings.Contains(r.events[0].Round.Dropped["dash"], "job.unapproved") {
+		t.Fatalf("dash unapproved: %d %.300s", r.Status, r.Body)
+	}
+	if e := entryOf(t, jn.nodes["dash"], "AL1901W"); e.Rule != "job.unapproved" || e.Extra["job"] != d.Job {
+		t.Errorf("dash's entry: %+v", e)
+	}
+	assertNoEntry(t, jn.nodes["dash"], "AL1901I")
+
+	// Another version of the file (one byte more) is approved by nobody.
+	other := append(append([]byte{}, jn.job...), '\n')
+	r = jn.run(t, d.Analyst, "demand_forecasting", other)
+	if r.Status != 503 || r.Error.Rule != "job.too_few_participants" || strings.Count(r.Error.Message, "approved another version") != 3 {
+		t.Errorf("another version: %d %.300s", r.Status, r.Body)
+	}
+
+	// corner withdraws: two left, below min_participants 3.
+	if err := fedjob.Withdraw(filepath.Join(jn.dir, "corner"), d.Job, "corner", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r = jn.run(t, d.Analyst, "demand_forecasting", jn.job)
+	if r.Status != 503 || r.Error.Rule != "job.too_few_participants" || !strings.Contains(r.Error.Message, "job.withdrawn") {
+		t.Errorf("withdrawn: %d %.300s", r.Status, r.Body)
+	}
+	if e := entryOf(t, jn.nodes["corner"], "AL1901W"); e.Rule != "job.withdrawn" {
+		t.Errorf("corner's entry: %+v", e)
+	}
+
+	// A node that is not the coordinator opens a round on acme; the
+	// coordinator's steps out of order and malformed.
+	acme := jn.peer(t, "bolt", "acme")
+	boltClient := &federation.Client{Key: jn.keys["bolt"], Now: time.Now, Window: time.Minute}
+	open, _ := json.Marshal(map[string]any{"job": jn.job, "round": 1, "round_id": make([]byte, 16)})
+	env := federation.Envelope{Principal: federation.Principal{Name: "steward@bolt", Org: "bolt", Region: "eu"}, Purpose: "demand_forecasting", Op: "secagg.open", Payload: open}
+	_, _, err := boltClient.Post(context.Background(), acme, fedjob.PathOpen, env, nil)
+	var pe *federation.PeerError
+	if !errors.As(err, &pe) {
+		t.Errorf("bolt opened a round on acme: %v", err)
+	}
+	exClient := &federation.Client{Key: jn.keys["exchange"], Now: time.Now, Window: time.Minute}
+	acmeFromEx := jn.peer(t, "exchange", "acme")
+	env.Principal = federation.Principal{Name: d.Analyst, Org: "exchange", Region: "eu"}
+	var opened map[string]any
+	if _, _, err := exClient.Post(context.Background(), acmeFromEx, fedjob.PathOpen, env, &opened); err != nil {
+		t.Fatalf("the coordinator's open: %v", err)
+	}
+	step := func(phase string, payload []byte) *federation.PeerError {
+		e := federation.Envelope{Principal: env.Principal, Purpose: env.Purpose, Op: "secagg.step", Params: []any{strings.Repeat("00", 16), phase}, Payload: payload}
+		var out map[string]any
+		_, _, err := exClient.Post(context.Background(), acmeFromEx, fedjob.PathStep, e, &out)
+		var pe *federation.PeerError
+		errors.As(err, &pe)
+		return pe
+	}
+	if pe := step("unmask", nil); pe == nil || pe.Rule != "secagg.phase" {
+		t.Errorf("a step out of order: %v", pe)
+	}
+	if pe := step("share", []byte("garbage")); pe == nil || pe.Rule != "secagg.protocol_message" {
+		t.Errorf("a malformed step: %v", pe)
+	}
+	if pe := step("share", nil); pe == nil || pe.Rule != "secagg.session" {
+		t.Errorf("a step after the round ended: %v", pe)
+	}
+	n, _ := jn.nodes["acme"].node.Store.Size(context.Background())
+	rules := map[string]int{}
+	for i := range n {
+		if e := lastEntryAt(t, jn.nodes["acme"], i); e.Decision == "deny" {
+			rules[e.Event+" "+e.Rule]++
+		}
+	}
+	for _, want := range []string{"AL1901W job.coordinator", "AL1902W secagg.phase", "AL1902W secagg.protocol_message", "AL1902W secagg.session"} {
+		if rules[want] == 0 {
+			t.Errorf("acme's log has no %s (%v)", want, rules)
+		}
+	}
+}
+
+// TestJobBudgetRunsOut: a member's ledger pays each run until its budget
+// cannot; then it refuses (job.budget), and below min_participants the
+// round is refused with nothing revealed.
+func TestJobBudgetRunsOut(t *testing.T) {
+	d := demo.DemandDemo
+	jn := startJobs(t, d, 2, func(dir string) {
+		path := filepath.Join(dir, d.Job+".yaml")
+		b, _ := os.ReadFile(path)
+		os.WriteFile(path, []byte(strings.ReplaceAll(string(b), "{epsilon: 20, delta: 1e-6, period: 720h}", "{epsilon: 9, delta: 1e-6, period: 720h}")), 0o644)
+	}, nil)
+	runs := 0
+	for ; runs < 10; runs++ {
+		r := jn.run(t, d.Analyst, "demand_forecasting", jn.job)
+		if r.Status != 200 {
+			if r.Status != 503 || r.Error.Rule != "job.too_few_participants" || strings.Count(r.Error.Message, "job.budget") != 4 {
+				t.Fatalf("run %d: %d %.300s", runs+1, r.Status, r.Body)
+			}
+			break
+		}
+	}
+	// ε = 9 at δ = 1e-6 holds ρ ≈ 1.0: two runs of ρ = 0.5.
+	if runs != 2 {
+		t.Errorf("%d runs before the budget ran out, want 2", runs)
+	}
+	if e := entryOf(t, jn.nodes["acme"], "AL1901W"); e.Rule != "job.budget" {
+		t.Errorf("acme's entry: %+v", e)
+	}
+}
+
+// adultRows reads a census CSV the FL demo wrote.
+func adultRows(t *testing.T, path string) [][]string {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// TestFLDemoTrainsAcrossNodes: the FL demo's job (logistic regression,
+// DP-SGD inside each office, 10 rounds) over three office nodes and the
+// lab; one office approves with a row filter. The model scores the
+// held-out fifth as well as DP allows (≥ 0.79, the majority class is
+// 0.76); every round counts exactly the rows the owners admit; each
+// office's log holds its ten contributions, each charged the round's ρ,
+// and the privacy spent per office adds up.
+func TestFLDemoTrainsAcrossNodes(t *testing.T) {
+	d := demo.FLDemo
+	jn := startJobs(t, d, 0, nil, []string{"selfemp", "public"})
+	j, _ := fedjob.Parse(jn.job)
+	if _, err := fedjob.Approve(filepath.Join(jn.dir, "private"), j, "private", jn.keys["private"], "age >= 30", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r := jn.run(t, d.Analyst, "research", jn.job)
+	if r.Status != 200 || len(r.events) != 11 || r.events[10].Model == nil {
+		t.Fatalf("run: %d %.300s", r.Status, r.Body)
+	}
+	var admitted int64
+	for _, n := range []string{"private", "selfemp", "public"} {
+		recs := adultRows(t, filepath.Join(jn.dir, n, "data", "census.csv"))
+		for _, rec := range recs[1:] {
+			age, _ := strconv.Atoi(rec[2])
+			if n != "private" || age >= 30 {
+				admitted++
+			}
+		}
+	}
+	for _, e := range r.events[:10] {
+		if e.Round.Rows != admitted || e.Round.Score == nil || len(e.Round.Survivors) != 3 {
+			t.Fatalf("round %d: %d rows (the owners admit %d), score %v, survivors %v", e.Round.Round, e.Round.Rows, admitted, e.Round.Score, e.Round.Survivors)
+		}
+	}
+	m := r.events[10].Model
+	shape := fl.Model{Kind: m.Kind, Dim: m.Schema.Dim()}
+	recs := adultRows(t, filepath.Join(jn.dir, "holdout.csv"))
+	var test fl.Data
+	for _, rec := range recs[1:] {
+		row := map[string]string{}
+		for i, h := range recs[0] {
+			row[h] = rec[i]
+		}
+		x, y, err := m.Schema.Encode(row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		test.X, test.Y = append(test.X, x), append(test.Y, y)
+	}
+	acc := shape.Score(m.Weights, test)
+	last := *r.events[9].Round.Score
+	t.Logf("held-out accuracy %.4f; the last round measured %.4f over the offices' rows", acc, last)
+	if acc < 0.79 {
+		t.Errorf("held-out accuracy %.4f", acc)
+	}
+	rho := r.events[0].Round.Rho
+	for _, sp := range r.events[10].Privacy {
+		if sp.Rounds != 10 || math.Abs(sp.Rho-10*rho) > 1e-9 || !(sp.Epsilon > 0) {
+			t.Errorf("privacy spent: %+v (ρ per round %g)", sp, rho)
+		}
+		h := jn.nodes[sp.Node]
+		n, _ := h.node.Store.Size(context.Background())
+		got := 0
+		for i := range n {
+			if e := lastEntryAt(t, h, i); e.Event == "AL1901I" && e.Extra["job_hash"] == j.Hash() && e.Rho == rho {
+				got++
+				if sp.Node == "private" && e.Extra["row_filter"] != "age >= 30" {
+					t.Errorf("private's entry does not name its row filter: %+v", e.Extra)
+				}
+			}
+		}
+		if got != 10 {
+			t.Errorf("%s's log holds %d contributions, want 10", sp.Node, got)
+		}
+	}
+}
+
+// TestFLDemoAsSeparateProcesses runs the FL demo as its README says, with
+// the real binary: four processes, the offices' approvals by the CLI, fl
+// run writing the model, fl predict scoring the hold-out. Then one office
+// is killed (SIGKILL) and the job runs again: the round completes with
+// the two others (min_participants 2), naming the dead one; with a second
+// killed, the run is refused and no sum is revealed.
+func TestFLDemoAsSeparateProcesses(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	run := cliRunner(t, bin)
+	d := demo.FLDemo
+	run("demo", "fl", dir)
+	jobFile := filepath.Join(dir, d.Job+".yaml")
+	// Three rounds keep the test short; the approvals sign this version.
+	b := mustRead(t, jobFile)
+	os.WriteFile(jobFile, []byte(strings.Replace(string(b), "rounds: 10", "rounds: 3", 1)), 0o644)
+	for _, m := range d.Members {
+		run("fl", "approve", "--workspace", filepath.Join(dir, m.Name), jobFile)
+	}
+	nodes := append(append([]demo.JobNode{}, d.Members...), d.Coordinator)
+	procs := map[string]*serveProc{}
+	for _, n := range nodes {
+		procs[n.Name] = startServe(t, bin, n.Name, filepath.Join(dir, n.Name), "")
+	}
+	for _, n := range nodes {
+		for _, o := range nodes {
+			if o.Name == n.Name {
+				continue
+			}
+			args := []string{"peer", "add", "--workspace", filepath.Join(dir, n.Name), "--replace", "--name", o.Name, "--org", o.Name, "--region", "eu",
+				"--url", procs[o.Name].peer, "--key", "@" + filepath.Join(dir, o.Name, ".airlock", "node.pub")}
+			if o == d.Coordinator {
+				args = append(args, "--represents", o.Name)
+			}
+			run(args...)
+		}
+	}
+	token := strings.TrimSpace(run("token", "create", "--workspace", filepath.Join(dir, "lab"), "--principal", d.Analyst))
+	model := filepath.Join(dir, "model.json")
+	flRun := func() (string, error) {
+		out, err := exec.Command(bin, "fl", "run", "--server", procs["lab"].http, "--token", token, "--out", model, jobFile).CombinedOutput()
+		return string(out), err
+	}
+	var out string
+	var err error
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(300 * time.Millisecond) {
+		if out, err = flRun(); err == nil {
+			break
+		}
+	}
+	if err != nil || strings.Count(out, "round ") != 3 || !strings.Contains(out, "privacy spent per member") || !strings.Contains(out, "model written to") {
+		t.Fatalf("fl run: %v\n%s", err, out)
+	}
+	pred := run("fl", "predict", "--model", model, "--input", filepath.Join(dir, "holdout.csv"), "--summary")
+	var acc float64
+	if _, err := fmt.Sscanf(pred, "accuracy %f", &acc); err != nil || acc < 0.78 {
+		t.Errorf("fl predict: %v\n%s", err, pred)
+	}
+	procs["public"].cmd.Process.Kill()
+	if out, err = flRun(); err != nil || strings.Count(out, "round ") != 3 || !strings.Contains(out, "dropped public: did not answer at open") {
+		t.Errorf("fl run with public killed: %v\n%s", err, out)
+	}
+	procs["selfemp"].cmd.Process.Kill()
+	if out, err = flRun(); err == nil || !strings.Contains(out, "job.too_few_participants") {
+		t.Errorf("fl run with two killed: %v\n%s", err, out)
 	}
 }
