@@ -4,9 +4,9 @@ GO ?= go
 BIN := bin/airlock
 DEMO ?= demo
 # Packages with goroutines shared between requests run under the race detector.
-RACE_PKGS := ./internal/audit/... ./internal/differencing/... ./internal/store/... ./internal/sqlop/... ./internal/govern/... ./internal/dp/... ./internal/engine/... ./internal/keys/... ./internal/netlimit/... ./internal/breaker/... ./internal/admission/... ./internal/federation/... ./internal/anon/... ./internal/psi/... ./internal/collab/...
+RACE_PKGS := ./internal/audit/... ./internal/differencing/... ./internal/store/... ./internal/sqlop/... ./internal/govern/... ./internal/dp/... ./internal/engine/... ./internal/keys/... ./internal/netlimit/... ./internal/breaker/... ./internal/admission/... ./internal/federation/... ./internal/anon/... ./internal/psi/... ./internal/collab/... ./internal/secagg/... ./internal/fedjob/...
 
-.PHONY: help build run run-federation run-cleanroom run-demand run-fl deps test test-race vet fmt-check bench stress fuzz reference clean
+.PHONY: help build run run-federation run-cleanroom run-demand run-fl fl-curve deps test test-race vet fmt-check bench stress fuzz reference clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ test: deps fmt-check vet ## the whole suite: unit, integration (DuckDB, PostgreS
 
 bench: build ## benchmarks; figures go to docs/benchmarks.md
 	scripts/bench.sh
+
+fl-curve: ## the FL demo's accuracy against ε per node: the table for docs/federated-jobs.md and docs/fl-accuracy-epsilon.png
+	$(GO) run ./tools/flcurve -png docs/fl-accuracy-epsilon.png
 
 stress: deps ## long runs: statistics with 10x the samples, SIGKILL under load with reconciliation, floods, store outages with two replicas on a PostgreSQL of its own, fuzzing
 	AIRLOCK_STRESS=1 $(GO) test -count=1 -timeout 60m ./internal/dp/... ./internal/audit/... ./internal/store/...

@@ -83,7 +83,7 @@ func TestDependencyRules(t *testing.T) {
 			"the anonymisation cores work on tables alone (the CLI runs them offline); governance is exportop's"},
 		{[]string{"psi", "secagg", "fl"}, false, []string{"net", "net/http", "crypto/tls", "govern", "store", "engine", "workspace", "policy", "federation"},
 			"the private-join and secure-aggregation protocols are messages in, messages out: no networking, no governance (their operations carry and govern them)"},
-		{[]string{"sqlop", "adminop", "catalog", "exportop", "collab"}, true, []string{"httpapi", "pgwire", "cli", "server"},
+		{[]string{"sqlop", "adminop", "catalog", "exportop", "collab", "fedjob"}, true, []string{"httpapi", "pgwire", "cli", "server"},
 			"operations do not know the channel that carries them"},
 	}
 	for _, r := range rules {

@@ -20,6 +20,11 @@ out=bench-results.txt
   go test -run '^$' -bench 'BenchmarkSynthesizeAdult' -benchtime 10x -count 3 ./internal/synth
   echo "## private join: PSI 100k and 1M a side, intersection-sum 100k, vs the plain hashed join"
   go test -run '^$' -bench 'PSI|IntersectionSum' -benchtime 1x -benchmem -timeout 60m ./internal/psi
+  echo "## secure aggregation: a 100k vector among 10 participants, 0 and 3 dropouts, vs a plain sum"
+  go test -run '^$' -bench SecureSum -benchtime 5x -count 3 ./internal/secagg
+  echo "## one FL round on the Adult split (3 participants): plain sum, secure aggregation, with DP-SGD; and across real nodes"
+  go test -run '^$' -bench FLRound -benchtime 10x -count 3 ./internal/fl
+  go test -run '^$' -bench FLRoundAcrossNodes -benchtime 10x -count 3 ./internal/server
   echo "## DP query (rows=$rows, units=rows/10, 50 groups)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench '^BenchmarkDPQuery$' -benchtime 12x -timeout 60m ./internal/server
   echo "## loading with the unit surrogate (rows=$rows)"

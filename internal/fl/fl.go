@@ -115,7 +115,9 @@ type Local struct {
 	LR     float64
 	Batch  int
 	Mu     float64 // FedProx proximal term (0: FedAvg)
-	Seed   uint64
+	// Seed fixes the shuffles (in-process runs and tests); 0 in a plan
+	// draws a fresh one per participant and round.
+	Seed uint64
 	// DP, if set, makes every step a DP-SGD step (record-level privacy).
 	DP *DPSGD
 }

@@ -117,7 +117,9 @@ func (p Plan) Contribute(global Weights, d Data, s *dp.Sampler) ([]uint32, error
 		return nil, fmt.Errorf("fl: the global model has %d weights, the job's model %d", len(global), p.Model.Size())
 	}
 	local := p.Local
-	local.Seed = randomSeed()
+	if local.Seed == 0 {
+		local.Seed = randomSeed() // nodes: a fresh shuffle each round
+	}
 	if p.Unit == Record {
 		local.DP = &DPSGD{Clip: p.Clip, Noise: p.Noise, Sampler: s}
 	}

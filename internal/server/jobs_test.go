@@ -37,7 +37,7 @@ type jobNet struct {
 
 // startJobs writes the demo, lets prepare edit it, has every member in
 // approve (nil: all) approve the job file, and starts every node.
-func startJobs(t *testing.T, d demo.JobDemo, stores int, prepare func(dir string), approve []string) *jobNet {
+func startJobs(t testing.TB, d demo.JobDemo, stores int, prepare func(dir string), approve []string) *jobNet {
 	t.Helper()
 	dir := t.TempDir()
 	if err := demo.InitJob(dir, d, stores); err != nil {
@@ -85,7 +85,7 @@ type jobRun struct {
 	lineError string
 }
 
-func (jn *jobNet) run(t *testing.T, principal, purpose string, job []byte) jobRun {
+func (jn *jobNet) run(t testing.TB, principal, purpose string, job []byte) jobRun {
 	t.Helper()
 	h := jn.nodes[jn.d.Coordinator.Name]
 	body, _ := json.Marshal(map[string]string{"job": string(job), "purpose": purpose})
@@ -642,5 +642,24 @@ func TestFLDemoAsSeparateProcesses(t *testing.T) {
 	procs["selfemp"].cmd.Process.Kill()
 	if out, err = flRun(); err == nil || !strings.Contains(out, "job.too_few_participants") {
 		t.Errorf("fl run with two killed: %v\n%s", err, out)
+	}
+}
+
+// BenchmarkFLRoundAcrossNodes is one training round of the FL demo's job
+// (record-level DP-SGD in each office) over real nodes in one process:
+// TLS peer requests, signed envelopes, each office's kernel op, ledger
+// charge and audit entries, the coordinator's five phases.
+func BenchmarkFLRoundAcrossNodes(b *testing.B) {
+	d := demo.FLDemo
+	jn := startJobs(b, d, 0, func(dir string) {
+		path := filepath.Join(dir, d.Job+".yaml")
+		data, _ := os.ReadFile(path)
+		text := strings.Replace(string(data), "rounds: 10", "rounds: 1", 1)
+		os.WriteFile(path, []byte(strings.ReplaceAll(text, "{epsilon: 4, delta: 1e-5, period: 720h}", "{epsilon: 1000, delta: 1e-5, period: 720h}")), 0o644)
+	}, nil)
+	for b.Loop() {
+		if r := jn.run(b, d.Analyst, "research", jn.job); r.Status != 200 || len(r.events) != 2 {
+			b.Fatalf("run: %d %.300s", r.Status, r.Body)
+		}
 	}
 }
