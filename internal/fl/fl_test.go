@@ -211,3 +211,39 @@ func TestApplyRefusesAnInputOutsideTheRange(t *testing.T) {
 		t.Error("a weight of 4 from 3 participants was applied")
 	}
 }
+
+// TestMemberLevelNoise: under member-level privacy each participant's
+// update is clipped and carries a noise share of σ²/t; the sum over t
+// survivors has the full variance σ² = (z·clip)² per coordinate, and one
+// round costs ρ = Δ²/(2σ²) with Δ the clip plus rounding.
+func TestMemberLevelNoise(t *testing.T) {
+	m := Model{Kind: Logistic, Dim: 200}
+	plan := Plan{Model: m, Local: Local{Epochs: 1, LR: 0.1, Batch: 8, Seed: 1}, Unit: Member, Clip: 0.5, Noise: 2, T: 3}
+	if err := plan.Check(3); err != nil {
+		t.Fatal(err)
+	}
+	// Participants with no rows: their updates are zero, so the sum is
+	// the noise alone.
+	parts := make([]Data, 3)
+	next, pr, err := plan.RoundLocal(m.Init(0), parts, dp.NewSampler(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v float64
+	for _, w := range next {
+		v += w * w * 9 // next = sum/3
+	}
+	v /= float64(len(next))
+	want := (plan.Noise * plan.Clip) * (plan.Noise * plan.Clip)
+	if math.Abs(v-want) > 0.25*want {
+		t.Errorf("the noise's variance per coordinate %.4f, want %.4f", v, want)
+	}
+	if !math.IsNaN(pr.Score) {
+		t.Errorf("member-level rounds measure no metric, got %v", pr.Score)
+	}
+	delta := plan.Clip*65536/plan.Clip + math.Sqrt(float64(m.Size()))/2
+	sigma := plan.Noise * plan.Clip * 65536 / plan.Clip
+	if rho := plan.RhoPerRound(); math.Abs(rho-delta*delta/(2*sigma*sigma)) > 1e-12 || rho > 1.01/(2*plan.Noise*plan.Noise) {
+		t.Errorf("ρ per round %g", rho)
+	}
+}

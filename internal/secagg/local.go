@@ -13,6 +13,13 @@ import (
 // encoding. It is the reference that the node
 // wiring splits across processes, and it serves in-process rounds.
 func Local(p Params, inputs [][]uint32, dropBefore2, dropBefore4 []int) ([]uint32, error) {
+	return local(p, inputs, dropBefore2, dropBefore4, func([]byte) {})
+}
+
+// local is Local with every message the coordinator sends or receives
+// passed to seen (the coordinator's transcript, for tests).
+func local(p Params, inputs [][]uint32, dropBefore2, dropBefore4 []int, seen func([]byte)) ([]uint32, error) {
+	wire := func(b []byte) []byte { seen(b); return b }
 	p.N = len(inputs)
 	if err := p.check(); err != nil {
 		return nil, err
@@ -30,7 +37,7 @@ func Local(p Params, inputs [][]uint32, dropBefore2, dropBefore4 []int) ([]uint3
 		if clients[i], err = NewClient(p, i, signers[i], VerifyLocal, peers); err != nil {
 			return nil, err
 		}
-		k, err := UnmarshalKeys(p, MarshalKeys(p, clients[i].Advertise()))
+		k, err := UnmarshalKeys(p, wire(MarshalKeys(p, clients[i].Advertise())))
 		if err != nil {
 			return nil, err
 		}
@@ -38,7 +45,7 @@ func Local(p Params, inputs [][]uint32, dropBefore2, dropBefore4 []int) ([]uint3
 			return nil, err
 		}
 	}
-	keys, err := UnmarshalKeyList(p, MarshalKeyList(p, srv.Keys()))
+	keys, err := UnmarshalKeyList(p, wire(MarshalKeyList(p, srv.Keys())))
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +54,7 @@ func Local(p Params, inputs [][]uint32, dropBefore2, dropBefore4 []int) ([]uint3
 		if err != nil {
 			return nil, err
 		}
-		if sh, err = UnmarshalShares(p, MarshalShares(p, sh)); err != nil {
+		if sh, err = UnmarshalShares(p, wire(MarshalShares(p, sh))); err != nil {
 			return nil, err
 		}
 		if err := srv.AddShares(i, sh); err != nil {
@@ -58,7 +65,7 @@ func Local(p Params, inputs [][]uint32, dropBefore2, dropBefore4 []int) ([]uint3
 		if slices.Contains(dropBefore2, i) {
 			continue
 		}
-		shares, err := UnmarshalShares(p, MarshalShares(p, srv.SharesFor(i)))
+		shares, err := UnmarshalShares(p, wire(MarshalShares(p, srv.SharesFor(i))))
 		if err != nil {
 			return nil, err
 		}
@@ -66,7 +73,7 @@ func Local(p Params, inputs [][]uint32, dropBefore2, dropBefore4 []int) ([]uint3
 		if err != nil {
 			return nil, err
 		}
-		if m, err = UnmarshalMasked(p, MarshalMasked(p, m)); err != nil {
+		if m, err = UnmarshalMasked(p, wire(MarshalMasked(p, m))); err != nil {
 			return nil, err
 		}
 		if err := srv.AddInput(m); err != nil {
@@ -77,14 +84,17 @@ func Local(p Params, inputs [][]uint32, dropBefore2, dropBefore4 []int) ([]uint3
 	if err != nil {
 		return nil, err
 	}
+	wire(MarshalSurvivors(p, u3))
 	var consents []Consent
 	for _, i := range u3 {
 		c, err := clients[i].Consent(u3)
 		if err != nil {
 			return nil, err
 		}
+		wire(MarshalConsents(p, []Consent{*c}))
 		consents = append(consents, *c)
 	}
+	wire(MarshalConsents(p, consents))
 	var unmaskings []*Unmasking
 	for _, i := range u3 {
 		if slices.Contains(dropBefore4, i) {
@@ -94,7 +104,7 @@ func Local(p Params, inputs [][]uint32, dropBefore2, dropBefore4 []int) ([]uint3
 		if err != nil {
 			return nil, err
 		}
-		if u, err = UnmarshalUnmasking(p, MarshalUnmasking(p, u)); err != nil {
+		if u, err = UnmarshalUnmasking(p, wire(MarshalUnmasking(p, u))); err != nil {
 			return nil, err
 		}
 		unmaskings = append(unmaskings, u)
