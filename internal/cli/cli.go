@@ -97,6 +97,8 @@ func commands() []command {
 			[]string{"airlock fl approve --workspace demand/acme demand/demand-weekly.yaml", "airlock fl approve --workspace fl/private --row-filter \"age >= 18\" fl/salary-class.yaml"}, flApprove},
 		{"fl withdraw", "fl withdraw --workspace DIR JOB", "withdraw this node's approval of a federated job: its data is not used from the next round on",
 			[]string{"airlock fl withdraw --workspace demand/acme demand-weekly"}, flWithdraw},
+		{"fl usage", "fl usage --workspace DIR [--store DSN] JOB", "list, from this node's own audit log, every round of a federated job that read its data, what it paid and whom it unmasked for",
+			[]string{"airlock fl usage --workspace demand/acme demand-weekly"}, flUsage},
 		{"fl run", "fl run [--server URL] --token T [--purpose P] [--out MODEL.json] [--json] JOBFILE", "run a federated job on its coordinator: each round a secure sum over the members' nodes; prints each round and the privacy spent per member",
 			[]string{"airlock fl run --server http://127.0.0.1:8110 --token $T --out model.json fl/salary-class.yaml"}, flRun},
 		{"fl predict", "fl predict --model MODEL.json --input CSV [--summary]", "predict with a trained model; scores it if the CSV has the label column",

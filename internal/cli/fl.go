@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -326,4 +327,58 @@ func demoJob(d demo.JobDemo, name string) func(args []string, out, errw io.Write
 		fmt.Fprintf(out, "%s demo written to %s (job %s, unapproved); see %s\n", d.Kind, pos[0], filepath.Join(pos[0], d.Job+".yaml"), filepath.Join(pos[0], "README.md"))
 		return nil
 	}
+}
+
+func flUsage(args []string, out, errw io.Writer) error {
+	fs := flags("fl usage", errw)
+	dir := fs.String("workspace", "", "workspace directory of this member's node")
+	dsn := fs.String("store", "", "state store DSN")
+	pos, err := parse(fs, args)
+	if err != nil || *dir == "" || len(pos) != 1 {
+		return errUsage
+	}
+	h, err := openAudit(*dir, *dsn)
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	ctx := context.Background()
+	size, err := h.st.Size(ctx)
+	if err != nil {
+		return err
+	}
+	// Only this job's entries are kept: a round's unmasking may come pages
+	// after its contribution.
+	var mine []audit.Entry
+	var at []uint64
+	for start := uint64(0); start < size; start += 10000 {
+		raw, err := h.st.Leaves(ctx, start, min(start+10000, size))
+		if err != nil {
+			return err
+		}
+		for i, l := range raw {
+			e, err := audit.ParseEntry(l)
+			if err != nil {
+				return fmt.Errorf("entry %d: %w", start+uint64(i), err)
+			}
+			if e.Extra["job"] == pos[0] {
+				mine, at = append(mine, e), append(at, start+uint64(i))
+			}
+		}
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENTRY\tTIME\tROUND\tANALYST\tJOB HASH\tρ\tUNMASKED FOR")
+	var rho float64
+	uses := fedjob.Usage(mine, 0, pos[0])
+	for _, u := range uses {
+		who := u.Survivors
+		if who == "" {
+			who = "(not unmasked here: the round failed, or this node dropped)"
+		}
+		rho += u.Rho
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.12s…\t%.4g\t%s\n", at[u.Index], u.Time.Format(time.RFC3339), u.Round, u.Analyst, u.Hash, u.Rho, who)
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "%d rounds of job %s read this node's data; ρ charged %.4g\n", len(uses), pos[0], rho)
+	return nil
 }

@@ -635,6 +635,11 @@ func TestFLDemoAsSeparateProcesses(t *testing.T) {
 	if _, err := fmt.Sscanf(pred, "accuracy %f", &acc); err != nil || acc < 0.78 {
 		t.Errorf("fl predict: %v\n%s", err, pred)
 	}
+	// An office's steward reads, from its own log, which rounds used its data.
+	usage := run("fl", "usage", "--workspace", filepath.Join(dir, "private"), d.Job)
+	if !strings.Contains(usage, "3 rounds of job salary-class read this node's data") || strings.Count(usage, "private,selfemp,public") != 3 {
+		t.Errorf("fl usage:\n%s", usage)
+	}
 	procs["public"].cmd.Process.Kill()
 	if out, err = flRun(); err != nil || strings.Count(out, "round ") != 3 || !strings.Contains(out, "dropped public: did not answer at open") {
 		t.Errorf("fl run with public killed: %v\n%s", err, out)
