@@ -281,10 +281,7 @@ func flPredict(args []string, out, errw io.Writer) error {
 		if !hasLabel {
 			row[m.Schema.Label] = "0"
 		}
-		x, y, err := m.Schema.Encode(row)
-		if err != nil {
-			return fmt.Errorf("row %d: %v", n+1, err)
-		}
+		x, y := m.Schema.Encode(row)
 		p := shape.Predict(m.Weights, x)
 		if hasLabel {
 			score += shape.Metric(m.Weights, x, y)

@@ -191,7 +191,9 @@ rows:
 			if !ok || math.IsNaN(v) {
 				continue
 			}
-			sums[cell*nm+k] += min(max(int64(math.Round(v)), m.Bounds[0]), m.Bounds[1])
+			// Clamp as a float first: a huge or infinite value converts to
+			// an arbitrary int64.
+			sums[cell*nm+k] += int64(math.Round(math.Min(math.Max(v, float64(m.Bounds[0])), float64(m.Bounds[1]))))
 		}
 	}
 	sigma2 := s.Sigma2()
@@ -240,15 +242,15 @@ func (s *Sum) table(sum []uint32, survivors, t int) *Table {
 	}
 	sigma2 := s.Sigma2()
 	for k, m := range s.Measures {
-		v := sigma2[k] * float64(survivors) / float64(t)
+		v := math.Max(sigma2[k]/float64(t), 4) * float64(survivors) // NoiseShare's floor
 		tb.Notes = append(tb.Notes, fmt.Sprintf("sum_%s: each member's rows clamped to [%d, %d]; discrete Gaussian noise of σ = %.1f from %d members' shares (95%% within ±%.0f)",
 			m.Column, m.Bounds[0], m.Bounds[1], math.Sqrt(v), survivors, dp.DiscreteGaussianCI95(v)))
 	}
 	return tb
 }
 
-// trainData encodes a member's rows with the job's schema; rows with a
-// missing or malformed value are skipped.
+// trainData encodes every one of a member's rows with the job's schema
+// (a missing or malformed value encodes as its column's mean).
 func (t *Train) trainData(rows [][]any) fl.Data {
 	s := t.Schema()
 	cols := t.Columns()
@@ -258,10 +260,7 @@ func (t *Train) trainData(rows [][]any) fl.Data {
 		for i, c := range cols {
 			rec[c] = text(row[i])
 		}
-		x, y, err := s.Encode(rec)
-		if err != nil {
-			continue
-		}
+		x, y := s.Encode(rec)
 		d.X, d.Y = append(d.X, x), append(d.Y, y)
 	}
 	return d

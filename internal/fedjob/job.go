@@ -148,8 +148,10 @@ func (j *Job) check() error {
 		return fmt.Errorf("a job names its purpose, coordinator and results_to")
 	case len(j.Members) < 2 || len(j.Members) > 64:
 		return fmt.Errorf("2 to 64 members, not %d", len(j.Members))
-	case j.MinParticipants < 2 || j.MinParticipants > len(j.Members):
-		return fmt.Errorf("min_participants must be 2..%d (it is secure aggregation's threshold)", len(j.Members))
+	case j.MinParticipants < 2 || j.MinParticipants > len(j.Members) || 2*j.MinParticipants <= len(j.Members):
+		// Above half: no two disjoint groups of t members can each be told
+		// the other dropped (see secagg.Params).
+		return fmt.Errorf("min_participants must be more than half the members and at most all of them (%d..%d): it is secure aggregation's threshold", len(j.Members)/2+1, len(j.Members))
 	case (j.Kind == KindSum) != (j.Sum != nil) || (j.Kind == KindTrain) != (j.Train != nil) || (j.Sum == nil) == (j.Train == nil):
 		return fmt.Errorf("kind %q needs exactly its own section (sum or train)", j.Kind)
 	}

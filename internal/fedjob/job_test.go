@@ -51,6 +51,13 @@ func TestParseRefusesBadJobs(t *testing.T) {
 	if j2, _ := Parse([]byte(good + "\n")); j2.Hash() == j.Hash() {
 		t.Error("two different files share a hash")
 	}
+	kc, kd := nodeKey(t, dir, "c").Verifier, nodeKey(t, dir, "d").Verifier
+	if _, err := Parse([]byte(sumJob(ka, kb, kc, kd))); err == nil {
+		t.Error("a job of four members with threshold 2 parsed (two disjoint pairs could each be told the other dropped)")
+	}
+	if _, err := Parse([]byte(strings.Replace(sumJob(ka, kb, kc, kd), "min_participants: 2", "min_participants: 3", 1))); err != nil {
+		t.Errorf("four members, threshold 3: %v", err)
+	}
 	train := strings.Replace(good, "kind: sum", "kind: train", 1)
 	cases := map[string]string{
 		"unknown field":            good + "extra: 1\n",
@@ -165,7 +172,8 @@ func TestSumVectorClampsAndSkips(t *testing.T) {
 		{"z", "w1", int64(99), int64(1)},    // not in the domain
 		{"x", "w9", int64(99), int64(1)},    // not in the domain
 	}
-	// At this ε the discrete Gaussian's σ is far below 1: its draws are 0.
+	// At this ε only the noise shares' floor is left: variance 4 each, two
+	// shares, so each cell is within 15 (over 5σ) of its clamped sum.
 	s.Epsilon = 1e6
 	v := s.vector(rows, 2, 2, dp.NewSampler(nil))
 	tb := s.table(v, 2, 2)
@@ -173,11 +181,18 @@ func TestSumVectorClampsAndSkips(t *testing.T) {
 	for _, row := range tb.Rows {
 		k := row[0].(string) + "|" + row[1].(string)
 		w := want[k]
-		if row[2].(int64) != w[0] || row[3].(int64) != w[1] {
+		if abs64(row[2].(int64)-w[0]) > 15 || abs64(row[3].(int64)-w[1]) > 15 {
 			t.Errorf("cell %s: %v, want %v", k, row[2:], w)
 		}
 	}
 	if len(tb.Rows) != 6 || tb.Columns[2] != "sum_units" || len(tb.Notes) != 2 {
 		t.Errorf("table %+v", tb)
 	}
+}
+
+func abs64(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,11 @@ type Service struct {
 	Client *federation.Client
 	Kernel *govern.Kernel
 	Noise  *dp.Sampler
+	// Nonces remembers the rounds that cost nothing (privacy: none): each
+	// is opened once (the state store's nonce table).
+	Nonces interface {
+		UseNonce(ctx context.Context, peer, nonce string, expires, now time.Time) (bool, error)
+	}
 	// SessionTimeout ends a participant's round not finished in time;
 	// PhaseTimeout bounds the coordinator's wait for each phase.
 	SessionTimeout, PhaseTimeout time.Duration
@@ -45,6 +51,9 @@ type Service struct {
 	mu       sync.Mutex
 	sessions map[[16]byte]*session
 }
+
+// MaxWeight bounds the global model's weights a participant trains from.
+const MaxWeight = 1e4
 
 // Paths of the peer endpoints.
 const (
@@ -200,6 +209,13 @@ func (o *contributeOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prep
 		if len(o.or.Global) != plan.Model.Size() {
 			return nil, protocolRefusal("the global model has %d weights, the job's model %d", len(o.or.Global), plan.Model.Size())
 		}
+		for _, w := range o.or.Global {
+			// Beyond this, logits overflow to infinities whose difference
+			// is NaN for some rows and not others.
+			if !(math.Abs(w) <= MaxWeight) {
+				return nil, protocolRefusal("the global model has a weight that is not finite or beyond ±%g", MaxWeight)
+			}
+		}
 	}
 	if a.RowFilter != "" {
 		c.Entry.Extra["row_filter"] = a.RowFilter
@@ -271,6 +287,17 @@ func (o *contributeOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleas
 	s.mu.Unlock()
 	if dup {
 		return nil, refusal.New(refusal.Forbidden, "secagg.session", "round %x is already open", rid[:4])
+	}
+	if j.rho() == 0 {
+		// A round that costs nothing is opened once: two sums of one round
+		// over different members would tell their difference.
+		fresh, err := s.Nonces.UseNonce(ctx, "job:"+j.Hash(), fmt.Sprint(o.or.Round), c.Now.AddDate(10, 0, 0), c.Now)
+		if err != nil {
+			return nil, refusal.StoreUnavailable(err)
+		}
+		if !fresh {
+			return nil, refusal.New(refusal.Forbidden, "job.round_repeated", "round %d of job %s (privacy none) was opened on this node before; a round without noise runs once", o.or.Round, j.ID)
+		}
 	}
 	m := ws.Datasets[o.member.Dataset]
 	eng, rel := s.Route(m)

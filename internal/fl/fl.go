@@ -9,10 +9,11 @@
 package fl
 
 import (
-	"fmt"
 	"math"
 	mrand "math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // Schema is the public feature encoding every participant applies to its
@@ -50,15 +51,16 @@ func (s Schema) Dim() int {
 	return d
 }
 
-// Encode turns a row (column → text) into features and label.
-func (s Schema) Encode(row map[string]string) ([]float64, float64, error) {
+// Encode turns a row (column → text) into features and label. It is
+// total: a numeric value that is missing, malformed or not finite encodes
+// as the column's mean (0), a regression label likewise; a row is never
+// dropped, so a node's row count does not depend on its values (DP-SGD's
+// neighbours replace one record, keeping the count) and no value can
+// carry NaN or infinity into training.
+func (s Schema) Encode(row map[string]string) ([]float64, float64) {
 	x := make([]float64, 0, s.Dim())
 	for _, n := range s.Numeric {
-		var v float64
-		if _, err := fmt.Sscan(row[n.Name], &v); err != nil {
-			return nil, 0, fmt.Errorf("column %s is not numeric", n.Name)
-		}
-		x = append(x, (v-n.Mean)/n.Std)
+		x = append(x, standard(row[n.Name], n.Mean, n.Std))
 	}
 	for _, c := range s.Categorical {
 		for _, v := range c.Values {
@@ -70,17 +72,23 @@ func (s Schema) Encode(row map[string]string) ([]float64, float64, error) {
 		}
 	}
 	if s.Positive == "" {
-		var v float64
-		if _, err := fmt.Sscan(row[s.Label], &v); err != nil {
-			return nil, 0, fmt.Errorf("label %s is not numeric", s.Label)
-		}
-		return x, (v - s.LabelMean) / s.LabelStd, nil
+		return x, standard(row[s.Label], s.LabelMean, s.LabelStd)
 	}
 	y := 0.0
 	if row[s.Label] == s.Positive {
 		y = 1
 	}
-	return x, y, nil
+	return x, y
+}
+
+// standard is a numeric text standardised, 0 if it is not a finite number.
+func standard(text string, mean, std float64) float64 {
+	v, err := strconv.ParseFloat(strings.TrimSpace(text), 64)
+	z := (v - mean) / std
+	if err != nil || math.IsNaN(z) || math.IsInf(z, 0) {
+		return 0
+	}
+	return z
 }
 
 // Data are one participant's encoded rows.
@@ -92,9 +100,15 @@ type Data struct {
 // Weights are a model's parameters, flat (see Model for the layout).
 type Weights []float64
 
-// Clip scales v to L2 norm at most c.
+// Clip scales v to L2 norm at most c; a vector whose norm is not finite
+// (NaN compares false with c) becomes zero.
 func Clip(v []float64, c float64) {
-	if n := norm(v); n > c {
+	n := norm(v)
+	if math.IsNaN(n) || math.IsInf(n, 0) {
+		clear(v)
+		return
+	}
+	if n > c {
 		for i := range v {
 			v[i] *= c / n
 		}

@@ -2,6 +2,7 @@ package fl
 
 import (
 	"encoding/csv"
+	"fmt"
 	"math"
 	mrand "math/rand/v2"
 	"os"
@@ -59,10 +60,7 @@ func adult(t testing.TB) (Schema, []map[string]string) {
 func encode(t testing.TB, s Schema, rows []map[string]string) Data {
 	var d Data
 	for _, r := range rows {
-		x, y, err := s.Encode(r)
-		if err != nil {
-			t.Fatal(err)
-		}
+		x, y := s.Encode(r)
 		d.X, d.Y = append(d.X, x), append(d.Y, y)
 	}
 	return d
@@ -136,7 +134,7 @@ func TestRecordLevelDPKeepsAccuracy(t *testing.T) {
 	m := Model{Kind: Logistic, Dim: s.Dim()}
 	rounds, budget := 10, dp.RhoForEpsDelta(1, 1e-5)
 	plan := Plan{Model: m, Local: Local{Epochs: 1, LR: 0.5, Batch: 256}, Unit: Record, Clip: 1}
-	plan.Noise = NoiseFor(budget/float64(rounds)-1/(2*30.0*30.0), 1, m.Size(), 0)
+	plan.Noise = NoiseFor(budget/float64(rounds)-plan.MetricRho(), 1, m.Size(), 0)
 	if err := plan.Check(3); err != nil {
 		t.Fatal(err)
 	}
@@ -245,5 +243,50 @@ func TestMemberLevelNoise(t *testing.T) {
 	sigma := plan.Noise * plan.Clip * 65536 / plan.Clip
 	if rho := plan.RhoPerRound(); math.Abs(rho-delta*delta/(2*sigma*sigma)) > 1e-12 || rho > 1.01/(2*plan.Noise*plan.Noise) {
 		t.Errorf("ρ per round %g", rho)
+	}
+}
+
+// TestNonFiniteValuesCannotEscapeTheClip (found in the attack round): a
+// value "NaN", "Inf", "1e400" or "abc" encodes as its column's mean, so
+// no row is dropped (the row count stays the rows read) and no NaN
+// passes the clip (NaN compares false with it) to saturate the update.
+func TestNonFiniteValuesCannotEscapeTheClip(t *testing.T) {
+	s := Schema{Numeric: []Numeric{{Name: "a", Mean: 1, Std: 2}}, Label: "y", Positive: "1"}
+	for _, v := range []string{"NaN", "Inf", "-Inf", "1e400", "abc", ""} {
+		if x, _ := s.Encode(map[string]string{"a": v}); x[0] != 0 {
+			t.Errorf("%q encodes as %g", v, x[0])
+		}
+	}
+	v := []float64{math.NaN(), 1}
+	Clip(v, 1)
+	if v[0] != 0 || v[1] != 0 {
+		t.Errorf("a NaN vector clipped to %v", v)
+	}
+	m := Model{Kind: Logistic, Dim: 1}
+	plan := Plan{Model: m, Local: Local{Epochs: 1, LR: 0.1, Batch: 50, Seed: 1}, Unit: Record, Clip: 1, Noise: 1}
+	var d Data
+	r := mrand.New(mrand.NewPCG(1, 2))
+	for range 400 {
+		x, y := s.Encode(map[string]string{"a": fmt.Sprint(r.NormFloat64()*2 + 1), "y": fmt.Sprint(r.IntN(2))})
+		d.X, d.Y = append(d.X, x), append(d.Y, y)
+	}
+	x, y := s.Encode(map[string]string{"a": "NaN", "y": "1"})
+	d.X, d.Y = append(d.X, x), append(d.Y, y)
+	in, err := plan.Contribute(m.Init(0), d, dp.NewSampler(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	upd := plan.quantizer().Decode(in[:m.Size()])
+	for k, u := range upd {
+		if math.Abs(u) > 1 {
+			t.Errorf("update coordinate %d is %g: a non-finite value escaped the clip", k, u)
+		}
+	}
+	if rows := int32(in[m.Size()+1]); rows != 401 {
+		t.Errorf("rows cell %d, want all 401 rows", rows)
+	}
+	lin := Model{Kind: Linear, Dim: 1}
+	if e := lin.Metric(Weights{math.Inf(1), math.Inf(-1)}, []float64{1}, 0); e != 4 {
+		t.Errorf("a NaN squared error scores %g, want the bound 4", e)
 	}
 }

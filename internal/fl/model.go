@@ -139,7 +139,11 @@ func (m Model) Metric(w Weights, x []float64, y float64) float64 {
 		}
 		return 0
 	}
-	return math.Min((p-y)*(p-y), 4)
+	e := (p - y) * (p - y)
+	if math.IsNaN(e) {
+		return 4
+	}
+	return math.Min(e, 4)
 }
 
 // Score is the mean metric on data: a classifier's accuracy, a

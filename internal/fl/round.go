@@ -93,7 +93,7 @@ func (p Plan) RhoPerRound() float64 {
 	switch p.Unit {
 	case Record:
 		sgd := DPSGD{Clip: p.Clip, Noise: p.Noise}
-		return float64(p.Local.Epochs)*sgd.RhoPerEpoch(p.Model.Size()) + 1/(2*p.metricNoise()*p.metricNoise())
+		return float64(p.Local.Epochs)*sgd.RhoPerEpoch(p.Model.Size()) + p.MetricRho()
 	case Member:
 		// A member's quantized update moves the sum by at most its clip
 		// plus the rounding of each coordinate.
@@ -101,6 +101,15 @@ func (p Plan) RhoPerRound() float64 {
 		return delta * delta / (2 * p.memberSigma2())
 	}
 	return 0
+}
+
+// MetricRho is the metric cell's cost per round under record-level
+// privacy: replacing one record moves the scaled sum by at most one
+// example's largest metric, plus one for the sum's rounding.
+func (p Plan) MetricRho() float64 {
+	delta := p.Model.MetricBound()*metricScale + 1
+	sd := p.metricNoise() * p.Model.MetricBound() * metricScale
+	return delta * delta / (2 * sd * sd)
 }
 
 func randomSeed() uint64 {

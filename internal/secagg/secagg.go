@@ -55,9 +55,14 @@ type Params struct {
 	Length int      // the vector length
 }
 
+// check also requires T > N/2: each participant consents to one survivor
+// set, so two disjoint sets of T consenting participants — one told the
+// others dropped, the other told the reverse, so that between them they
+// reveal both secrets of everyone — cannot exist. With k participants
+// colluding with the coordinator, 2T > N + k is needed.
 func (p Params) check() error {
-	if p.N < 2 || p.T < 2 || p.T > p.N || p.Length < 1 || p.Length > 1<<24 {
-		return fmt.Errorf("secagg: need 2 ≤ T ≤ N and 1 ≤ length ≤ 2^24 (got N=%d T=%d length=%d)", p.N, p.T, p.Length)
+	if p.N < 2 || p.T < 2 || p.T > p.N || 2*p.T <= p.N || p.Length < 1 || p.Length > 1<<24 {
+		return fmt.Errorf("secagg: need N/2 < T ≤ N, T ≥ 2 and 1 ≤ length ≤ 2^24 (got N=%d T=%d length=%d)", p.N, p.T, p.Length)
 	}
 	return nil
 }
@@ -102,8 +107,12 @@ type Consent struct {
 	Sig []byte
 }
 
-func consentBytes(r [16]byte, u3 []int) []byte {
+// consentBytes binds a consent to the round, the keys advertised in it
+// (so a consent from another session with the same round id does not
+// verify) and the survivors.
+func consentBytes(r [16]byte, keys [32]byte, u3 []int) []byte {
 	b := append([]byte("secagg survivors\n"), r[:]...)
+	b = append(b, keys[:]...)
 	for _, id := range u3 {
 		b = binary.BigEndian.AppendUint32(b, uint32(id))
 	}
@@ -134,20 +143,22 @@ const (
 
 // Client is one participant.
 type Client struct {
-	p       Params
-	id      int
-	signer  Signer
-	verify  Verifier
-	peers   map[int]ed25519.PublicKey // every participant's signing key
-	enc     *ecdh.PrivateKey
-	maskKey group.Scalar // s_SK as a scalar (shared), its bytes the X25519 key
-	mask    *ecdh.PrivateKey
-	seed    group.Scalar // b
-	keys    map[int]Keys // round 0 as verified
-	u2      []int        // round 1 participants (whose shares reached us)
-	shares  map[int][2]group.Scalar
-	sent    bool // masked input sent: round 4 may follow
-	done    bool
+	p         Params
+	id        int
+	signer    Signer
+	verify    Verifier
+	peers     map[int]ed25519.PublicKey // every participant's signing key
+	enc       *ecdh.PrivateKey
+	maskKey   group.Scalar // s_SK as a scalar (shared), its bytes the X25519 key
+	mask      *ecdh.PrivateKey
+	seed      group.Scalar // b
+	keys      map[int]Keys // round 0 as verified
+	keysHash  [32]byte     // of the verified round-0 keys, in id order
+	u2        []int        // round 1 participants (whose shares reached us)
+	consented []int        // the one survivor set this participant signed
+	shares    map[int][2]group.Scalar
+	sent      bool // masked input sent: round 4 may follow
+	done      bool
 }
 
 // NewClient starts participant id (1..N) with its signing key and every
@@ -234,6 +245,11 @@ func (c *Client) ShareKeys(all []Keys) ([]Share, error) {
 	}
 	c.keys = keys
 	ids := slices.Sorted(maps.Keys(keys))
+	h := sha256.New()
+	for _, id := range ids {
+		h.Write(keys[id].signed(c.p.Round))
+	}
+	c.keysHash = [32]byte(h.Sum(nil))
 	// circl's t is the polynomial degree: T shares rebuild it.
 	bShares := secretsharing.New(rand.Reader, uint(c.p.T-1), c.seed)
 	sShares := secretsharing.New(rand.Reader, uint(c.p.T-1), c.maskKey)
@@ -363,7 +379,11 @@ func (c *Client) Consent(u3 []int) (*Consent, error) {
 	if err := c.checkSurvivors(u3); err != nil {
 		return nil, err
 	}
-	return &Consent{ID: c.id, Sig: c.signer.Sign(labelSurvivors, consentBytes(c.p.Round, u3))}, nil
+	if c.consented != nil && !slices.Equal(c.consented, u3) {
+		return nil, violation("asked to consent to a second, different survivor set")
+	}
+	c.consented = slices.Clone(u3)
+	return &Consent{ID: c.id, Sig: c.signer.Sign(labelSurvivors, consentBytes(c.p.Round, c.keysHash, u3))}, nil
 }
 
 func (c *Client) checkSurvivors(u3 []int) error {
@@ -394,16 +414,19 @@ func (c *Client) Unmask(u3 []int, consents []Consent) (*Unmasking, error) {
 	if err := c.checkSurvivors(u3); err != nil {
 		return nil, err
 	}
+	if !slices.Equal(c.consented, u3) {
+		return nil, violation("unmasking for survivors this participant did not consent to")
+	}
 	signers := map[int]bool{}
-	msg := consentBytes(c.p.Round, u3)
+	msg := consentBytes(c.p.Round, c.keysHash, u3)
 	for _, s := range consents {
 		if !slices.Contains(u3, s.ID) || !c.verify(c.peers[s.ID], labelSurvivors, msg, s.Sig) {
 			return nil, violation("a consent to the survivors does not verify (the coordinator told participants different survivors?)")
 		}
 		signers[s.ID] = true
 	}
-	if len(signers) < c.p.T {
-		return nil, violation("%d consents to the survivors, fewer than %d", len(signers), c.p.T)
+	if len(signers) < c.p.T || !signers[c.id] {
+		return nil, violation("%d consents to the survivors (ours among them: %v), fewer than %d", len(signers), signers[c.id], c.p.T)
 	}
 	c.done = true
 	u := &Unmasking{ID: c.id, Self: map[int][]byte{}, Keys: map[int][]byte{}}

@@ -2,6 +2,7 @@ package secagg
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -11,6 +12,8 @@ import (
 )
 
 type net struct {
+	signers map[int]Signer
+	peers   map[int]ed25519.PublicKey
 	p       Params
 	clients map[int]*Client
 	server  *Server
@@ -25,7 +28,7 @@ func newNet(t testing.TB, n, th, length int) *net {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nt := &net{p: p, clients: map[int]*Client{}, inputs: map[int][]uint32{}}
+	nt := &net{p: p, signers: signers, peers: peers, clients: map[int]*Client{}, inputs: map[int][]uint32{}}
 	if nt.server, err = NewServer(p, VerifyLocal, peers); err != nil {
 		t.Fatal(err)
 	}
@@ -162,10 +165,13 @@ func TestLyingCoordinator(t *testing.T) {
 	if _, err := nt.clients[1].Unmask(lie, consents); !errors.Is(err, ErrProtocol) {
 		t.Errorf("unmasking under survivors others did not consent to: %v", err)
 	}
-	// Consents to the lie from only the coordinator's accomplices (fewer than T) do not do either.
-	c, _ := nt.clients[2].Consent(lie)
-	if _, err := nt.clients[1].Unmask(lie, []Consent{*c}); !errors.Is(err, ErrProtocol) {
-		t.Errorf("unmasking with one consent: %v", err)
+	// A participant consents to one survivor set only, and unmasks only
+	// for the set it consented to.
+	if _, err := nt.clients[2].Consent(lie); !errors.Is(err, ErrProtocol) {
+		t.Errorf("a second, different consent: %v", err)
+	}
+	if _, err := nt.clients[5].Unmask(truth, consents); !errors.Is(err, ErrProtocol) {
+		t.Errorf("unmasking without having consented: %v", err)
 	}
 	// A participant never reveals both seeds of one participant.
 	u, err := nt.clients[1].Unmask(truth, consents)
@@ -318,5 +324,82 @@ func TestTranscriptShowsNoInput(t *testing.T) {
 	}
 	if len(transcript) < 4*n {
 		t.Fatalf("only %d messages recorded", len(transcript))
+	}
+}
+
+// TestSplitSurvivorsNeedsAMajority (found in the attack round): a
+// coordinator that tells two disjoint halves each that the other half
+// dropped would collect, between the halves, both secrets of everyone.
+// T must exceed N/2, so no two disjoint sets of T consenting participants
+// exist; and a participant consents to one set only.
+func TestSplitSurvivorsNeedsAMajority(t *testing.T) {
+	signers, peers, _ := LocalKeys(4)
+	for _, th := range []int{1, 2} {
+		p := Params{N: 4, T: th, Length: 8}
+		if _, err := NewClient(p, 1, signers[1], VerifyLocal, peers); err == nil {
+			t.Errorf("a round of 4 with threshold %d started", th)
+		}
+		if _, err := NewServer(p, VerifyLocal, peers); err == nil {
+			t.Errorf("a coordinator of 4 with threshold %d started", th)
+		}
+	}
+	// N = 5, T = 3: the sets {1,2,3} and {3,4,5} overlap in 3, who signs
+	// only the first it is shown.
+	nt := newNet(t, 5, 3, 8)
+	for i := 1; i <= 5; i++ {
+		nt.server.AddKeys(nt.clients[i].Advertise())
+	}
+	for i := 1; i <= 5; i++ {
+		sh, _ := nt.clients[i].ShareKeys(nt.server.Keys())
+		nt.server.AddShares(i, sh)
+	}
+	for i := 1; i <= 5; i++ {
+		m, _ := nt.clients[i].MaskedInput(nt.server.SharesFor(i), nt.inputs[i])
+		nt.server.AddInput(m)
+	}
+	if _, err := nt.clients[3].Consent([]int{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nt.clients[3].Consent([]int{3, 4, 5}); !errors.Is(err, ErrProtocol) {
+		t.Errorf("participant 3 consented to a second survivor set: %v", err)
+	}
+}
+
+// TestConsentsAreBoundToTheSession: a consent made in another session of
+// the same round id (other keys) does not verify.
+func TestConsentsAreBoundToTheSession(t *testing.T) {
+	nets := [2]*net{newNet(t, 3, 2, 4), newNet(t, 3, 2, 4)}
+	nets[1].p.Round = nets[0].p.Round
+	var consents [2][]Consent
+	for k, nt := range nets {
+		signers, peers, _ := LocalKeys(3)
+		if k == 1 { // the same participants' keys, a second session
+			signers, peers = nets[0].signers, nets[0].peers
+		}
+		nt.signers, nt.peers = signers, peers
+		nt.server, _ = NewServer(nets[0].p, VerifyLocal, peers)
+		for i := 1; i <= 3; i++ {
+			nt.clients[i], _ = NewClient(nets[0].p, i, signers[i], VerifyLocal, peers)
+			nt.server.AddKeys(nt.clients[i].Advertise())
+		}
+		for i := 1; i <= 3; i++ {
+			sh, _ := nt.clients[i].ShareKeys(nt.server.Keys())
+			nt.server.AddShares(i, sh)
+		}
+		for i := 1; i <= 3; i++ {
+			m, _ := nt.clients[i].MaskedInput(nt.server.SharesFor(i), nt.inputs[i])
+			nt.server.AddInput(m)
+			c, err := nt.clients[i].Consent([]int{1, 2, 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			consents[k] = append(consents[k], *c)
+		}
+	}
+	if _, err := nets[1].clients[1].Unmask([]int{1, 2, 3}, []Consent{consents[1][0], consents[0][1], consents[0][2]}); !errors.Is(err, ErrProtocol) {
+		t.Errorf("consents from another session verified: %v", err)
+	}
+	if _, err := nets[1].clients[1].Unmask([]int{1, 2, 3}, consents[1]); err != nil {
+		t.Errorf("the session's own consents: %v", err)
 	}
 }

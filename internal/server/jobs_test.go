@@ -543,10 +543,7 @@ func TestFLDemoTrainsAcrossNodes(t *testing.T) {
 		for i, h := range recs[0] {
 			row[h] = rec[i]
 		}
-		x, y, err := m.Schema.Encode(row)
-		if err != nil {
-			t.Fatal(err)
-		}
+		x, y := m.Schema.Encode(row)
 		test.X, test.Y = append(test.X, x), append(test.Y, y)
 	}
 	acc := shape.Score(m.Weights, test)
@@ -666,5 +663,43 @@ func BenchmarkFLRoundAcrossNodes(b *testing.B) {
 		if r := jn.run(b, d.Analyst, "research", jn.job); r.Status != 200 || len(r.events) != 2 {
 			b.Fatalf("run: %d %.300s", r.Status, r.Body)
 		}
+	}
+}
+
+// TestUnnoisedRoundRunsOnce (found in the attack round): a training round
+// without noise costs nothing, so a coordinator could run it twice over
+// different members and difference the sums; each member opens such a
+// round once. A global model with a weight that is not finite (or beyond
+// fedjob.MaxWeight) is refused before training.
+func TestUnnoisedRoundRunsOnce(t *testing.T) {
+	d := demo.FLDemo
+	jn := startJobs(t, d, 0, func(dir string) {
+		path := filepath.Join(dir, d.Job+".yaml")
+		b, _ := os.ReadFile(path)
+		text := strings.Replace(string(b), "rounds: 10", "rounds: 1", 1)
+		os.WriteFile(path, []byte(strings.Replace(text, "privacy: record", "privacy: none", 1)), 0o644)
+	}, nil)
+	if r := jn.run(t, d.Analyst, "research", jn.job); r.Status != 200 || len(r.events) != 2 || r.events[0].Round.Rho != 0 {
+		t.Fatalf("first run: %d %.300s", r.Status, r.Body)
+	}
+	r := jn.run(t, d.Analyst, "research", jn.job)
+	if r.Status != 503 || strings.Count(r.Error.Message, "job.round_repeated") != 3 {
+		t.Errorf("the same unnoised round again: %d %.300s", r.Status, r.Body)
+	}
+	if e := entryOf(t, jn.nodes["private"], "AL1901W"); e.Rule != "job.round_repeated" {
+		t.Errorf("private's entry: %+v", e)
+	}
+	j, _ := fedjob.Parse(jn.job)
+	plan, _ := j.Plan()
+	global := make([]float64, plan.Model.Size())
+	global[0] = 1e300
+	open, _ := json.Marshal(map[string]any{"job": jn.job, "round": 1, "round_id": make([]byte, 16), "global": global})
+	env := federation.Envelope{Principal: federation.Principal{Name: d.Analyst, Org: "lab", Region: "eu"}, Purpose: "research", Op: "secagg.open", Payload: open}
+	client := &federation.Client{Key: jn.keys["lab"], Now: time.Now, Window: time.Minute}
+	var out map[string]any
+	_, _, err := client.Post(context.Background(), jn.peer(t, "lab", "public"), fedjob.PathOpen, env, &out)
+	var pe *federation.PeerError
+	if !errors.As(err, &pe) || pe.Rule != "secagg.protocol_message" {
+		t.Errorf("a global weight of 1e300: %v", err)
 	}
 }

@@ -73,8 +73,7 @@ func main() {
 		if eps == 0 {
 			p.Unit = fl.NoDP
 		} else {
-			metric := 1 / (2 * 30.0 * 30.0) // the metric cell's cost per round (fl.Plan's default)
-			p.Noise = fl.NoiseFor(dp.RhoForEpsDelta(eps, delta)/float64(rounds)-metric, p.Local.Epochs, p.Model.Size(), 0)
+			p.Noise = fl.NoiseFor(dp.RhoForEpsDelta(eps, delta)/float64(rounds)-p.MetricRho(), p.Local.Epochs, p.Model.Size(), 0)
 			pt.noise = p.Noise
 			pt.spent = dp.EpsilonForRho(p.RhoPerRound()*float64(rounds), delta)
 		}
@@ -123,10 +122,7 @@ func read(path string, s fl.Schema) fl.Data {
 		for i, h := range recs[0] {
 			row[h] = rec[i]
 		}
-		x, y, err := s.Encode(row)
-		if err != nil {
-			log.Fatal(err)
-		}
+		x, y := s.Encode(row)
 		d.X, d.Y = append(d.X, x), append(d.Y, y)
 	}
 	return d
