@@ -154,9 +154,16 @@ func collabQuery(args []string, out, errw io.Writer) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
+	printCells(out, res.Result.Columns, res.Result.Rows, res.Result.Notes)
+	fmt.Fprintf(out, "collaboration %s (hash %.16s…), audit entry %d\n", res.Result.Collaboration, res.Result.Hash, res.AuditIndex)
+	return nil
+}
+
+// printCells prints a released table and its notes.
+func printCells(out io.Writer, columns []string, rows [][]any, notes []string) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(res.Result.Columns, "\t"))
-	for _, r := range res.Result.Rows {
+	fmt.Fprintln(tw, strings.Join(columns, "\t"))
+	for _, r := range rows {
 		cells := make([]string, len(r))
 		for i, v := range r {
 			cells[i] = fmt.Sprint(v)
@@ -164,10 +171,30 @@ func collabQuery(args []string, out, errw io.Writer) error {
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
-	for _, n := range res.Result.Notes {
+	for _, n := range notes {
 		fmt.Fprintln(out, "note:", n)
 	}
-	fmt.Fprintf(out, "collaboration %s (hash %.16s…), audit entry %d\n", res.Result.Collaboration, res.Result.Hash, res.AuditIndex)
+}
+
+// eachEntry calls f with every entry of the node's audit log, in order.
+func eachEntry(ctx context.Context, h *auditHandle, f func(index uint64, e audit.Entry)) error {
+	size, err := h.st.Size(ctx)
+	if err != nil {
+		return err
+	}
+	for start := uint64(0); start < size; start += 10000 {
+		raw, err := h.st.Leaves(ctx, start, min(start+10000, size))
+		if err != nil {
+			return err
+		}
+		for i, l := range raw {
+			e, err := audit.ParseEntry(l)
+			if err != nil {
+				return fmt.Errorf("entry %d: %w", start+uint64(i), err)
+			}
+			f(start+uint64(i), e)
+		}
+	}
 	return nil
 }
 
@@ -211,31 +238,18 @@ func collabUsage(args []string, out, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
-	size, err := h.st.Size(ctx)
-	if err != nil {
-		return err
-	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ENTRY\tTIME\tROLE\tQUERIER\tTEMPLATE\tVERDICT")
 	bad := 0
-	for start := uint64(0); start < size; start += 10000 {
-		raw, err := h.st.Leaves(ctx, start, min(start+10000, size))
-		if err != nil {
-			return err
-		}
-		entries := make([]audit.Entry, len(raw))
-		for i, l := range raw {
-			if entries[i], err = audit.ParseEntry(l); err != nil {
-				return fmt.Errorf("entry %d: %w", start+uint64(i), err)
-			}
-		}
-		for _, u := range collab.Usage(entries, start, c, st, self) {
+	if err := eachEntry(context.Background(), h, func(i uint64, e audit.Entry) {
+		for _, u := range collab.Usage([]audit.Entry{e}, i, c, st, self) {
 			if u.Verdict == collab.UseUnapproved {
 				bad++
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", u.Index, u.Time.UTC().Format(time.RFC3339), u.Role, u.Querier, u.Template, u.Verdict)
 		}
+	}); err != nil {
+		return err
 	}
 	tw.Flush()
 	if bad > 0 {

@@ -201,19 +201,7 @@ func printRound(out io.Writer, j *fedjob.Job, r *fedjob.RoundResult) {
 		fmt.Fprintf(out, "  dropped %s: %s\n", org, why)
 	}
 	if r.Table != nil {
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, strings.Join(r.Table.Columns, "\t"))
-		for _, row := range r.Table.Rows {
-			cells := make([]string, len(row))
-			for i, v := range row {
-				cells[i] = fmt.Sprint(v)
-			}
-			fmt.Fprintln(tw, strings.Join(cells, "\t"))
-		}
-		tw.Flush()
-		for _, n := range r.Table.Notes {
-			fmt.Fprintln(out, "note:", n)
-		}
+		printCells(out, r.Table.Columns, r.Table.Rows, r.Table.Notes)
 	}
 }
 
@@ -339,29 +327,16 @@ func flUsage(args []string, out, errw io.Writer) error {
 		return err
 	}
 	defer h.close()
-	ctx := context.Background()
-	size, err := h.st.Size(ctx)
-	if err != nil {
-		return err
-	}
-	// Only this job's entries are kept: a round's unmasking may come pages
-	// after its contribution.
+	// Only this job's entries are kept: a round's unmasking may come many
+	// entries after its contribution.
 	var mine []audit.Entry
 	var at []uint64
-	for start := uint64(0); start < size; start += 10000 {
-		raw, err := h.st.Leaves(ctx, start, min(start+10000, size))
-		if err != nil {
-			return err
+	if err := eachEntry(context.Background(), h, func(i uint64, e audit.Entry) {
+		if e.Extra["job"] == pos[0] {
+			mine, at = append(mine, e), append(at, i)
 		}
-		for i, l := range raw {
-			e, err := audit.ParseEntry(l)
-			if err != nil {
-				return fmt.Errorf("entry %d: %w", start+uint64(i), err)
-			}
-			if e.Extra["job"] == pos[0] {
-				mine, at = append(mine, e), append(at, start+uint64(i))
-			}
-		}
+	}); err != nil {
+		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ENTRY\tTIME\tROUND\tANALYST\tJOB HASH\tρ\tUNMASKED FOR")

@@ -8,9 +8,9 @@ import (
 	"math/big"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/airlock-dev/airlock/internal/dp"
+	"github.com/airlock-dev/airlock/internal/engine"
 	"github.com/airlock-dev/airlock/internal/psi"
 )
 
@@ -58,7 +58,7 @@ func (p *Plan) Items(side int, rows [][]any) ([]psi.Item, error) {
 	var order []string
 	nd := len(own)
 	for _, r := range rows {
-		key := text(r[0])
+		key := engine.Text(r[0])
 		u := units[key]
 		if u == nil {
 			u = &unit{sums: map[string][]float64{}}
@@ -67,7 +67,7 @@ func (p *Plan) Items(side int, rows [][]any) ([]psi.Item, error) {
 		}
 		tuple := make([]int, nd)
 		for k, di := range own {
-			tuple[k] = domainIndex(p.Dims[di].Domain, text(r[1+k]))
+			tuple[k] = domainIndex(p.Dims[di].Domain, engine.Text(r[1+k]))
 		}
 		tk := fmt.Sprint(tuple)
 		sums, seen := u.sums[tk]
@@ -77,9 +77,10 @@ func (p *Plan) Items(side int, rows [][]any) ([]psi.Item, error) {
 		}
 		if side == p.PayloadSide {
 			for j := range p.Sums {
-				v, err := number(r[1+nd+j])
-				if err != nil {
-					return nil, fmt.Errorf("value column %s: %w", p.Sums[j], err)
+				// NULL adds nothing; anything else must be a number.
+				v, ok := engine.Number(r[1+nd+j])
+				if !ok && r[1+nd+j] != nil {
+					return nil, fmt.Errorf("value column %s: not a number", p.Sums[j])
 				}
 				sums[j] += v
 			}
@@ -262,45 +263,4 @@ func (p *Plan) tuple(g int) []int {
 		g /= r
 	}
 	return t
-}
-
-func text(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	case []byte:
-		return string(x)
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	}
-	return fmt.Sprint(v)
-}
-
-func number(v any) (float64, error) {
-	switch x := v.(type) {
-	case nil:
-		return 0, nil
-	case int64:
-		return float64(x), nil
-	case int32:
-		return float64(x), nil
-	case int:
-		return float64(x), nil
-	case float64:
-		return x, nil
-	case float32:
-		return float64(x), nil
-	case bool:
-		if x {
-			return 1, nil
-		}
-		return 0, nil
-	}
-	var f float64
-	if _, err := fmt.Sscan(fmt.Sprint(v), &f); err != nil {
-		return 0, fmt.Errorf("not a number")
-	}
-	return f, nil
 }

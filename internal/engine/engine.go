@@ -8,6 +8,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // Column is one result column.
@@ -116,4 +120,46 @@ func SQLType(dialect, t string) string {
 		return "VARCHAR"
 	}
 	return "TEXT"
+}
+
+// Text is a value an engine returned, as text: "" for NULL, times in
+// RFC 3339 (UTC).
+func Text(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	}
+	return fmt.Sprint(v)
+}
+
+// Number is a value an engine returned, as a number (booleans as 0 and
+// 1, decimals through their text); false for NULL and for what is not one.
+func Number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case nil:
+		return 0, false
+	case int64:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	case float64:
+		return x, true
+	case float32:
+		return float64(x), true
+	case bool:
+		if x {
+			return 1, true
+		}
+		return 0, true
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(Text(v)), 64)
+	return f, err == nil
 }

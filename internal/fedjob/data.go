@@ -101,38 +101,6 @@ func (j *Job) read(ctx context.Context, eng engine.Engine, rel, filter string) (
 	return out.Rows, nil
 }
 
-func text(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	case []byte:
-		return string(x)
-	}
-	return fmt.Sprint(v)
-}
-
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int64:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case int:
-		return float64(x), true
-	case float64:
-		return x, true
-	case float32:
-		return float64(x), true
-	case nil:
-		return 0, false
-	}
-	var f float64
-	_, err := fmt.Sscan(text(v), &f)
-	return f, err == nil
-}
-
 // cells is the number of cells of a sum (per measure).
 func (s *Sum) cells() int {
 	n := 1
@@ -180,14 +148,14 @@ rows:
 	for _, row := range rows {
 		cell := 0
 		for i := range s.Dimensions {
-			k, ok := idx[i][text(row[i])]
+			k, ok := idx[i][engine.Text(row[i])]
 			if !ok {
 				continue rows
 			}
 			cell = cell*len(s.Dimensions[i].Domain) + k
 		}
 		for k, m := range s.Measures {
-			v, ok := number(row[len(s.Dimensions)+k])
+			v, ok := engine.Number(row[len(s.Dimensions)+k])
 			if !ok || math.IsNaN(v) {
 				continue
 			}
@@ -258,7 +226,7 @@ func (t *Train) trainData(rows [][]any) fl.Data {
 	rec := map[string]string{}
 	for _, row := range rows {
 		for i, c := range cols {
-			rec[c] = text(row[i])
+			rec[c] = engine.Text(row[i])
 		}
 		x, y := s.Encode(rec)
 		d.X, d.Y = append(d.X, x), append(d.Y, y)
