@@ -202,6 +202,10 @@ kind: sum
 coordinator: %s
 results_to: [%s]
 min_participants: 3
+# One retailer may follow the exchange rather than the protocol: 2t > n + k
+# still holds, and each retailer's noise share is sized for the t - k = 2
+# honest survivors.
+max_colluders: 1
 members:
 %ssum:
   dimensions:

@@ -270,7 +270,7 @@ func (o *roundOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, e
 	}
 	c.Entry.Extra["survivors"] = strings.Join(res.Survivors, ",")
 	if j.Sum != nil {
-		res.Table = j.Sum.table(sum, len(u3), p.T)
+		res.Table = j.Sum.table(sum, len(u3), j.honest())
 		c.Entry.RowsReturned = int64(len(res.Table.Rows))
 		return released{res}, nil
 	}

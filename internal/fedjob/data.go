@@ -129,12 +129,20 @@ func (s *Sum) Sigma2() []float64 {
 	return out
 }
 
+// cellLimit is the bound on one member's cell of measure k: n members'
+// sums and the noise of n shares (to 10σ) stay below 2^30.
+func (s *Sum) cellLimit(k, n, honest int) int64 {
+	share := math.Max(s.Sigma2()[k]/float64(honest), 4)
+	return int64(float64(1<<30)/float64(n) - 10*math.Sqrt(share*float64(n))/float64(n))
+}
+
 // vector sums a member's rows into the cells, each row's values clamped
 // to the bounds, rows outside the domains or with a missing value
 // skipped; each cell is clamped so that n members' sums plus noise stay
 // inside the ring (a bound, never a refusal: a refusal would tell whether
-// some cell is large).
-func (s *Sum) vector(rows [][]any, n, t int, noise *dp.Sampler) []uint32 {
+// some cell is large). The noise shares are sized for the honest
+// survivors, t − k.
+func (s *Sum) vector(rows [][]any, n, honest int, noise *dp.Sampler) []uint32 {
 	idx := make([]map[string]int, len(s.Dimensions))
 	for i, d := range s.Dimensions {
 		idx[i] = map[string]int{}
@@ -167,8 +175,8 @@ rows:
 	sigma2 := s.Sigma2()
 	out := make([]uint32, len(sums))
 	for k := range nm {
-		limit := int64(float64(1<<30)/float64(n) - 10*math.Sqrt(sigma2[k]))
-		shares := secagg.NoiseShare(noise, sigma2[k], t, s.cells())
+		limit := s.cellLimit(k, n, honest)
+		shares := secagg.NoiseShare(noise, sigma2[k], honest, s.cells())
 		for c := range s.cells() {
 			out[c*nm+k] = uint32(min(max(sums[c*nm+k], -limit), limit) + shares[c])
 		}
@@ -184,7 +192,7 @@ type Table struct {
 }
 
 // table reads the unmasked sum as one row per cell.
-func (s *Sum) table(sum []uint32, survivors, t int) *Table {
+func (s *Sum) table(sum []uint32, survivors, honest int) *Table {
 	tb := &Table{}
 	for _, d := range s.Dimensions {
 		tb.Columns = append(tb.Columns, d.Column)
@@ -210,7 +218,7 @@ func (s *Sum) table(sum []uint32, survivors, t int) *Table {
 	}
 	sigma2 := s.Sigma2()
 	for k, m := range s.Measures {
-		v := math.Max(sigma2[k]/float64(t), 4) * float64(survivors) // NoiseShare's floor
+		v := math.Max(sigma2[k]/float64(honest), 4) * float64(survivors) // NoiseShare's floor
 		tb.Notes = append(tb.Notes, fmt.Sprintf("sum_%s: each member's rows clamped to [%d, %d]; discrete Gaussian noise of σ = %.1f from %d members' shares (95%% within ±%.0f)",
 			m.Column, m.Bounds[0], m.Bounds[1], math.Sqrt(v), survivors, dp.DiscreteGaussianCI95(v)))
 	}

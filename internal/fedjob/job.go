@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 
@@ -43,10 +44,15 @@ type Job struct {
 	ResultsTo []string `yaml:"results_to"`
 	// MinParticipants is secure aggregation's threshold t: no sum of fewer
 	// members is ever revealed.
-	MinParticipants int      `yaml:"min_participants"`
-	Members         []Member `yaml:"members"`
-	Sum             *Sum     `yaml:"sum,omitempty"`
-	Train           *Train   `yaml:"train,omitempty"`
+	MinParticipants int `yaml:"min_participants"`
+	// MaxColluders is k, how many members may follow the coordinator
+	// rather than the protocol: 2t > n + k keeps any survivor set from
+	// being told apart to two groups (secagg), and noise shares are sized
+	// for the t − k honest survivors. Default 0: members are honest.
+	MaxColluders int      `yaml:"max_colluders,omitempty"`
+	Members      []Member `yaml:"members"`
+	Sum          *Sum     `yaml:"sum,omitempty"`
+	Train        *Train   `yaml:"train,omitempty"`
 
 	raw  []byte
 	hash string
@@ -148,10 +154,11 @@ func (j *Job) check() error {
 		return fmt.Errorf("a job names its purpose, coordinator and results_to")
 	case len(j.Members) < 2 || len(j.Members) > 64:
 		return fmt.Errorf("2 to 64 members, not %d", len(j.Members))
-	case j.MinParticipants < 2 || j.MinParticipants > len(j.Members) || 2*j.MinParticipants <= len(j.Members):
-		// Above half: no two disjoint groups of t members can each be told
-		// the other dropped (see secagg.Params).
-		return fmt.Errorf("min_participants must be more than half the members and at most all of them (%d..%d): it is secure aggregation's threshold", len(j.Members)/2+1, len(j.Members))
+	case j.MaxColluders < 0 || j.MinParticipants < 2 || j.MinParticipants > len(j.Members) || 2*j.MinParticipants <= len(j.Members)+j.MaxColluders:
+		// No two groups of t members sharing only colluders can each be
+		// told the other group dropped (see secagg.Params).
+		return fmt.Errorf("min_participants t must satisfy 2t > members + max_colluders and t ≤ members (%d members, %d colluders: t from %d to %d); it is secure aggregation's threshold",
+			len(j.Members), j.MaxColluders, (len(j.Members)+j.MaxColluders)/2+1, len(j.Members))
 	case (j.Kind == KindSum) != (j.Sum != nil) || (j.Kind == KindTrain) != (j.Train != nil) || (j.Sum == nil) == (j.Train == nil):
 		return fmt.Errorf("kind %q needs exactly its own section (sum or train)", j.Kind)
 	}
@@ -169,18 +176,32 @@ func (j *Job) check() error {
 		}
 	}
 	if j.Sum != nil {
-		return j.Sum.check()
+		return j.Sum.check(len(j.Members), j.honest())
 	}
-	_, err := j.Plan()
+	p, err := j.Plan()
+	if err == nil && p.Unit == fl.NoDP && j.MinParticipants != len(j.Members) {
+		// Every unnoised sum covers every member: otherwise two rounds
+		// over different members (with the same model) would tell one
+		// member's update.
+		return fmt.Errorf("privacy none needs min_participants = all %d members", len(j.Members))
+	}
 	return err
 }
+
+// honest is t − k: the fewest honest survivors, whose noise shares must
+// carry the full noise.
+func (j *Job) honest() int { return j.MinParticipants - j.MaxColluders }
+
+// Unnoised reports whether the job's rounds carry no noise (and cost
+// nothing).
+func (j *Job) Unnoised() bool { return j.Train != nil && j.Train.Privacy == fl.NoDP }
 
 // MaxCells bounds a sum's cells times its measures (one vector).
 const MaxCells = 1 << 20
 
-func (s *Sum) check() error {
-	if len(s.Dimensions) == 0 || len(s.Measures) == 0 || !(s.Epsilon > 0) {
-		return fmt.Errorf("a sum needs dimensions, measures and an epsilon")
+func (s *Sum) check(n, honest int) error {
+	if len(s.Dimensions) == 0 || len(s.Measures) == 0 || !(s.Epsilon >= 1e-3 && s.Epsilon <= 100) {
+		return fmt.Errorf("a sum needs dimensions, measures and an epsilon from 0.001 to 100")
 	}
 	cells := len(s.Measures)
 	for _, d := range s.Dimensions {
@@ -192,9 +213,14 @@ func (s *Sum) check() error {
 			return fmt.Errorf("more than %d cells", MaxCells)
 		}
 	}
-	for _, m := range s.Measures {
+	for k, m := range s.Measures {
 		if m.Column == "" || m.Bounds[0] > m.Bounds[1] || m.Bounds[0] < -1<<20 || m.Bounds[1] > 1<<20 {
 			return fmt.Errorf("measure %q needs bounds lo ≤ hi within ±2^20", m.Column)
+		}
+		// Each member's cells are clamped to what n of them plus the noise
+		// keep inside the ring; that clamp must leave room for one row.
+		if s.cellLimit(k, n, honest) < int64(m.sensitivity()) {
+			return fmt.Errorf("measure %q: %d members' sums with noise of σ = %.0f do not fit the ring (lower ε or narrower bounds)", m.Column, n, math.Sqrt(s.Sigma2()[k]))
 		}
 	}
 	return nil
@@ -245,7 +271,7 @@ func (j *Job) Plan() (fl.Plan, error) {
 	s := t.Schema()
 	p := fl.Plan{Model: fl.Model{Kind: t.Model, Dim: s.Dim(), Hidden: t.Hidden},
 		Local: fl.Local{Epochs: t.LocalEpochs, LR: t.LearningRate, Batch: t.Batch, Mu: t.Mu},
-		Unit:  t.Privacy, Clip: t.Clip, Noise: t.NoiseMultiplier, T: j.MinParticipants}
+		Unit:  t.Privacy, Clip: t.Clip, Noise: t.NoiseMultiplier, T: j.honest()}
 	switch {
 	case t.Rounds < 1 || t.Rounds > 1000:
 		return p, fmt.Errorf("1 to 1000 rounds")

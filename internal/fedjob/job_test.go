@@ -58,6 +58,13 @@ func TestParseRefusesBadJobs(t *testing.T) {
 	if _, err := Parse([]byte(strings.Replace(sumJob(ka, kb, kc, kd), "min_participants: 2", "min_participants: 3", 1))); err != nil {
 		t.Errorf("four members, threshold 3: %v", err)
 	}
+	three := sumJob(ka, kb, kc)
+	if _, err := Parse([]byte(strings.Replace(three, "min_participants: 2", "min_participants: 2\nmax_colluders: 1", 1))); err == nil {
+		t.Error("three members, threshold 2, one colluder parsed (2t > n + k fails)")
+	}
+	if _, err := Parse([]byte(strings.Replace(three, "min_participants: 2", "min_participants: 3\nmax_colluders: 1", 1))); err != nil {
+		t.Errorf("three members, threshold 3, one colluder: %v", err)
+	}
 	train := strings.Replace(good, "kind: sum", "kind: train", 1)
 	cases := map[string]string{
 		"unknown field":            good + "extra: 1\n",
@@ -109,6 +116,19 @@ func TestTrainJobsCheckTheirPlan(t *testing.T) {
 		if _, err := Parse([]byte(text)); err == nil {
 			t.Errorf("%s: parsed", name)
 		}
+	}
+	if _, err := Parse([]byte(strings.Replace(base, "privacy: record", "privacy: none", 1))); err != nil {
+		t.Errorf("an unnoised job over all (two of two) members: %v", err)
+	}
+	// Three members, threshold 2: an unnoised job would let two rounds
+	// over different pairs tell one member's update.
+	kc := nodeKey(t, dir, "c").Verifier
+	three := strings.Replace(strings.SplitN(sumJob(ka, kb, kc), "sum:", 2)[0], "kind: sum", "kind: train", 1) + "train:" + strings.SplitN(base, "train:", 2)[1]
+	if _, err := Parse([]byte(three)); err != nil {
+		t.Fatalf("three members with DP-SGD: %v", err)
+	}
+	if _, err := Parse([]byte(strings.Replace(three, "privacy: record", "privacy: none", 1))); err == nil {
+		t.Error("an unnoised job with a threshold below all members parsed")
 	}
 	if _, err := Parse([]byte(strings.Replace(base, "model: logistic", "model: mlp\n  hidden: 8", 1))); err != nil {
 		t.Errorf("an MLP job: %v", err)

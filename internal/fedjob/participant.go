@@ -88,6 +88,7 @@ type session struct {
 	params  secagg.Params
 	client  *secagg.Client
 	input   []uint32
+	round   string // the job's round number
 	next    string
 	expires time.Time
 }
@@ -274,7 +275,7 @@ func (o *contributeOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleas
 		timeout = 2 * time.Minute
 	}
 	// Reserve the round id at once: two opens of one round cannot both run.
-	o.st = &session{peer: o.pr.Peer.Name, job: j, params: p, expires: c.Now.Add(timeout)}
+	o.st = &session{peer: o.pr.Peer.Name, job: j, params: p, round: fmt.Sprint(o.or.Round), expires: c.Now.Add(timeout)}
 	s.mu.Lock()
 	if s.sessions == nil {
 		s.sessions = map[[16]byte]*session{}
@@ -288,17 +289,6 @@ func (o *contributeOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleas
 	if dup {
 		return nil, refusal.New(refusal.Forbidden, "secagg.session", "round %x is already open", rid[:4])
 	}
-	if j.rho() == 0 {
-		// A round that costs nothing is opened once: two sums of one round
-		// over different members would tell their difference.
-		fresh, err := s.Nonces.UseNonce(ctx, "job:"+j.Hash(), fmt.Sprint(o.or.Round), c.Now.AddDate(10, 0, 0), c.Now)
-		if err != nil {
-			return nil, refusal.StoreUnavailable(err)
-		}
-		if !fresh {
-			return nil, refusal.New(refusal.Forbidden, "job.round_repeated", "round %d of job %s (privacy none) was opened on this node before; a round without noise runs once", o.or.Round, j.ID)
-		}
-	}
 	m := ws.Datasets[o.member.Dataset]
 	eng, rel := s.Route(m)
 	rows, err := j.read(ctx, eng, rel, o.appr.RowFilter)
@@ -307,7 +297,7 @@ func (o *contributeOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleas
 	}
 	var input []uint32
 	if j.Sum != nil {
-		input = j.Sum.vector(rows, p.N, p.T, s.Noise)
+		input = j.Sum.vector(rows, p.N, j.honest(), s.Noise)
 	} else {
 		plan, _ := j.Plan()
 		// No rows is not refused (that would say the filter admits
@@ -435,7 +425,7 @@ func (s *Service) step(ctx context.Context, pr *federation.PeerRequest) (any, er
 	default: // "unmask", the last phase: audited, allowed or refused
 		st.next = ""
 		s.drop(rid)
-		res, err := s.Kernel.Do(ctx, govern.Request{Caller: pr.Caller, Purpose: e.Purpose, Op: &unmaskOp{st: st, payload: e.Payload, rid: rid}})
+		res, err := s.Kernel.Do(ctx, govern.Request{Caller: pr.Caller, Purpose: e.Purpose, Op: &unmaskOp{s: s, st: st, payload: e.Payload, rid: rid}})
 		if err != nil {
 			return nil, err
 		}
@@ -450,6 +440,7 @@ func (s *Service) step(ctx context.Context, pr *federation.PeerRequest) (any, er
 // survivors' signed consent. Its audit entry names the survivors: the
 // node's log shows which rounds revealed a sum its data is in.
 type unmaskOp struct {
+	s       *Service
 	st      *session
 	payload []byte
 	rid     [16]byte
@@ -486,6 +477,20 @@ func (o *unmaskOp) Checks() []policy.Request { return nil }
 func (o *unmaskOp) Preview(context.Context, *govern.Call) (any, error) { return nil, nil }
 
 func (o *unmaskOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, error) {
+	if j := o.st.job; j.Unnoised() {
+		// An unnoised round is unmasked once: two sums of one round (over
+		// all members, as the job requires, but from other shuffles) add
+		// nothing, and a repeat is no use to an honest coordinator. Spent
+		// here, not at open, so a round that failed before any share left
+		// can run again.
+		fresh, err := o.s.Nonces.UseNonce(ctx, "job:"+j.Hash(), o.st.round, c.Now.AddDate(10, 0, 0), c.Now)
+		if err != nil {
+			return nil, refusal.StoreUnavailable(err)
+		}
+		if !fresh {
+			return nil, refusal.New(refusal.Forbidden, "job.round_repeated", "round %s of job %s (privacy none) was unmasked on this node before; a round without noise runs once", o.st.round, j.ID)
+		}
+	}
 	u, err := o.st.client.Unmask(o.u3, o.cs)
 	if err != nil {
 		return nil, protocolRefusal("%v", err)

@@ -33,7 +33,8 @@ type Plan struct {
 	// MetricNoise is the metric cell's noise multiplier under record-level
 	// privacy (default 30: σ = 30 × one example's largest metric).
 	MetricNoise float64
-	// T is the fewest survivors, over whom member-level noise is shared.
+	// T is the fewest honest survivors (the job's threshold less its
+	// colluders), over whom member-level noise is shared.
 	T int
 }
 
@@ -55,8 +56,8 @@ func (p Plan) Check(n int) error {
 		return fmt.Errorf("fl: privacy unit %q: want none, record or member", p.Unit)
 	case p.Unit != NoDP && !(p.Clip > 0 && p.Noise > 0):
 		return fmt.Errorf("fl: %s-level privacy needs a clipping norm and a noise multiplier", p.Unit)
-	case p.Unit == Member && (p.T < 2 || p.T > n):
-		return fmt.Errorf("fl: member-level noise is shared over 2 ≤ t ≤ %d survivors", n)
+	case p.Unit == Member && (p.T < 1 || p.T > n):
+		return fmt.Errorf("fl: member-level noise is shared over 1 ≤ t ≤ %d honest survivors", n)
 	}
 	return p.quantizer().Check(n, p.memberSigma2()*float64(n)/float64(max(p.T, 1)))
 }

@@ -212,8 +212,9 @@ func (c *Client) verifyKeys(all []Keys) (map[int]Keys, error) {
 	if len(out) < c.p.T {
 		return nil, violation("%d participants advertised keys, fewer than %d", len(out), c.p.T)
 	}
-	if _, ok := out[c.id]; !ok {
-		return nil, violation("our own keys are missing")
+	own, ok := out[c.id]
+	if !ok || !slices.Equal(own.Encrypt, c.enc.PublicKey().Bytes()) || !slices.Equal(own.Mask, c.mask.PublicKey().Bytes()) {
+		return nil, violation("our own keys are missing or are not this session's")
 	}
 	return out, nil
 }
