@@ -581,9 +581,9 @@ func TestFLDemoAsSeparateProcesses(t *testing.T) {
 	d := demo.FLDemo
 	run("demo", "fl", dir)
 	jobFile := filepath.Join(dir, d.Job+".yaml")
-	// Three rounds keep the test short; the approvals sign this version.
+	// Five rounds keep the test short; the approvals sign this version.
 	b := mustRead(t, jobFile)
-	os.WriteFile(jobFile, []byte(strings.Replace(string(b), "rounds: 10", "rounds: 3", 1)), 0o644)
+	os.WriteFile(jobFile, []byte(strings.Replace(string(b), "rounds: 10", "rounds: 5", 1)), 0o644)
 	for _, m := range d.Members {
 		run("fl", "approve", "--workspace", filepath.Join(dir, m.Name), jobFile)
 	}
@@ -618,21 +618,22 @@ func TestFLDemoAsSeparateProcesses(t *testing.T) {
 			break
 		}
 	}
-	if err != nil || strings.Count(out, "round ") != 3 || !strings.Contains(out, "privacy spent per member") || !strings.Contains(out, "model written to") {
+	if err != nil || strings.Count(out, "round ") != 5 || !strings.Contains(out, "privacy spent per member") || !strings.Contains(out, "model written to") {
 		t.Fatalf("fl run: %v\n%s", err, out)
 	}
 	pred := run("fl", "predict", "--model", model, "--input", filepath.Join(dir, "holdout.csv"), "--summary")
 	var acc float64
-	if _, err := fmt.Sscanf(pred, "accuracy %f", &acc); err != nil || acc < 0.78 {
+	// Above the majority class (0.754 on the hold-out) after five noisy rounds.
+	if _, err := fmt.Sscanf(pred, "accuracy %f", &acc); err != nil || acc < 0.77 {
 		t.Errorf("fl predict: %v\n%s", err, pred)
 	}
 	// An office's steward reads, from its own log, which rounds used its data.
 	usage := run("fl", "usage", "--workspace", filepath.Join(dir, "private"), d.Job)
-	if !strings.Contains(usage, "3 rounds of job salary-class read this node's data") || strings.Count(usage, "private,selfemp,public") != 3 {
+	if !strings.Contains(usage, "5 rounds of job salary-class read this node's data") || strings.Count(usage, "private,selfemp,public") != 5 {
 		t.Errorf("fl usage:\n%s", usage)
 	}
 	procs["public"].cmd.Process.Kill()
-	if out, err = flRun(); err != nil || strings.Count(out, "round ") != 3 || !strings.Contains(out, "dropped public: did not answer at open") {
+	if out, err = flRun(); err != nil || strings.Count(out, "round ") != 5 || !strings.Contains(out, "dropped public: did not answer at open") {
 		t.Errorf("fl run with public killed: %v\n%s", err, out)
 	}
 	procs["selfemp"].cmd.Process.Kill()
