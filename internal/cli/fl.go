@@ -185,13 +185,24 @@ func flRun(args []string, out, errw io.Writer) error {
 }
 
 func printRound(out io.Writer, j *fedjob.Job, r *fedjob.RoundResult) {
-	fmt.Fprintf(out, "round %d/%d: %d members (%s)", r.Round, j.Rounds(), len(r.Survivors), strings.Join(r.Survivors, ", "))
-	if r.Score != nil {
-		what := "accuracy"
-		if j.Train != nil && j.Train.Model == fl.Linear {
-			what = "mean squared error"
+	what := "accuracy"
+	if j.Train != nil && j.Train.Model == fl.Linear {
+		what = "mean squared error"
+	}
+	switch {
+	case r.Evaluation && r.Score != nil:
+		fmt.Fprintf(out, "final model: %s %.4f over %d rows of %d members (%s)", what, *r.Score, r.Rows, len(r.Survivors), strings.Join(r.Survivors, ", "))
+	case r.Evaluation:
+		fmt.Fprintf(out, "final model: not measured")
+	default:
+		rounds := j.Rounds()
+		if j.Train != nil {
+			rounds = j.Train.Rounds
 		}
-		fmt.Fprintf(out, ", incoming model's %s %.4f over %d rows", what, *r.Score, r.Rows)
+		fmt.Fprintf(out, "round %d/%d: %d members (%s)", r.Round, rounds, len(r.Survivors), strings.Join(r.Survivors, ", "))
+		if r.Score != nil {
+			fmt.Fprintf(out, ", incoming model's %s %.4f over %d rows", what, *r.Score, r.Rows)
+		}
 	}
 	if r.Rho > 0 {
 		fmt.Fprintf(out, ", ρ %.4g each", r.Rho)

@@ -26,10 +26,13 @@ import (
 
 // RoundResult is what one round releases to the job's receivers.
 type RoundResult struct {
-	Job       string   `json:"job"`
-	Hash      string   `json:"job_hash"`
-	Round     int      `json:"round"`
-	Survivors []string `json:"survivors"`
+	Job   string `json:"job"`
+	Hash  string `json:"job_hash"`
+	Round int    `json:"round"`
+	// Evaluation marks the round after the last training round: the
+	// final model's score, no update.
+	Evaluation bool     `json:"evaluation,omitempty"`
+	Survivors  []string `json:"survivors"`
 	// Charged are the members that opened the round: each paid Rho,
 	// whether or not it survived to the sum.
 	Charged []string `json:"charged"`
@@ -261,7 +264,7 @@ func (o *roundOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, e
 	if err != nil {
 		return nil, tooFew("unmasked", len(unmaskings))
 	}
-	res := &RoundResult{Job: j.ID, Hash: j.Hash(), Round: o.round, Charged: charged, Dropped: map[string]string{}, Rho: j.rho()}
+	res := &RoundResult{Job: j.ID, Hash: j.Hash(), Round: o.round, Evaluation: j.Evaluation(o.round), Charged: charged, Dropped: map[string]string{}, Rho: j.rho(o.round)}
 	for _, id := range u3 {
 		res.Survivors = append(res.Survivors, j.Members[id-1].Org)
 	}
@@ -278,6 +281,9 @@ func (o *roundOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, e
 	next, pr, err := plan.Apply(o.global, sum, len(u3))
 	if err != nil {
 		return nil, refusal.New(refusal.Unavailable, "job.sum_out_of_range", "round %d's sum is not one the survivors' clipped inputs can make (a participant sent an input outside the quantisation range); the model is not updated", o.round)
+	}
+	if res.Evaluation {
+		next = o.global // the update part is zero; the model is final
 	}
 	res.next, res.Rows = next, pr.Rows
 	if pr.Rows > 0 {
@@ -327,10 +333,13 @@ type Model struct {
 
 // Event is one line of a job run's progress.
 type Event struct {
-	Round   *RoundResult `json:"round,omitempty"`
-	Done    bool         `json:"done,omitempty"`
-	Model   *Model       `json:"model,omitempty"`
-	Privacy []Spent      `json:"privacy,omitempty"`
+	Round *RoundResult `json:"round,omitempty"`
+	Done  bool         `json:"done,omitempty"`
+	// Score is the final model's, from the evaluation round (absent under
+	// member-level privacy).
+	Score   *float64 `json:"score,omitempty"`
+	Model   *Model   `json:"model,omitempty"`
+	Privacy []Spent  `json:"privacy,omitempty"`
 }
 
 // RunJob runs every round of the job as one kernel operation each,
@@ -341,6 +350,7 @@ func (s *Service) RunJob(ctx context.Context, caller share.Caller, purpose strin
 		plan, _ := j.Plan()
 		global = plan.Model.Init(j.Train.Seed)
 	}
+	var final *float64
 	spent := map[string]*Spent{}
 	for _, m := range j.Members {
 		spent[m.Org] = &Spent{Org: m.Org, Node: m.Node, Delta: m.Budget.Delta}
@@ -359,8 +369,11 @@ func (s *Service) RunJob(ctx context.Context, caller share.Caller, purpose strin
 		if err := emit(Event{Round: rr}); err != nil {
 			return err
 		}
+		if rr.Evaluation {
+			final = rr.Score
+		}
 	}
-	done := Event{Done: true}
+	done := Event{Done: true, Score: final}
 	for _, m := range j.Members {
 		sp := spent[m.Org]
 		if sp.Rho > 0 {

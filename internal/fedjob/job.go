@@ -236,12 +236,22 @@ func (j *Job) Member(node string) (int, *Member) {
 	return 0, nil
 }
 
-// Rounds is how many secure sums the job runs.
+// Rounds is how many secure sums the job runs: a sum's one, or a
+// training job's rounds and, unless its privacy unit is the member (which
+// measures nothing), one evaluation round of the final model.
 func (j *Job) Rounds() int {
-	if j.Train != nil {
+	if j.Train == nil {
+		return 1
+	}
+	if j.Train.Privacy == fl.Member {
 		return j.Train.Rounds
 	}
-	return 1
+	return j.Train.Rounds + 1
+}
+
+// Evaluation reports whether round r is a training job's evaluation round.
+func (j *Job) Evaluation(r int) bool {
+	return j.Train != nil && j.Train.Privacy != fl.Member && r == j.Train.Rounds+1
 }
 
 // Schema is a training job's feature encoding.

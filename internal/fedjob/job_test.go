@@ -101,8 +101,8 @@ func TestTrainJobsCheckTheirPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan, _ := j.Plan()
-	if j.Rounds() != 3 || plan.Model.Size() != 2 || !(j.rho() > 0) {
-		t.Errorf("rounds %d size %d ρ %g", j.Rounds(), plan.Model.Size(), j.rho())
+	if j.Rounds() != 4 || !j.Evaluation(4) || j.Evaluation(3) || plan.Model.Size() != 2 || !(j.rho(1) > 0) {
+		t.Errorf("rounds %d size %d ρ %g", j.Rounds(), plan.Model.Size(), j.rho(1))
 	}
 	for name, text := range map[string]string{
 		"unknown model":        strings.Replace(base, "model: logistic", "model: forest", 1),

@@ -233,17 +233,20 @@ func (o *contributeOp) Checks() []policy.Request { return nil }
 
 func (o *contributeOp) Preview(context.Context, *govern.Call) (any, error) { return nil, nil }
 
-// rho is what one round costs this member.
-func (j *Job) rho() float64 {
+// rho is what round r costs this member.
+func (j *Job) rho(r int) float64 {
 	if j.Sum != nil {
 		return dp.RhoOfPureEps(j.Sum.Epsilon)
 	}
 	plan, _ := j.Plan()
+	if j.Evaluation(r) {
+		return plan.RhoOfEvaluation()
+	}
 	return plan.RhoPerRound()
 }
 
 func (o *contributeOp) Cost(c *govern.Call) []govern.Charge {
-	rho := o.job.rho()
+	rho := o.job.rho(o.or.Round)
 	if rho == 0 {
 		c.Entry.Extra["privacy"] = "none"
 		return nil
@@ -302,7 +305,12 @@ func (o *contributeOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleas
 		plan, _ := j.Plan()
 		// No rows is not refused (that would say the filter admits
 		// nothing): the update is zero, with its noise.
-		if input, err = plan.Contribute(o.or.Global, j.Train.trainData(rows), s.Noise); err != nil {
+		contribute := plan.Contribute
+		if j.Evaluation(o.or.Round) {
+			contribute = plan.Evaluate
+			c.Entry.Extra["evaluation"] = "true"
+		}
+		if input, err = contribute(o.or.Global, j.Train.trainData(rows), s.Noise); err != nil {
 			return nil, refusal.New(refusal.Internal, "job.train", "local training failed")
 		}
 	}
@@ -314,7 +322,7 @@ func (o *contributeOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleas
 	o.st.client, o.st.input, o.st.next = client, input, phases[0]
 	o.st.mu.Unlock()
 	c.Entry.RowsReturned = 0
-	return released{&openResponse{Keys: secagg.MarshalKeys(p, client.Advertise()), Rho: j.rho()}}, nil
+	return released{&openResponse{Keys: secagg.MarshalKeys(p, client.Advertise()), Rho: j.rho(o.or.Round)}}, nil
 }
 
 // peerKeys are every member's verifying key by participant id.

@@ -123,20 +123,45 @@ func randomSeed() uint64 {
 // trains from the global weights on its rows, scores the incoming model,
 // and encodes (with its noise) for the ring.
 func (p Plan) Contribute(global Weights, d Data, s *dp.Sampler) ([]uint32, error) {
+	return p.contribute(global, d, s, true)
+}
+
+// Evaluate is a participant's input to the evaluation round after the
+// last training round: the final model's metric over its rows, with the
+// metric cell's noise, and no update (no training, no cost beyond
+// MetricRho). Member-level jobs measure nothing and run no such round.
+func (p Plan) Evaluate(global Weights, d Data, s *dp.Sampler) ([]uint32, error) {
+	if p.Unit == Member {
+		return nil, fmt.Errorf("fl: member-level privacy measures no metric")
+	}
+	return p.contribute(global, d, s, false)
+}
+
+// RhoOfEvaluation is what the evaluation round costs each participant.
+func (p Plan) RhoOfEvaluation() float64 {
+	if p.Unit == Record {
+		return p.MetricRho()
+	}
+	return 0
+}
+
+func (p Plan) contribute(global Weights, d Data, s *dp.Sampler, train bool) ([]uint32, error) {
 	if len(global) != p.Model.Size() {
 		return nil, fmt.Errorf("fl: the global model has %d weights, the job's model %d", len(global), p.Model.Size())
 	}
-	local := p.Local
-	if local.Seed == 0 {
-		local.Seed = randomSeed() // nodes: a fresh shuffle each round
-	}
-	if p.Unit == Record {
-		local.DP = &DPSGD{Clip: p.Clip, Noise: p.Noise, Sampler: s}
-	}
-	w := Train(p.Model, global, d, local)
 	upd := make([]float64, len(global))
-	for k := range upd {
-		upd[k] = w[k] - global[k]
+	if train {
+		local := p.Local
+		if local.Seed == 0 {
+			local.Seed = randomSeed() // nodes: a fresh shuffle each round
+		}
+		if p.Unit == Record {
+			local.DP = &DPSGD{Clip: p.Clip, Noise: p.Noise, Sampler: s}
+		}
+		w := Train(p.Model, global, d, local)
+		for k := range upd {
+			upd[k] = w[k] - global[k]
+		}
 	}
 	rows := int64(len(d.X))
 	var metric float64

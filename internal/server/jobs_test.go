@@ -510,7 +510,8 @@ func TestFLDemoTrainsAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := jn.run(t, d.Analyst, "research", jn.job)
-	if r.Status != 200 || len(r.events) != 11 || r.events[10].Model == nil {
+	// Ten training rounds, the evaluation round, the end.
+	if r.Status != 200 || len(r.events) != 12 || r.events[11].Model == nil || !r.events[10].Round.Evaluation || r.events[11].Score == nil {
 		t.Fatalf("run: %d %.300s", r.Status, r.Body)
 	}
 	var admitted int64
@@ -523,12 +524,12 @@ func TestFLDemoTrainsAcrossNodes(t *testing.T) {
 			}
 		}
 	}
-	for _, e := range r.events[:10] {
+	for _, e := range r.events[:11] {
 		if e.Round.Rows != admitted || e.Round.Score == nil || len(e.Round.Survivors) != 3 {
 			t.Fatalf("round %d: %d rows (the owners admit %d), score %v, survivors %v", e.Round.Round, e.Round.Rows, admitted, e.Round.Score, e.Round.Survivors)
 		}
 	}
-	m := r.events[10].Model
+	m := r.events[11].Model
 	shape := fl.Model{Kind: m.Kind, Dim: m.Schema.Dim()}
 	recs := adultRows(t, filepath.Join(jn.dir, "holdout.csv"))
 	var test fl.Data
@@ -541,29 +542,49 @@ func TestFLDemoTrainsAcrossNodes(t *testing.T) {
 		test.X, test.Y = append(test.X, x), append(test.Y, y)
 	}
 	acc := shape.Score(m.Weights, test)
-	last := *r.events[9].Round.Score
-	t.Logf("held-out accuracy %.4f; the last round measured %.4f over the offices' rows", acc, last)
+	final := *r.events[11].Score
+	// The evaluation round measures the final model over the offices'
+	// rows, noisily: it must be near the model's own score on those rows.
+	var own fl.Data
+	for _, n := range []string{"private", "selfemp", "public"} {
+		recs := adultRows(t, filepath.Join(jn.dir, n, "data", "census.csv"))
+		for _, rec := range recs[1:] {
+			row := map[string]string{}
+			for i, h := range recs[0] {
+				row[h] = rec[i]
+			}
+			if age, _ := strconv.Atoi(row["age"]); n == "private" && age < 30 {
+				continue
+			}
+			x, y := m.Schema.Encode(row)
+			own.X, own.Y = append(own.X, x), append(own.Y, y)
+		}
+	}
+	t.Logf("held-out accuracy %.4f; the evaluation round measured %.4f over the offices' rows (exactly %.4f)", acc, final, shape.Score(m.Weights, own))
 	if acc < 0.79 {
 		t.Errorf("held-out accuracy %.4f", acc)
 	}
-	rho := r.events[0].Round.Rho
-	for _, sp := range r.events[10].Privacy {
-		if sp.Rounds != 10 || math.Abs(sp.Rho-10*rho) > 1e-9 || !(sp.Epsilon > 0) {
-			t.Errorf("privacy spent: %+v (ρ per round %g)", sp, rho)
+	if math.Abs(final-shape.Score(m.Weights, own)) > 0.01 {
+		t.Errorf("the evaluation round measured %.4f, the final model scores %.4f on the offices' rows", final, shape.Score(m.Weights, own))
+	}
+	rho, evalRho := r.events[0].Round.Rho, r.events[10].Round.Rho
+	for _, sp := range r.events[11].Privacy {
+		if sp.Rounds != 11 || math.Abs(sp.Rho-10*rho-evalRho) > 1e-9 || !(evalRho > 0 && evalRho < rho/10) || !(sp.Epsilon > 0) {
+			t.Errorf("privacy spent: %+v (ρ per round %g, evaluation %g)", sp, rho, evalRho)
 		}
 		h := jn.nodes[sp.Node]
 		n, _ := h.node.Store.Size(context.Background())
 		got := 0
 		for i := range n {
-			if e := lastEntryAt(t, h, i); e.Event == "AL1901I" && e.Extra["job_hash"] == j.Hash() && e.Rho == rho {
+			if e := lastEntryAt(t, h, i); e.Event == "AL1901I" && e.Extra["job_hash"] == j.Hash() && (e.Rho == rho || e.Rho == evalRho && e.Extra["evaluation"] == "true") {
 				got++
 				if sp.Node == "private" && e.Extra["row_filter"] != "age >= 30" {
 					t.Errorf("private's entry does not name its row filter: %+v", e.Extra)
 				}
 			}
 		}
-		if got != 10 {
-			t.Errorf("%s's log holds %d contributions, want 10", sp.Node, got)
+		if got != 11 {
+			t.Errorf("%s's log holds %d contributions, want 11 (ten rounds and the evaluation)", sp.Node, got)
 		}
 	}
 }
@@ -618,7 +639,7 @@ func TestFLDemoAsSeparateProcesses(t *testing.T) {
 			break
 		}
 	}
-	if err != nil || strings.Count(out, "round ") != 5 || !strings.Contains(out, "privacy spent per member") || !strings.Contains(out, "model written to") {
+	if err != nil || strings.Count(out, "round ") != 5 || !strings.Contains(out, "final model: accuracy") || !strings.Contains(out, "privacy spent per member") || !strings.Contains(out, "model written to") {
 		t.Fatalf("fl run: %v\n%s", err, out)
 	}
 	pred := run("fl", "predict", "--model", model, "--input", filepath.Join(dir, "holdout.csv"), "--summary")
@@ -629,11 +650,11 @@ func TestFLDemoAsSeparateProcesses(t *testing.T) {
 	}
 	// An office's steward reads, from its own log, which rounds used its data.
 	usage := run("fl", "usage", "--workspace", filepath.Join(dir, "private"), d.Job)
-	if !strings.Contains(usage, "5 rounds of job salary-class read this node's data") || strings.Count(usage, "private,selfemp,public") != 5 {
+	if !strings.Contains(usage, "6 rounds of job salary-class read this node's data") || strings.Count(usage, "private,selfemp,public") != 6 {
 		t.Errorf("fl usage:\n%s", usage)
 	}
 	procs["public"].cmd.Process.Kill()
-	if out, err = flRun(); err != nil || strings.Count(out, "round ") != 5 || !strings.Contains(out, "dropped public: did not answer at open") {
+	if out, err = flRun(); err != nil || strings.Count(out, "round ") != 5 || strings.Count(out, "dropped public: did not answer at open") != 6 {
 		t.Errorf("fl run with public killed: %v\n%s", err, out)
 	}
 	procs["selfemp"].cmd.Process.Kill()
@@ -677,7 +698,7 @@ func TestUnnoisedRoundRunsOnce(t *testing.T) {
 		text = strings.Replace(text, "min_participants: 2", "min_participants: 3", 1)
 		os.WriteFile(path, []byte(strings.Replace(text, "privacy: record", "privacy: none", 1)), 0o644)
 	}, nil)
-	if r := jn.run(t, d.Analyst, "research", jn.job); r.Status != 200 || len(r.events) != 2 || r.events[0].Round.Rho != 0 {
+	if r := jn.run(t, d.Analyst, "research", jn.job); r.Status != 200 || len(r.events) != 3 || r.events[0].Round.Rho != 0 {
 		t.Fatalf("first run: %d %.300s", r.Status, r.Body)
 	}
 	r := jn.run(t, d.Analyst, "research", jn.job)
