@@ -46,6 +46,22 @@ func newNet(t testing.TB, n, th, length int) *net {
 	return nt
 }
 
+// throughInputs plays rounds 0 to 2 with every participant, by hand (the
+// tests then act as the coordinator in rounds 3 and 4).
+func (nt *net) throughInputs() {
+	for i := 1; i <= nt.p.N; i++ {
+		nt.server.AddKeys(nt.clients[i].Advertise())
+	}
+	for i := 1; i <= nt.p.N; i++ {
+		sh, _ := nt.clients[i].ShareKeys(nt.server.Keys())
+		nt.server.AddShares(i, sh)
+	}
+	for i := 1; i <= nt.p.N; i++ {
+		m, _ := nt.clients[i].MaskedInput(nt.server.SharesFor(i), nt.inputs[i])
+		nt.server.AddInput(m)
+	}
+}
+
 // run plays the rounds through Local; dropBefore2 never send inputs
 // (after sharing keys), dropBefore4 send inputs but no unmasking. It
 // returns the sum and the plain sum of the inputs that were sent.
@@ -144,17 +160,7 @@ func TestMaskedInputsLookRandom(t *testing.T) {
 // dropped) gets no unmasking: the consents do not verify.
 func TestLyingCoordinator(t *testing.T) {
 	nt := newNet(t, 5, 3, 8)
-	for i := 1; i <= 5; i++ {
-		nt.server.AddKeys(nt.clients[i].Advertise())
-	}
-	for i := 1; i <= 5; i++ {
-		sh, _ := nt.clients[i].ShareKeys(nt.server.Keys())
-		nt.server.AddShares(i, sh)
-	}
-	for i := 1; i <= 5; i++ {
-		m, _ := nt.clients[i].MaskedInput(nt.server.SharesFor(i), nt.inputs[i])
-		nt.server.AddInput(m)
-	}
+	nt.throughInputs()
 	truth := []int{1, 2, 3, 4, 5}
 	lie := []int{1, 2, 3, 4} // "5 dropped": participants would reveal 5's mask key
 	var consents []Consent
@@ -346,17 +352,7 @@ func TestSplitSurvivorsNeedsAMajority(t *testing.T) {
 	// N = 5, T = 3: the sets {1,2,3} and {3,4,5} overlap in 3, who signs
 	// only the first it is shown.
 	nt := newNet(t, 5, 3, 8)
-	for i := 1; i <= 5; i++ {
-		nt.server.AddKeys(nt.clients[i].Advertise())
-	}
-	for i := 1; i <= 5; i++ {
-		sh, _ := nt.clients[i].ShareKeys(nt.server.Keys())
-		nt.server.AddShares(i, sh)
-	}
-	for i := 1; i <= 5; i++ {
-		m, _ := nt.clients[i].MaskedInput(nt.server.SharesFor(i), nt.inputs[i])
-		nt.server.AddInput(m)
-	}
+	nt.throughInputs()
 	if _, err := nt.clients[3].Consent([]int{1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
