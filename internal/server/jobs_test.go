@@ -722,3 +722,60 @@ func TestUnnoisedRoundRunsOnce(t *testing.T) {
 		t.Errorf("a global weight of 1e300: %v", err)
 	}
 }
+
+// TestOtherModelsTrainAcrossNodes: the FL demo's offices train the other
+// two models of a job file over the same nodes — a one-hidden-layer MLP
+// for the salary class, and linear regression of age from the other
+// columns — and the final models do what their kind is for on the
+// hold-out: the MLP classifies above the majority class, the regression
+// predicts age better than its mean.
+func TestOtherModelsTrainAcrossNodes(t *testing.T) {
+	d := demo.FLDemo
+	variants := map[string]func(string) string{
+		"mlp": func(job string) string {
+			return strings.Replace(strings.Replace(job, "model: logistic", "model: mlp\n  hidden: 8", 1), "rounds: 10", "rounds: 4", 1)
+		},
+		"linear": func(job string) string {
+			i, j := strings.Index(job, "  numeric:\n"), strings.Index(job, "  categorical:\n")
+			job = job[:i] + job[j:]
+			job = strings.Replace(job, "  label: salary_class\n  positive: \">50K\"\n", "  label: age\n  label_mean: 38.4\n  label_std: 13.1\n", 1)
+			return strings.Replace(strings.Replace(job, "model: logistic", "model: linear", 1), "rounds: 10", "rounds: 4", 1)
+		},
+	}
+	for name, edit := range variants {
+		jn := startJobs(t, d, 0, func(dir string) {
+			path := filepath.Join(dir, d.Job+".yaml")
+			b, _ := os.ReadFile(path)
+			os.WriteFile(path, []byte(edit(string(b))), 0o644)
+		}, nil)
+		r := jn.run(t, d.Analyst, "research", jn.job)
+		if r.Status != 200 || len(r.events) != 6 || r.events[5].Model == nil || r.events[5].Score == nil {
+			t.Fatalf("%s: %d %.300s", name, r.Status, r.Body)
+		}
+		m := r.events[5].Model
+		shape := fl.Model{Kind: m.Kind, Dim: m.Schema.Dim(), Hidden: m.Hidden}
+		recs := adultRows(t, filepath.Join(jn.dir, "holdout.csv"))
+		var test fl.Data
+		for _, rec := range recs[1:] {
+			row := map[string]string{}
+			for i, h := range recs[0] {
+				row[h] = rec[i]
+			}
+			x, y := m.Schema.Encode(row)
+			test.X, test.Y = append(test.X, x), append(test.Y, y)
+		}
+		score := shape.Score(m.Weights, test)
+		t.Logf("%s: held-out score %.4f, the evaluation round's %.4f", name, score, *r.events[5].Score)
+		switch name {
+		case "mlp":
+			if m.Kind != fl.MLP || len(m.Weights) != 8*(m.Schema.Dim()+1)+9 || score < 0.77 {
+				t.Errorf("the MLP: %d weights, accuracy %.4f", len(m.Weights), score)
+			}
+		case "linear":
+			// Mean squared error in standardised units: the mean scores about 1.
+			if m.Kind != fl.Linear || score > 0.85 {
+				t.Errorf("the regression's mean squared error %.4f on the standardised age", score)
+			}
+		}
+	}
+}
