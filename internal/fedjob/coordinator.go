@@ -110,7 +110,7 @@ func (o *roundOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, e
 	var rid [16]byte
 	rand.Read(rid[:])
 	c.Entry.Extra["round_id"] = hex.EncodeToString(rid[:])
-	p, err := j.params(rid)
+	p, err := j.params(rid, o.round, o.global)
 	if err != nil {
 		return nil, err
 	}
@@ -166,14 +166,15 @@ func (o *roundOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, e
 		}
 		return ok
 	}
+	var charged []string // the members that answered the open
 	tooFew := func(stage string, got int) error {
 		var reasons []string
 		for _, id := range slices.Sorted(maps.Keys(dropped)) {
 			reasons = append(reasons, fmt.Sprintf("%s: %s", j.Members[id-1].Org, dropped[id]))
 		}
 		c.Entry.Extra["dropped"] = strings.Join(reasons, "; ")
-		return refusal.New(refusal.Unavailable, "job.too_few_participants", "round %d of job %s: %d members %s, fewer than min_participants %d; no sum was revealed (%s)",
-			o.round, j.ID, got, stage, j.MinParticipants, strings.Join(reasons, "; "))
+		return refusal.New(refusal.Unavailable, "job.too_few_participants", "round %d of job %s: %d members %s, fewer than min_participants %d; no sum was revealed (%s); charged for the round: %s",
+			o.round, j.ID, got, stage, j.MinParticipants, strings.Join(reasons, "; "), strings.Join(charged, ", "))
 	}
 	bad := func(id int, err error) { dropped[id] = "sent a message that breaks the protocol: " + err.Error() }
 
@@ -181,7 +182,11 @@ func (o *roundOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, e
 	for i := range all {
 		all[i] = i + 1
 	}
+	// Every member that answered the open was charged, whether or not its
+	// keys are usable (a member whose answer timed out may have been too:
+	// its own ledger and log say).
 	for _, x := range phase("open", all, nil) {
+		charged = append(charged, j.Members[x.id-1].Org)
 		k, err := secagg.UnmarshalKeys(p, x.msg)
 		if err == nil && k.ID != x.id {
 			err = errors.New("keys for another participant")
@@ -194,10 +199,6 @@ func (o *roundOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, e
 		}
 	}
 	advertised := idsOf(srv.Keys())
-	var charged []string
-	for _, id := range advertised {
-		charged = append(charged, j.Members[id-1].Org)
-	}
 	c.Entry.Extra["charged"] = strings.Join(charged, ",")
 	if len(advertised) < p.T {
 		return nil, tooFew("opened the round", len(advertised))

@@ -192,10 +192,6 @@ func (j *Job) check() error {
 // carry the full noise.
 func (j *Job) honest() int { return j.MinParticipants - j.MaxColluders }
 
-// Unnoised reports whether the job's rounds carry no noise (and cost
-// nothing).
-func (j *Job) Unnoised() bool { return j.Train != nil && j.Train.Privacy == fl.NoDP }
-
 // MaxCells bounds a sum's cells times its measures (one vector).
 const MaxCells = 1 << 20
 

@@ -1,6 +1,7 @@
 package fedjob
 
 import (
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/audit"
 	"github.com/airlock-dev/airlock/internal/dp"
 	"github.com/airlock-dev/airlock/internal/federation"
+	"github.com/airlock-dev/airlock/internal/secagg"
 )
 
 func nodeKey(t *testing.T, dir, name string) *federation.NodeKey {
@@ -215,4 +217,38 @@ func abs64(v int64) int64 {
 		return -v
 	}
 	return v
+}
+
+// TestRoundsAreBoundToTheModel (found in the review): a member sent
+// another model or another round number than the others derives another
+// round id, so the others refuse its keys and no sum comes out — the
+// coordinator cannot isolate one member in the difference of two sums.
+func TestRoundsAreBoundToTheModel(t *testing.T) {
+	dir := t.TempDir()
+	ka, kb := nodeKey(t, filepath.Join(dir, "a"), "a"), nodeKey(t, filepath.Join(dir, "b"), "b")
+	j, err := Parse([]byte(sumJob(ka.Verifier, kb.Verifier)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var session [16]byte
+	same, _ := j.params(session, 1, []float64{0, 1})
+	if again, _ := j.params(session, 1, []float64{0, 1}); again.Round != same.Round {
+		t.Fatal("one round's id is not reproducible")
+	}
+	for name, p := range map[string]func() (secagg.Params, error){
+		"another model":        func() (secagg.Params, error) { return j.params(session, 1, []float64{0, 1.0000001}) },
+		"another round number": func() (secagg.Params, error) { return j.params(session, 2, []float64{0, 1}) },
+	} {
+		other, _ := p()
+		if other.Round == same.Round {
+			t.Errorf("%s: the same round id", name)
+			continue
+		}
+		peers := j.peerKeys()
+		a, _ := secagg.NewClient(same, 1, ka, federation.Verify, peers)
+		b, _ := secagg.NewClient(other, 2, kb, federation.Verify, peers)
+		if _, err := a.ShareKeys([]secagg.Keys{a.Advertise(), b.Advertise()}); !errors.Is(err, secagg.ErrProtocol) {
+			t.Errorf("%s: member a took the keys of a member in another round: %v", name, err)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package fedjob
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -36,11 +37,6 @@ type Service struct {
 	Client *federation.Client
 	Kernel *govern.Kernel
 	Noise  *dp.Sampler
-	// Nonces remembers the rounds that cost nothing (privacy: none): each
-	// is opened once (the state store's nonce table).
-	Nonces interface {
-		UseNonce(ctx context.Context, peer, nonce string, expires, now time.Time) (bool, error)
-	}
 	// SessionTimeout ends a participant's round not finished in time;
 	// PhaseTimeout bounds the coordinator's wait for each phase.
 	SessionTimeout, PhaseTimeout time.Duration
@@ -88,7 +84,6 @@ type session struct {
 	params  secagg.Params
 	client  *secagg.Client
 	input   []uint32
-	round   string // the job's round number
 	next    string
 	expires time.Time
 }
@@ -106,9 +101,22 @@ func protocolRefusal(format string, args ...any) *refusal.Error {
 }
 
 // params are a round's secure-aggregation parameters, the same on every
-// node from the job file and the round id.
-func (j *Job) params(roundID [16]byte) (secagg.Params, error) {
-	p := secagg.Params{Round: roundID, N: len(j.Members), T: j.MinParticipants}
+// node from the job file and what the coordinator sent for the round: the
+// session id, the round number and the global model are hashed into the
+// id every secagg stream and signature is bound to. A member sent another
+// round number or another model than the others (to isolate its
+// contribution in the difference of two sums) runs another round id: the
+// other members refuse its keys, and no sum comes out.
+func (j *Job) params(session [16]byte, round int, global []float64) (secagg.Params, error) {
+	h := sha256.New()
+	h.Write([]byte("airlock federated round\n"))
+	h.Write(session[:])
+	h.Write([]byte(j.Hash()))
+	h.Write(binary.BigEndian.AppendUint32(nil, uint32(round)))
+	for _, w := range global {
+		h.Write(binary.BigEndian.AppendUint64(nil, math.Float64bits(w)))
+	}
+	p := secagg.Params{Round: [16]byte(h.Sum(nil)), N: len(j.Members), T: j.MinParticipants}
 	if j.Sum != nil {
 		p.Length = j.Sum.Length()
 	} else {
@@ -269,7 +277,7 @@ func (o *contributeOp) Cost(c *govern.Call) []govern.Charge {
 func (o *contributeOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, error) {
 	s, j, ws := o.s, o.job, c.Snap.WS
 	rid := [16]byte(o.or.RoundID)
-	p, err := j.params(rid)
+	p, err := j.params(rid, o.or.Round, o.or.Global)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +286,7 @@ func (o *contributeOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleas
 		timeout = 2 * time.Minute
 	}
 	// Reserve the round id at once: two opens of one round cannot both run.
-	o.st = &session{peer: o.pr.Peer.Name, job: j, params: p, round: fmt.Sprint(o.or.Round), expires: c.Now.Add(timeout)}
+	o.st = &session{peer: o.pr.Peer.Name, job: j, params: p, expires: c.Now.Add(timeout)}
 	s.mu.Lock()
 	if s.sessions == nil {
 		s.sessions = map[[16]byte]*session{}
@@ -433,7 +441,7 @@ func (s *Service) step(ctx context.Context, pr *federation.PeerRequest) (any, er
 	default: // "unmask", the last phase: audited, allowed or refused
 		st.next = ""
 		s.drop(rid)
-		res, err := s.Kernel.Do(ctx, govern.Request{Caller: pr.Caller, Purpose: e.Purpose, Op: &unmaskOp{s: s, st: st, payload: e.Payload, rid: rid}})
+		res, err := s.Kernel.Do(ctx, govern.Request{Caller: pr.Caller, Purpose: e.Purpose, Op: &unmaskOp{st: st, payload: e.Payload, rid: rid}})
 		if err != nil {
 			return nil, err
 		}
@@ -448,7 +456,6 @@ func (s *Service) step(ctx context.Context, pr *federation.PeerRequest) (any, er
 // survivors' signed consent. Its audit entry names the survivors: the
 // node's log shows which rounds revealed a sum its data is in.
 type unmaskOp struct {
-	s       *Service
 	st      *session
 	payload []byte
 	rid     [16]byte
@@ -485,20 +492,6 @@ func (o *unmaskOp) Checks() []policy.Request { return nil }
 func (o *unmaskOp) Preview(context.Context, *govern.Call) (any, error) { return nil, nil }
 
 func (o *unmaskOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, error) {
-	if j := o.st.job; j.Unnoised() {
-		// An unnoised round is unmasked once: two sums of one round (over
-		// all members, as the job requires, but from other shuffles) add
-		// nothing, and a repeat is no use to an honest coordinator. Spent
-		// here, not at open, so a round that failed before any share left
-		// can run again.
-		fresh, err := o.s.Nonces.UseNonce(ctx, "job:"+j.Hash(), o.st.round, c.Now.AddDate(10, 0, 0), c.Now)
-		if err != nil {
-			return nil, refusal.StoreUnavailable(err)
-		}
-		if !fresh {
-			return nil, refusal.New(refusal.Forbidden, "job.round_repeated", "round %s of job %s (privacy none) was unmasked on this node before; a round without noise runs once", o.st.round, j.ID)
-		}
-	}
 	u, err := o.st.client.Unmask(o.u3, o.cs)
 	if err != nil {
 		return nil, protocolRefusal("%v", err)

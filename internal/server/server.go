@@ -245,7 +245,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	n.Peers = &federation.Client{Key: n.Key, Now: opts.Now, Window: ws.Config.Federation.Window}
 	n.SQL.Federation = &federation.Federator{Client: n.Peers}
 	n.Collab = &collab.Service{Route: n.SQL.Route, Key: n.Key, Client: n.Peers, Kernel: n.Kernel, Noise: dp.NewSampler(rand.Reader)}
-	n.Jobs = &fedjob.Service{Route: n.SQL.Route, Key: n.Key, Client: n.Peers, Kernel: n.Kernel, Noise: dp.NewSampler(rand.Reader), Nonces: n.Store}
+	n.Jobs = &fedjob.Service{Route: n.SQL.Route, Key: n.Key, Client: n.Peers, Kernel: n.Kernel, Noise: dp.NewSampler(rand.Reader)}
 	n.Witness = &federation.Witness{Key: n.Key, Client: n.Peers, Store: n.Store, Kernel: n.Kernel, Log: opts.Log.With("component", "witness"),
 		Forks: func(string) { n.forks.Add(1) }}
 	n.Auth = &identity.Authenticator{
