@@ -24,7 +24,7 @@ out=bench-results.txt
   go test -run '^$' -bench SecureSum -benchtime 5x -count 3 ./internal/secagg
   echo "## one FL round on the Adult split (3 participants): plain sum, secure aggregation, with DP-SGD; and across real nodes"
   go test -run '^$' -bench FLRound -benchtime 10x -count 3 ./internal/fl
-  go test -run '^$' -bench FLRoundAcrossNodes -benchtime 10x -count 3 ./internal/server
+  go test -run '^$' -bench FLRoundAcrossNodes -benchtime 5x -count 3 ./internal/server
   echo "## DP query (rows=$rows, units=rows/10, 50 groups)"
   AIRLOCK_BENCH_ROWS=$rows go test -run '^$' -bench '^BenchmarkDPQuery$' -benchtime 12x -timeout 60m ./internal/server
   echo "## loading with the unit surrogate (rows=$rows)"

@@ -663,22 +663,28 @@ func TestFLDemoAsSeparateProcesses(t *testing.T) {
 	}
 }
 
-// BenchmarkFLRoundAcrossNodes is one training round of the FL demo's job
-// (record-level DP-SGD in each office) over real nodes in one process:
-// TLS peer requests, signed envelopes, each office's kernel op, ledger
-// charge and audit entries, the coordinator's five phases.
+// BenchmarkFLRoundAcrossNodes runs the FL demo's job (record-level
+// DP-SGD in each office) over real nodes in one process — TLS peer
+// requests, signed envelopes, each office's kernel op, ledger charge and
+// audit entries, the coordinator's five phases — with 1 and with 5
+// training rounds, each job ending with its evaluation round: the
+// difference over 4 is one training round's cost.
 func BenchmarkFLRoundAcrossNodes(b *testing.B) {
 	d := demo.FLDemo
-	jn := startJobs(b, d, 0, func(dir string) {
-		path := filepath.Join(dir, d.Job+".yaml")
-		data, _ := os.ReadFile(path)
-		text := strings.Replace(string(data), "rounds: 10", "rounds: 1", 1)
-		os.WriteFile(path, []byte(strings.ReplaceAll(text, "{epsilon: 4, delta: 1e-5, period: 720h}", "{epsilon: 1000, delta: 1e-5, period: 720h}")), 0o644)
-	}, nil)
-	for b.Loop() {
-		if r := jn.run(b, d.Analyst, "research", jn.job); r.Status != 200 || len(r.events) != 2 {
-			b.Fatalf("run: %d %.300s", r.Status, r.Body)
-		}
+	for _, rounds := range []int{1, 5} {
+		b.Run(fmt.Sprintf("rounds=%d", rounds), func(b *testing.B) {
+			jn := startJobs(b, d, 0, func(dir string) {
+				path := filepath.Join(dir, d.Job+".yaml")
+				data, _ := os.ReadFile(path)
+				text := strings.Replace(string(data), "rounds: 10", fmt.Sprintf("rounds: %d", rounds), 1)
+				os.WriteFile(path, []byte(strings.ReplaceAll(text, "{epsilon: 4, delta: 1e-5, period: 720h}", "{epsilon: 1000, delta: 1e-5, period: 720h}")), 0o644)
+			}, nil)
+			for b.Loop() {
+				if r := jn.run(b, d.Analyst, "research", jn.job); r.Status != 200 || len(r.events) != rounds+2 {
+					b.Fatalf("run: %d %.300s", r.Status, r.Body)
+				}
+			}
+		})
 	}
 }
 
