@@ -481,18 +481,41 @@ func TestJobBudgetRunsOut(t *testing.T) {
 	}
 }
 
-// adultRows reads a census CSV the FL demo wrote.
-func adultRows(t *testing.T, path string) [][]string {
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
+// censusData encodes with s the rows of the FL demo's census CSVs that
+// keep admits (nil: all).
+func censusData(t *testing.T, s fl.Schema, keep func(row map[string]string) bool, paths ...string) fl.Data {
+	var d fl.Data
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := csv.NewReader(f).ReadAll()
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range recs[1:] {
+			row := map[string]string{}
+			for i, h := range recs[0] {
+				row[h] = rec[i]
+			}
+			if keep == nil || keep(row) {
+				x, y := s.Encode(row)
+				d.X, d.Y = append(d.X, x), append(d.Y, y)
+			}
+		}
 	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
+	return d
+}
+
+// offices are the FL demo's members' census files under dir.
+func offices(dir string) []string {
+	var out []string
+	for _, m := range demo.FLDemo.Members {
+		out = append(out, filepath.Join(dir, m.Name, "data", "census.csv"))
 	}
-	return recs
+	return out
 }
 
 // TestFLDemoTrainsAcrossNodes: the FL demo's job (logistic regression,
@@ -514,52 +537,24 @@ func TestFLDemoTrainsAcrossNodes(t *testing.T) {
 	if r.Status != 200 || len(r.events) != 12 || r.events[11].Model == nil || !r.events[10].Round.Evaluation || r.events[11].Score == nil {
 		t.Fatalf("run: %d %.300s", r.Status, r.Body)
 	}
-	var admitted int64
-	for _, n := range []string{"private", "selfemp", "public"} {
-		recs := adultRows(t, filepath.Join(jn.dir, n, "data", "census.csv"))
-		for _, rec := range recs[1:] {
-			age, _ := strconv.Atoi(rec[2])
-			if n != "private" || age >= 30 {
-				admitted++
-			}
-		}
-	}
+	// private approved with age >= 30; its rows are the first office's.
+	over30 := func(row map[string]string) bool { age, _ := strconv.Atoi(row["age"]); return age >= 30 }
+	ps := offices(jn.dir)
+	m := r.events[11].Model
+	own := censusData(t, m.Schema, over30, ps[0])
+	rest := censusData(t, m.Schema, nil, ps[1:]...)
+	own.X, own.Y = append(own.X, rest.X...), append(own.Y, rest.Y...)
+	admitted := int64(len(own.X))
 	for _, e := range r.events[:11] {
 		if e.Round.Rows != admitted || e.Round.Score == nil || len(e.Round.Survivors) != 3 {
 			t.Fatalf("round %d: %d rows (the owners admit %d), score %v, survivors %v", e.Round.Round, e.Round.Rows, admitted, e.Round.Score, e.Round.Survivors)
 		}
 	}
-	m := r.events[11].Model
 	shape := fl.Model{Kind: m.Kind, Dim: m.Schema.Dim()}
-	recs := adultRows(t, filepath.Join(jn.dir, "holdout.csv"))
-	var test fl.Data
-	for _, rec := range recs[1:] {
-		row := map[string]string{}
-		for i, h := range recs[0] {
-			row[h] = rec[i]
-		}
-		x, y := m.Schema.Encode(row)
-		test.X, test.Y = append(test.X, x), append(test.Y, y)
-	}
-	acc := shape.Score(m.Weights, test)
-	final := *r.events[11].Score
+	acc := shape.Score(m.Weights, censusData(t, m.Schema, nil, filepath.Join(jn.dir, "holdout.csv")))
 	// The evaluation round measures the final model over the offices'
 	// rows, noisily: it must be near the model's own score on those rows.
-	var own fl.Data
-	for _, n := range []string{"private", "selfemp", "public"} {
-		recs := adultRows(t, filepath.Join(jn.dir, n, "data", "census.csv"))
-		for _, rec := range recs[1:] {
-			row := map[string]string{}
-			for i, h := range recs[0] {
-				row[h] = rec[i]
-			}
-			if age, _ := strconv.Atoi(row["age"]); n == "private" && age < 30 {
-				continue
-			}
-			x, y := m.Schema.Encode(row)
-			own.X, own.Y = append(own.X, x), append(own.Y, y)
-		}
-	}
+	final := *r.events[11].Score
 	t.Logf("held-out accuracy %.4f; the evaluation round measured %.4f over the offices' rows (exactly %.4f)", acc, final, shape.Score(m.Weights, own))
 	if acc < 0.79 {
 		t.Errorf("held-out accuracy %.4f", acc)
@@ -752,29 +747,8 @@ func TestOtherModelsTrainAcrossNodes(t *testing.T) {
 		}
 		m := r.events[5].Model
 		shape := fl.Model{Kind: m.Kind, Dim: m.Schema.Dim(), Hidden: m.Hidden}
-		recs := adultRows(t, filepath.Join(jn.dir, "holdout.csv"))
-		var test fl.Data
-		for _, rec := range recs[1:] {
-			row := map[string]string{}
-			for i, h := range recs[0] {
-				row[h] = rec[i]
-			}
-			x, y := m.Schema.Encode(row)
-			test.X, test.Y = append(test.X, x), append(test.Y, y)
-		}
-		score := shape.Score(m.Weights, test)
-		var own fl.Data
-		for _, n := range []string{"private", "selfemp", "public"} {
-			recs := adultRows(t, filepath.Join(jn.dir, n, "data", "census.csv"))
-			for _, rec := range recs[1:] {
-				row := map[string]string{}
-				for i, h := range recs[0] {
-					row[h] = rec[i]
-				}
-				x, y := m.Schema.Encode(row)
-				own.X, own.Y = append(own.X, x), append(own.Y, y)
-			}
-		}
+		score := shape.Score(m.Weights, censusData(t, m.Schema, nil, filepath.Join(jn.dir, "holdout.csv")))
+		own := censusData(t, m.Schema, nil, offices(jn.dir)...)
 		exact := shape.Score(m.Weights, own)
 		t.Logf("%s: held-out score %.4f; the evaluation round measured %.4f over the offices' rows, exactly %.4f", name, score, *r.events[5].Score, exact)
 		if !r.events[4].Round.Evaluation || math.Abs(*r.events[5].Score-exact) > 0.03 {
