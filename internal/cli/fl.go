@@ -60,7 +60,7 @@ func flApprove(args []string, out, errw io.Writer) error {
 		return err
 	}
 	_, m := j.Member(k.Name)
-	if m == nil || !sameVerifier(m.Key, k.Verifier) {
+	if m == nil || !federation.SameKey(m.Key, k.Verifier) {
 		return fmt.Errorf("job %s does not name this node (%s) with its key", j.ID, k.Name)
 	}
 	if ws.Datasets[m.Dataset] == nil {
@@ -75,12 +75,6 @@ func flApprove(args []string, out, errw io.Writer) error {
 	}
 	fmt.Fprintln(out)
 	return nil
-}
-
-func sameVerifier(a, b string) bool {
-	_, pa, err1 := federation.ParseVerifier(a)
-	_, pb, err2 := federation.ParseVerifier(b)
-	return err1 == nil && err2 == nil && pa.Equal(pb)
 }
 
 func flWithdraw(args []string, out, errw io.Writer) error {

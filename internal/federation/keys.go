@@ -87,6 +87,14 @@ func ParseVerifier(vkey string) (string, ed25519.PublicKey, error) {
 	return parts[0], pub, nil
 }
 
+// SameKey reports whether two verifier keys are well formed and name the
+// same public key (their names may differ).
+func SameKey(a, b string) bool {
+	_, pa, err1 := ParseVerifier(a)
+	_, pb, err2 := ParseVerifier(b)
+	return err1 == nil && err2 == nil && pa.Equal(pb)
+}
+
 // Public is the node's public key.
 func (k *NodeKey) Public() ed25519.PublicKey { return k.priv.Public().(ed25519.PublicKey) }
 

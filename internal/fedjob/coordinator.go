@@ -80,18 +80,12 @@ func (o *roundOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prepared,
 	}
 	for _, m := range j.Members {
 		p := ws.Peers[m.Node]
-		if p == nil || !sameKey(p.Key, m.Key) {
+		if p == nil || !federation.SameKey(p.Key, m.Key) {
 			return nil, refusal.New(refusal.Forbidden, "job.peer", "member %s's node %s is not a peer of this node with the key the job names", m.Org, m.Node)
 		}
 		o.peers = append(o.peers, p)
 	}
 	return o, nil
-}
-
-func sameKey(a, b string) bool {
-	_, pa, err1 := federation.ParseVerifier(a)
-	_, pb, err2 := federation.ParseVerifier(b)
-	return err1 == nil && err2 == nil && pa.Equal(pb)
 }
 
 func (o *roundOp) Checks() []policy.Request { return nil }

@@ -189,7 +189,7 @@ func (o *contributeOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prep
 		return nil, refusal.New(refusal.Forbidden, "job.purpose", "job %s is for purpose %s", j.ID, j.Purpose)
 	case o.or.Round < 1 || o.or.Round > j.Rounds():
 		return nil, protocolRefusal("round %d of a job of %d rounds", o.or.Round, j.Rounds())
-	case o.member.Key != "" && !keyIs(o.member.Key, o.s.Key):
+	case !federation.SameKey(o.member.Key, o.s.Key.Verifier):
 		return nil, refusal.New(refusal.Forbidden, "job.key", "job %s names another key for this node", j.ID)
 	}
 	a, err := ReadApproval(ws.Dir, j.ID, self)
@@ -230,11 +230,6 @@ func (o *contributeOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prep
 		c.Entry.Extra["row_filter"] = a.RowFilter
 	}
 	return o, nil
-}
-
-func keyIs(key string, k *federation.NodeKey) bool {
-	_, pub, err := federation.ParseVerifier(key)
-	return err == nil && pub.Equal(k.Public())
 }
 
 func (o *contributeOp) Checks() []policy.Request { return nil }
