@@ -104,10 +104,7 @@ func (o *roundOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, e
 	var rid [16]byte
 	rand.Read(rid[:])
 	c.Entry.Extra["round_id"] = hex.EncodeToString(rid[:])
-	p, err := j.params(rid, o.round, o.global)
-	if err != nil {
-		return nil, err
-	}
+	p := j.params(rid, o.round, o.global)
 	srv, err := secagg.NewServer(p, federation.Verify, j.peerKeys())
 	if err != nil {
 		return nil, err
@@ -272,8 +269,7 @@ func (o *roundOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, e
 		c.Entry.RowsReturned = int64(len(res.Table.Rows))
 		return released{res}, nil
 	}
-	plan, _ := j.Plan()
-	next, pr, err := plan.Apply(o.global, sum, len(u3))
+	next, pr, err := j.Plan().Apply(o.global, sum, len(u3))
 	if err != nil {
 		return nil, refusal.New(refusal.Unavailable, "job.sum_out_of_range", "round %d's sum is not one the survivors' clipped inputs can make (a participant sent an input outside the quantisation range); the model is not updated", o.round)
 	}
@@ -342,8 +338,7 @@ type Event struct {
 func (s *Service) RunJob(ctx context.Context, caller share.Caller, purpose string, j *Job, emit func(Event) error) error {
 	var global fl.Weights
 	if j.Train != nil {
-		plan, _ := j.Plan()
-		global = plan.Model.Init(j.Train.Seed)
+		global = j.Plan().Model.Init(j.Train.Seed)
 	}
 	var final *float64
 	spent := map[string]*Spent{}

@@ -56,6 +56,7 @@ type Job struct {
 
 	raw  []byte
 	hash string
+	plan fl.Plan // a training job's, checked at parse
 }
 
 // Member is a data owner taking part with one dataset on its node.
@@ -178,7 +179,8 @@ func (j *Job) check() error {
 	if j.Sum != nil {
 		return j.Sum.check(len(j.Members), j.honest())
 	}
-	p, err := j.Plan()
+	p, err := j.buildPlan()
+	j.plan = p
 	if err == nil && p.Unit == fl.NoDP && j.MinParticipants != len(j.Members) {
 		// Every unnoised sum covers every member: otherwise two rounds
 		// over different members (with the same model) would tell one
@@ -271,8 +273,11 @@ func (t *Train) Columns() []string {
 	return append(out, t.Label)
 }
 
-// Plan is a training job's round arithmetic.
-func (j *Job) Plan() (fl.Plan, error) {
+// Plan is a training job's round arithmetic (checked when the file was
+// parsed).
+func (j *Job) Plan() fl.Plan { return j.plan }
+
+func (j *Job) buildPlan() (fl.Plan, error) {
 	t := j.Train
 	s := t.Schema()
 	p := fl.Plan{Model: fl.Model{Kind: t.Model, Dim: s.Dim(), Hidden: t.Hidden},

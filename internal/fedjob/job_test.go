@@ -102,7 +102,7 @@ func TestTrainJobsCheckTheirPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, _ := j.Plan()
+	plan := j.Plan()
 	if j.Rounds() != 4 || !j.Evaluation(4) || j.Evaluation(3) || plan.Model.Size() != 2 || !(j.rho(1) > 0) {
 		t.Errorf("rounds %d size %d ρ %g", j.Rounds(), plan.Model.Size(), j.rho(1))
 	}
@@ -231,15 +231,14 @@ func TestRoundsAreBoundToTheModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	var session [16]byte
-	same, _ := j.params(session, 1, []float64{0, 1})
-	if again, _ := j.params(session, 1, []float64{0, 1}); again.Round != same.Round {
+	same := j.params(session, 1, []float64{0, 1})
+	if again := j.params(session, 1, []float64{0, 1}); again.Round != same.Round {
 		t.Fatal("one round's id is not reproducible")
 	}
-	for name, p := range map[string]func() (secagg.Params, error){
-		"another model":        func() (secagg.Params, error) { return j.params(session, 1, []float64{0, 1.0000001}) },
-		"another round number": func() (secagg.Params, error) { return j.params(session, 2, []float64{0, 1}) },
+	for name, other := range map[string]secagg.Params{
+		"another model":        j.params(session, 1, []float64{0, 1.0000001}),
+		"another round number": j.params(session, 2, []float64{0, 1}),
 	} {
-		other, _ := p()
 		if other.Round == same.Round {
 			t.Errorf("%s: the same round id", name)
 			continue

@@ -107,7 +107,7 @@ func protocolRefusal(format string, args ...any) *refusal.Error {
 // round number or another model than the others (to isolate its
 // contribution in the difference of two sums) runs another round id: the
 // other members refuse its keys, and no sum comes out.
-func (j *Job) params(session [16]byte, round int, global []float64) (secagg.Params, error) {
+func (j *Job) params(session [16]byte, round int, global []float64) secagg.Params {
 	h := sha256.New()
 	h.Write([]byte("airlock federated round\n"))
 	h.Write(session[:])
@@ -120,13 +120,9 @@ func (j *Job) params(session [16]byte, round int, global []float64) (secagg.Para
 	if j.Sum != nil {
 		p.Length = j.Sum.Length()
 	} else {
-		plan, err := j.Plan()
-		if err != nil {
-			return p, err
-		}
-		p.Length = plan.Length()
+		p.Length = j.Plan().Length()
 	}
-	return p, nil
+	return p
 }
 
 func (s *Service) open(ctx context.Context, pr *federation.PeerRequest) (any, error) {
@@ -214,9 +210,8 @@ func (o *contributeOp) Prepare(ctx context.Context, c *govern.Call) (govern.Prep
 		return nil, err
 	}
 	if j.Train != nil {
-		plan, _ := j.Plan()
-		if len(o.or.Global) != plan.Model.Size() {
-			return nil, protocolRefusal("the global model has %d weights, the job's model %d", len(o.or.Global), plan.Model.Size())
+		if size := j.Plan().Model.Size(); len(o.or.Global) != size {
+			return nil, protocolRefusal("the global model has %d weights, the job's model %d", len(o.or.Global), size)
 		}
 		for _, w := range o.or.Global {
 			// Beyond this, logits overflow to infinities whose difference
@@ -241,11 +236,10 @@ func (j *Job) rho(r int) float64 {
 	if j.Sum != nil {
 		return dp.RhoOfPureEps(j.Sum.Epsilon)
 	}
-	plan, _ := j.Plan()
 	if j.Evaluation(r) {
-		return plan.RhoOfEvaluation()
+		return j.Plan().RhoOfEvaluation()
 	}
-	return plan.RhoPerRound()
+	return j.Plan().RhoPerRound()
 }
 
 func (o *contributeOp) Cost(c *govern.Call) []govern.Charge {
@@ -272,10 +266,7 @@ func (o *contributeOp) Cost(c *govern.Call) []govern.Charge {
 func (o *contributeOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleased, error) {
 	s, j, ws := o.s, o.job, c.Snap.WS
 	rid := [16]byte(o.or.RoundID)
-	p, err := j.params(rid, o.or.Round, o.or.Global)
-	if err != nil {
-		return nil, err
-	}
+	p := j.params(rid, o.or.Round, o.or.Global)
 	timeout := s.SessionTimeout
 	if timeout == 0 {
 		timeout = 2 * time.Minute
@@ -305,7 +296,7 @@ func (o *contributeOp) Run(ctx context.Context, c *govern.Call) (govern.Unreleas
 	if j.Sum != nil {
 		input = j.Sum.vector(rows, p.N, j.honest(), s.Noise)
 	} else {
-		plan, _ := j.Plan()
+		plan := j.Plan()
 		// No rows is not refused (that would say the filter admits
 		// nothing): the update is zero, with its noise.
 		contribute := plan.Contribute

@@ -702,7 +702,7 @@ func TestUnnoisedJobAndBadModels(t *testing.T) {
 		}
 	}
 	j, _ := fedjob.Parse(jn.job)
-	plan, _ := j.Plan()
+	plan := j.Plan()
 	global := make([]float64, plan.Model.Size())
 	global[0] = 1e300
 	open, _ := json.Marshal(map[string]any{"job": jn.job, "round": 1, "round_id": make([]byte, 16), "global": global})

@@ -58,7 +58,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	plan, _ := j.Plan()
+	plan := j.Plan()
 	schema := j.Train.Schema()
 	var parts []fl.Data
 	for _, m := range d.Members {
