@@ -69,14 +69,7 @@ func checkFilter(filter string, m *workspace.Manifest) error {
 	if filter == "" {
 		return nil
 	}
-	cat := func(name string) *workspace.Manifest {
-		if name == m.Name {
-			return m
-		}
-		return nil
-	}
-	q, err := query.Parse("SELECT 1 FROM "+query.QuoteIdent(m.Name)+" WHERE "+filter, cat, nil)
-	if err != nil || q.Where == nil {
+	if _, err := query.ParsePredicate(filter, m); err != nil {
 		return refusal.New(refusal.Internal, "job.row_filter", "the owner's row filter for %s is not a predicate over its columns", m.Name)
 	}
 	return nil

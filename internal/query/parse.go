@@ -1,6 +1,7 @@
 package query
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -14,6 +15,25 @@ import (
 
 // Catalog resolves a relation name to a registered dataset, or nil.
 type Catalog func(name string) *workspace.Manifest
+
+// ParsePredicate parses text as one predicate over dataset m's columns
+// alone (a row filter).
+func ParsePredicate(text string, m *workspace.Manifest) (Expr, error) {
+	cat := func(name string) *workspace.Manifest {
+		if name == m.Name {
+			return m
+		}
+		return nil
+	}
+	q, err := Parse("SELECT 1 FROM "+QuoteIdent(m.Name)+" WHERE "+text, cat, nil)
+	if err != nil {
+		return nil, err
+	}
+	if q.Where == nil {
+		return nil, errors.New("query: not a predicate")
+	}
+	return q.Where, nil
+}
 
 // Parse turns one PostgreSQL-dialect SELECT into the IR, resolving every
 // relation against the catalog and every column against its source. Params

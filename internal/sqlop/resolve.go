@@ -212,17 +212,11 @@ func rowFilter(text string, m *workspace.Manifest, id share.Identity) (query.Exp
 		// Fail closed: a filter that cannot be bound admits nothing.
 		return nil, refusal.New(refusal.Forbidden, "row_filter.attribute", "the row filter needs principal attribute %q, which this principal lacks", missing)
 	}
-	cat := func(name string) *workspace.Manifest {
-		if name == m.Name {
-			return m
-		}
-		return nil
-	}
-	q, err := query.Parse("SELECT 1 FROM "+query.QuoteIdent(m.Name)+" WHERE "+bound, cat, nil)
-	if err != nil || q.Where == nil {
+	where, err := query.ParsePredicate(bound, m)
+	if err != nil {
 		return nil, refusal.New(refusal.Internal, "row_filter.invalid", "the agreement's row filter for %s is invalid", m.Name)
 	}
-	return q.Where, nil
+	return where, nil
 }
 
 func principalAttr(id share.Identity, attr string) (string, bool) {
