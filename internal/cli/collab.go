@@ -15,8 +15,6 @@ import (
 	"github.com/airlock-dev/airlock/internal/collab"
 	"github.com/airlock-dev/airlock/internal/demo"
 	"github.com/airlock-dev/airlock/internal/federation"
-	"github.com/airlock-dev/airlock/internal/server"
-	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
 // collabArgs reads --workspace DIR ID [more] and the node key.
@@ -27,19 +25,11 @@ func collabArgs(name string, args []string, errw io.Writer, extra int) (string, 
 	if err != nil || *dir == "" || len(pos) != 1+extra {
 		return "", nil, nil, nil, errUsage
 	}
-	ws, err := workspace.Load(*dir)
+	_, k, err := nodeKey(*dir)
 	if err != nil {
 		return "", nil, nil, nil, err
 	}
 	c, err := collab.Load(*dir, pos[0])
-	if err != nil {
-		return "", nil, nil, nil, err
-	}
-	skey, vkey, err := audit.LoadOrCreateKey(server.DataDir(ws), ws.Config.Node.Name)
-	if err != nil {
-		return "", nil, nil, nil, err
-	}
-	k, err := federation.ParseSigner(skey, vkey)
 	if err != nil {
 		return "", nil, nil, nil, err
 	}
